@@ -1,0 +1,1 @@
+// FileBlockDevice: filled in by the device work.

@@ -1,0 +1,1 @@
+// UringBlockDevice: filled in by the device work.

@@ -1,0 +1,1 @@
+// Pmem2Device: filled in by the device work.
