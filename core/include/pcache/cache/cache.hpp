@@ -1,0 +1,221 @@
+// pcache::Cache<Pmem, Block>: dm-pcache in user space.
+//
+// A write-back cache on persistent memory in front of a block device, on the kernel's on-media
+// format. The engine is split by concept like the kernel (file names in brackets):
+//   cache_open.hpp      format and load: superblock, cache_info, segment chain, tails [cache.c]
+//   cache_segment.hpp   segment allocation, references, generations [cache_segment.c]
+//   cache_kset.hpp      kset buffers, closing ksets, the key log [cache_key.c]
+//   cache_replay.hpp    replay of the key log at open [cache_key.c]
+//   cache_req.hpp       the request path: write, read, flush [cache_req.c]
+//   cache_writeback.hpp writeback of dirty data [cache_writeback.c]
+//   cache_gc.hpp        garbage collection [cache_gc.c]
+//   cache_status.hpp    status line, messages, invariants [dm_pcache.c]
+//
+// Thread safety: every public member may be called from any thread. Locks, always taken in
+// this order: a subtree lock, a kset buffer lock, key_head_mutex_, seg_mutex_. tail_mutex_ and
+// info_mutex_ are leaves. The engine never reads the clock, never spawns threads and never
+// draws random numbers; background work is exposed as steps (writeback_step, gc_step).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "pcache/block_device.hpp"
+#include "pcache/cache/key_index.hpp"
+#include "pcache/cache/options.hpp"
+#include "pcache/format/codec.hpp"
+#include "pcache/pmem_device.hpp"
+#include "pcache/result.hpp"
+
+namespace pcache {
+
+// A position in the key log: cache segment id and offset in its data area.
+struct LogPos {
+    std::uint32_t seg = 0;
+    std::uint32_t off = 0;
+    bool operator==(const LogPos&) const = default;
+};
+
+template <PmemDevice Pmem, BlockDevice Block>
+class Cache {
+public:
+    // Attaches to a cache device and a backing device. A blank cache device is formatted; a
+    // valid one is loaded and replayed; anything else is refused, and nothing is written then.
+    static Result<std::unique_ptr<Cache>> open(Pmem& pmem, Block& backing, CacheOptions opts);
+
+    Cache(const Cache&) = delete;
+    Cache& operator=(const Cache&) = delete;
+    ~Cache() = default;  // no implicit I/O: call close() for a clean shutdown
+
+    // Writes `data` at byte offset `off` (both multiples of 512). Acknowledged writes are
+    // volatile until a flush() or a FUA write; Errc::busy means the cache is full: retry after
+    // writeback and GC progress (no byte of a busy write needs to be considered written).
+    Status write(std::uint64_t off, std::span<const std::byte> data, bool fua = false);
+    // Reads from the cache where it holds the bytes, from the backing device elsewhere.
+    Status read(std::uint64_t off, std::span<std::byte> out);
+    // FLUSH: every earlier acknowledged write is durable when this returns ok.
+    Status flush();
+    // Clean shutdown: closes every kset and flushes the backing device.
+    Status close();
+
+    // ---- background work, one bounded unit per call (cache_writeback.hpp, cache_gc.hpp) ----
+    struct StepResult {
+        bool progressed = false;  // did something; call again
+        Status status;            // an error stops the work; it is also kept in counters
+    };
+    StepResult writeback_step();
+    StepResult gc_step();
+    // Close kset buffers whose keys have waited (the kernel's 1 s timer, driven by the caller).
+    Status flush_ksets() { return flush(); }
+
+    // ---- status and messages (cache_status.hpp) ----
+    std::string status_line() const;  // the kernel's dmsetup status fields, same format
+    Status message(const std::string& text);  // "gc_percent N"
+    Status set_gc_percent(std::uint32_t percent);
+    CacheCounters counters() const;
+    std::uint64_t dirty_bytes_estimate() const;
+    bool is_clean() const;  // dirty_tail == key_head and no buffered key
+    LogPos key_head() const;
+    LogPos dirty_tail() const;
+    LogPos key_tail() const;
+    std::uint32_t segs_used() const;
+    std::uint32_t n_segs() const { return n_segs_; }
+    const format::Geometry& geometry() const { return opts_.geometry; }
+    std::uint64_t backing_bytes() const { return backing_bytes_; }
+    // Whole-structure check (tests): index, segment map and log positions agree.
+    Status check_invariants();
+
+private:
+    struct Segment {
+        std::uint32_t phys = 0;
+        format::SegmentInfo info{};
+        unsigned info_index = 0;
+        std::atomic<std::uint64_t> gen{0};
+        std::uint8_t gen_seq = 0;
+        unsigned gen_index = 0;
+        std::uint32_t refs = 0;  // keys in the log + the data head filling it
+    };
+    struct KsetBuffer {
+        std::mutex mutex;
+        std::uint32_t key_num = 0;
+        std::vector<std::byte> image = std::vector<std::byte>(format::kKsetBytesMax);
+    };
+    struct Tail {
+        LogPos pos;
+        std::uint64_t seq = 0;
+        unsigned index = 0;
+    };
+
+    Cache(Pmem& pmem, Block& backing, CacheOptions opts);
+
+    // cache_open.hpp
+    Status load_or_format();
+    Status format_superblock();
+    Result<bool> load_cache_info();
+    Status init_segments_new();
+    Status load_segments();
+    Status init_tails_new();
+    Status load_tails();
+    Status write_cache_info();
+    Status write_meta(std::uint64_t slot0_addr, std::uint64_t stride, unsigned index,
+                      std::span<const std::byte> record);
+    Status require_empty_log_for_reformat();
+
+    // cache_segment.hpp
+    std::uint64_t data_addr(std::uint32_t seg, std::uint64_t off) const {
+        return opts_.geometry.data_offset(segs_[seg].phys) + off;
+    }
+    std::uint64_t seg_data_bytes() const { return opts_.geometry.seg_data_bytes(); }
+    Result<std::uint32_t> get_free_segment_locked();
+    void seg_put_locked(std::uint32_t seg);
+    Status write_seg_gen_locked(std::uint32_t seg);
+    Status write_seg_info(std::uint32_t seg);
+    bool key_is_stale(const CacheKey& k) const {
+        return k.gen < segs_[k.seg].gen.load(std::memory_order_acquire);
+    }
+    struct Allocation {
+        std::uint32_t seg, off, len;
+        std::uint64_t gen;
+    };
+    Result<Allocation> data_alloc(std::uint32_t len);
+
+    // cache_kset.hpp
+    KsetBuffer& kset_for(std::uint64_t off) { return ksets_[(off >> format::kSubtreeShift) % ksets_.size()]; }
+    Status kset_close_locked(KsetBuffer& kb);
+    Status insert_and_append(Subtree& st, const CacheKey& key, bool force_close, bool& appended);
+    void append_key_locked(KsetBuffer& kb, const CacheKey& key);
+    void fix_piece_crc(const CacheKey& whole, CacheKey& piece);
+    Status read_window(LogPos pos, std::vector<std::byte>& buf);
+
+    // cache_replay.hpp
+    Status replay();
+    Status replay_key(const format::KeyOnMedia& k, std::uint64_t where);
+
+    // cache_req.hpp
+    Subtree& subtree_for(std::uint64_t off) { return subtrees_[off >> format::kSubtreeShift]; }
+    Status write_piece(std::uint64_t off, std::span<const std::byte> data, bool fua,
+                       std::uint32_t& written);
+    Status read_piece(std::uint64_t off, std::span<std::byte> out);
+    Status read_from_key(const CacheKey& k, std::uint64_t from, std::span<std::byte> out);
+    void fill_miss_locked(Subtree& st, std::uint64_t off, std::span<const std::byte> data);
+    Status check_io(const char* what, std::uint64_t off, std::uint64_t len) const;
+
+    // cache_writeback.hpp / cache_gc.hpp
+    Status write_tail(Tail& t, std::uint64_t slot0_addr);
+    Status decode_kset_at(LogPos pos, std::vector<std::byte>& buf, format::KsetView& v);
+
+    Pmem& pmem_;
+    Block& backing_;
+    CacheOptions opts_;
+    std::uint64_t backing_bytes_ = 0;
+
+    format::Superblock sb_{};
+    std::uint32_t n_segs_ = 0;
+    mutable std::mutex info_mutex_;
+    format::CacheInfo info_{};
+    unsigned info_index_ = 0;
+
+    std::unique_ptr<Segment[]> segs_;
+    mutable std::mutex seg_mutex_;  // seg_used_, refs, data head, generation writes
+    std::vector<bool> seg_used_;
+    std::uint32_t segs_used_ = 0;
+    std::uint32_t last_seg_hint_ = 0;
+    static constexpr std::uint32_t kNoSeg = UINT32_MAX;
+    std::uint32_t data_head_seg_ = kNoSeg;
+    std::uint32_t data_head_off_ = 0;
+
+    std::vector<Subtree> subtrees_;
+    std::vector<KsetBuffer> ksets_;
+    mutable std::mutex key_head_mutex_;
+    LogPos key_head_;
+
+    mutable std::mutex tail_mutex_;  // key_tail_, dirty_tail_ and their records
+    Tail key_tail_;
+    Tail dirty_tail_;
+    std::mutex writeback_mutex_;     // one writeback step at a time
+    std::mutex gc_mutex_;            // one GC step at a time
+    std::atomic<bool> gc_failed_{false};
+
+    mutable std::mutex counters_mutex_;
+    CacheCounters counters_;
+    void count(std::uint64_t CacheCounters::*field, std::uint64_t n = 1) {
+        std::lock_guard g(counters_mutex_);
+        counters_.*field += n;
+    }
+};
+
+}  // namespace pcache
+
+#include "pcache/cache/cache_gc.hpp"
+#include "pcache/cache/cache_kset.hpp"
+#include "pcache/cache/cache_open.hpp"
+#include "pcache/cache/cache_replay.hpp"
+#include "pcache/cache/cache_req.hpp"
+#include "pcache/cache/cache_segment.hpp"
+#include "pcache/cache/cache_status.hpp"
+#include "pcache/cache/cache_writeback.hpp"

@@ -1,0 +1,78 @@
+// Garbage collection [cache_gc.c]: retire the oldest written-back kset, one per step.
+//
+// GC never passes dirty_tail. Retiring a normal kset drops one reference per live key on its
+// data segment (a segment whose count reaches zero is invalidated: generation bumped and
+// persisted, then freed), then advances and persists key_tail. Leaving a kset segment through
+// its LAST kset persists key_tail first and only then frees the segment.
+#pragma once
+
+#include "pcache/cache/cache.hpp"
+
+namespace pcache {
+
+template <PmemDevice Pmem, BlockDevice Block>
+typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::gc_step() {
+    std::lock_guard gc(gc_mutex_);
+    if (gc_failed_.load()) return {false, {Errc::corrupt, "GC stopped after an earlier error"}};
+    LogPos kt, dt;
+    {
+        std::lock_guard g(tail_mutex_);
+        kt = key_tail_.pos;
+        dt = dirty_tail_.pos;
+    }
+    if (kt == dt) return {};
+    std::uint32_t percent;
+    {
+        std::lock_guard g(info_mutex_);
+        percent = format::gc_percent_of(info_.flags);
+    }
+    if (segs_used() < std::uint64_t(n_segs_) * percent / 100) return {};
+    auto fail = [this](Status s) {
+        gc_failed_.store(true);
+        return StepResult{false, s.with_context("gc")};
+    };
+    std::vector<std::byte> buf;
+    format::KsetView v;
+    if (Status s = decode_kset_at(kt, buf, v); !s.ok()) return fail(s);
+    if (v.kind == format::KsetKind::end)
+        return fail({Errc::corrupt, "no valid kset at key_tail " + std::to_string(kt.seg) + ":" +
+                                        std::to_string(kt.off) + " although dirty_tail is further"});
+    if (v.kind == format::KsetKind::last) {
+        if (dt.seg == kt.seg) return {};
+        {
+            std::lock_guard g(tail_mutex_);
+            key_tail_.pos = LogPos{v.next_cache_seg_id(), 0};
+            if (Status s = write_tail(key_tail_, format::kKeyTailOffsetBytes); !s.ok()) return fail(s);
+        }
+        std::lock_guard sg(seg_mutex_);
+        if (seg_used_[kt.seg]) {
+            seg_used_[kt.seg] = false;
+            --segs_used_;
+        }
+        count(&CacheCounters::gc_runs);
+        return {true, {}};
+    }
+    const std::uint64_t kset_addr = data_addr(kt.seg, kt.off);
+    for (std::uint32_t i = 0; i < v.key_num(); ++i) {
+        const auto k = v.key(i);
+        if (Status s = format::validate_key(k, n_segs_, seg_data_bytes(), kset_addr + format::kset_bytes(i)); !s.ok())
+            return fail(s);
+    }
+    {
+        std::lock_guard sg(seg_mutex_);
+        for (std::uint32_t i = 0; i < v.key_num(); ++i) {
+            const auto k = v.key(i);
+            if (k.seg_gen == segs_[k.cache_seg_id].gen.load(std::memory_order_relaxed)) seg_put_locked(k.cache_seg_id);
+        }
+    }
+    {
+        std::lock_guard g(tail_mutex_);
+        key_tail_.pos = LogPos{kt.seg, kt.off + static_cast<std::uint32_t>(v.size_bytes())};
+        if (Status s = write_tail(key_tail_, format::kKeyTailOffsetBytes); !s.ok()) return fail(s);
+    }
+    count(&CacheCounters::gc_runs);
+    count(&CacheCounters::gc_ksets_retired);
+    return {true, {}};
+}
+
+}  // namespace pcache

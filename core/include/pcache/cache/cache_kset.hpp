@@ -1,0 +1,112 @@
+// Kset buffers and the key log [cache_key.c].
+//
+// Keys are buffered per kset buffer ((off >> 22) % n_ksets) and written as one kset when the
+// buffer holds 128 keys, on FUA, on FLUSH, on flush_ksets() and on close. Closing a kset
+// (dm-pcache-format.md 5.5) keeps room for a LAST kset, switches to a new kset segment when
+// needed, and writes the kset followed by a 24-byte end marker. pcache fences the end marker
+// before the kset (and the new segment's marker before the LAST kset): the kernel's single
+// fence lets a stale kset from an earlier use of the segment surface after a crash (quirk 11).
+#pragma once
+
+#include <array>
+
+#include "pcache/cache/cache.hpp"
+
+namespace pcache {
+
+template <PmemDevice Pmem, BlockDevice Block>
+Status Cache<Pmem, Block>::kset_close_locked(KsetBuffer& kb) {
+    if (kb.key_num == 0) return {};
+    const std::uint64_t size = format::kset_bytes(kb.key_num);
+    const std::array<std::byte, format::kKsetHeaderBytes> zeros{};
+    std::lock_guard g(key_head_mutex_);
+    for (int hop = 0; seg_data_bytes() - key_head_.off < size + format::kKsetHeaderBytes; ++hop) {
+        assert(hop == 0);  // a fresh segment always has room for the largest kset
+        std::uint32_t next;
+        {
+            std::lock_guard s(seg_mutex_);
+            auto seg = get_free_segment_locked();
+            if (!seg.ok()) return seg.status();
+            next = *seg;
+        }
+        PCACHE_TRY(pmem_.write(data_addr(next, 0), zeros, kPmemFlushCache));
+        pmem_.drain();
+        const auto last = format::to_bytes(format::make_last_kset(next));
+        PCACHE_TRY(pmem_.write(data_addr(key_head_.seg, key_head_.off), last, kPmemFlushCache));
+        pmem_.drain();
+        key_head_ = LogPos{next, 0};
+    }
+    format::KsetHeader h{0, kb.key_num, 0, 0};
+    std::memcpy(kb.image.data(), &h, sizeof h);
+    format::seal_kset(kb.image);
+    const std::uint64_t at = data_addr(key_head_.seg, key_head_.off);
+    PCACHE_TRY(pmem_.write(at + size, zeros, kPmemFlushCache));
+    pmem_.drain();
+    PCACHE_TRY(pmem_.write(at, std::span<const std::byte>(kb.image).first(size), kPmemFlushCache));
+    pmem_.drain();
+    key_head_.off += static_cast<std::uint32_t>(size);
+    std::memset(kb.image.data(), 0, format::kKsetHeaderBytes);
+    kb.key_num = 0;
+    count(&CacheCounters::ksets_written);
+    return {};
+}
+
+template <PmemDevice Pmem, BlockDevice Block>
+void Cache<Pmem, Block>::append_key_locked(KsetBuffer& kb, const CacheKey& key) {
+    assert(kb.key_num < format::kKsetKeysMax);
+    const format::KeyOnMedia k{key.off, key.len, key.flags, key.seg, key.seg_off, key.gen,
+                               opts_.data_crc ? key.data_crc : 0u, 0};
+    std::memcpy(kb.image.data() + format::kset_bytes(kb.key_num), &k, sizeof k);
+    ++kb.key_num;
+}
+
+// Under the subtree lock: make room in the kset buffer (the only step that can fail, before
+// anything changes), insert into the index, append, and close the kset if full or forced.
+// A failed forced close leaves the key buffered (valid, just not yet durable) and reports busy.
+template <PmemDevice Pmem, BlockDevice Block>
+Status Cache<Pmem, Block>::insert_and_append(Subtree& st, const CacheKey& key, bool force_close,
+                                             bool& appended) {
+    KsetBuffer& kb = kset_for(key.off);
+    std::lock_guard g(kb.mutex);
+    appended = false;
+    if (kb.key_num == format::kKsetKeysMax) PCACHE_TRY(kset_close_locked(kb));
+    st.insert(key, [this](const CacheKey& k) { return key_is_stale(k); },
+              [this](const CacheKey& whole, CacheKey& piece) { fix_piece_crc(whole, piece); });
+    append_key_locked(kb, key);
+    appended = true;
+    if (kb.key_num == format::kKsetKeysMax || force_close) return kset_close_locked(kb);
+    return {};
+}
+
+// A key cut by a newer write keeps a CRC of exactly its remaining bytes: the old bytes are
+// verified first, so a piece of corrupt data never gets a fresh, matching CRC.
+template <PmemDevice Pmem, BlockDevice Block>
+void Cache<Pmem, Block>::fix_piece_crc(const CacheKey& whole, CacheKey& piece) {
+    if (!opts_.data_crc || whole.crc_bad) return;
+    std::vector<std::byte> buf(whole.len);
+    if (!pmem_.read(data_addr(whole.seg, whole.seg_off), buf).ok() ||
+        crc::kcrc(buf.data(), buf.size()) != whole.data_crc) {
+        piece.crc_bad = true;
+        return;
+    }
+    piece.data_crc = crc::kcrc(buf.data() + (piece.off - whole.off), piece.len);
+}
+
+// The bytes a kset at `pos` may occupy: up to 5144, never past the segment's data area.
+template <PmemDevice Pmem, BlockDevice Block>
+Status Cache<Pmem, Block>::read_window(LogPos pos, std::vector<std::byte>& buf) {
+    assert(pos.seg < n_segs_ && pos.off <= seg_data_bytes());
+    buf.resize(std::min<std::uint64_t>(format::kKsetBytesMax, seg_data_bytes() - pos.off));
+    return pmem_.read(data_addr(pos.seg, pos.off), buf);
+}
+
+template <PmemDevice Pmem, BlockDevice Block>
+Status Cache<Pmem, Block>::decode_kset_at(LogPos pos, std::vector<std::byte>& buf, format::KsetView& v) {
+    PCACHE_TRY(read_window(pos, buf));
+    auto r = format::decode_kset(buf, n_segs_, data_addr(pos.seg, pos.off));
+    if (!r.ok()) return r.status();
+    v = std::move(r.value());
+    return {};
+}
+
+}  // namespace pcache

@@ -1,0 +1,199 @@
+// The request path: write, read, flush, close [cache_req.c, dm_pcache.c].
+//
+// Requests are cut at 4 MiB subtree boundaries. A write piece gets space in the data head,
+// its bytes are copied to pmem and fenced before its key exists anywhere, then the key is
+// inserted into the subtree and appended to its kset under the subtree lock. A read piece
+// walks the subtree under its lock: bytes held by keys come from pmem (CRC-checked when
+// data_crc is on), the gaps from the backing device, optionally filled into the cache as CLEAN
+// keys.
+#pragma once
+
+#include "pcache/cache/cache.hpp"
+
+namespace pcache {
+
+template <PmemDevice Pmem, BlockDevice Block>
+Status Cache<Pmem, Block>::check_io(const char* what, std::uint64_t off, std::uint64_t len) const {
+    if (len == 0 || off % format::kSectorBytes || len % format::kSectorBytes)
+        return {Errc::invalid_argument, std::string(what) + " [" + std::to_string(off) + ", +" +
+                                            std::to_string(len) + "): expected a non-empty 512-byte aligned range"};
+    if (off > backing_bytes_ || len > backing_bytes_ - off)
+        return {Errc::invalid_argument, std::string(what) + " [" + std::to_string(off) + ", +" +
+                                            std::to_string(len) + ") is beyond the device (" +
+                                            std::to_string(backing_bytes_) + " B)"};
+    return {};
+}
+
+template <PmemDevice Pmem, BlockDevice Block>
+Status Cache<Pmem, Block>::write(std::uint64_t off, std::span<const std::byte> data, bool fua) {
+    PCACHE_TRY(check_io("write", off, data.size()));
+    std::uint64_t done = 0;
+    while (done < data.size()) {
+        const std::uint64_t at = off + done;
+        const std::uint64_t piece = std::min<std::uint64_t>(data.size() - done,
+                                                            format::kSubtreeBytes - (at & format::kSubtreeMask));
+        std::uint32_t written = 0;
+        Status st = write_piece(at, data.subspan(done, piece), fua, written);
+        if (!st.ok()) {
+            if (st.code() == Errc::busy) count(&CacheCounters::busy_returns);
+            return st;
+        }
+        assert(written > 0 && written <= piece);
+        done += written;
+    }
+    return {};
+}
+
+// Writes a prefix of `data` (at most to the end of the data head's segment).
+template <PmemDevice Pmem, BlockDevice Block>
+Status Cache<Pmem, Block>::write_piece(std::uint64_t off, std::span<const std::byte> data, bool fua,
+                                       std::uint32_t& written) {
+    auto a = data_alloc(static_cast<std::uint32_t>(data.size()));
+    if (!a.ok()) return a.status();
+    const auto bytes = data.first(a->len);
+    PCACHE_TRY(pmem_.write(data_addr(a->seg, a->off), bytes, kPmemFlushCache));
+#ifndef PCACHE_MUTANT_M14
+    pmem_.drain();  // the data is durable before any key can point to it
+#endif
+    count(&CacheCounters::pmem_written_bytes, a->len);
+    CacheKey key{off, a->len, 0, a->seg, a->off, a->gen, 0, false};
+    if (opts_.data_crc) key.data_crc = crc::kcrc(bytes.data(), bytes.size());
+    Subtree& st = subtree_for(off);
+    bool appended = false;
+    Status s;
+    {
+        std::lock_guard g(st.mutex);
+        s = insert_and_append(st, key, fua, appended);
+    }
+    if (!s.ok()) {
+        // Busy before the key was buffered: give the space back. A buffered key whose forced
+        // close failed keeps its reference (it is valid, just not durable yet).
+        if (!appended) {
+            std::lock_guard sg(seg_mutex_);
+            seg_put_locked(key.seg);
+        }
+        return s;
+    }
+    written = a->len;
+    return {};
+}
+
+template <PmemDevice Pmem, BlockDevice Block>
+Status Cache<Pmem, Block>::read(std::uint64_t off, std::span<std::byte> out) {
+    PCACHE_TRY(check_io("read", off, out.size()));
+    std::uint64_t done = 0;
+    while (done < out.size()) {
+        const std::uint64_t at = off + done;
+        const std::uint64_t piece = std::min<std::uint64_t>(out.size() - done,
+                                                            format::kSubtreeBytes - (at & format::kSubtreeMask));
+        PCACHE_TRY(read_piece(at, out.subspan(done, piece)));
+        done += piece;
+    }
+    return {};
+}
+
+// Copies [from, from + out.size()) of key k. With data_crc the whole key is verified first.
+template <PmemDevice Pmem, BlockDevice Block>
+Status Cache<Pmem, Block>::read_from_key(const CacheKey& k, std::uint64_t from, std::span<std::byte> out) {
+    assert(from >= k.off && from + out.size() <= k.end());
+    auto crc_error = [&] {
+        count(&CacheCounters::data_crc_errors);
+        return Status(Errc::data_crc, "cached data for [" + std::to_string(k.off) + ", +" + std::to_string(k.len) +
+                                          ") fails its CRC: refusing to return it");
+    };
+    if (k.crc_bad) return crc_error();
+    if (opts_.data_crc) {
+        std::vector<std::byte> whole(k.len);
+        PCACHE_TRY(pmem_.read(data_addr(k.seg, k.seg_off), whole));
+        if (crc::kcrc(whole.data(), whole.size()) != k.data_crc) return crc_error();
+        std::memcpy(out.data(), whole.data() + (from - k.off), out.size());
+    } else {
+        PCACHE_TRY(pmem_.read(data_addr(k.seg, k.seg_off + static_cast<std::uint32_t>(from - k.off)), out));
+    }
+    count(&CacheCounters::pmem_read_bytes, out.size());
+    return {};
+}
+
+template <PmemDevice Pmem, BlockDevice Block>
+Status Cache<Pmem, Block>::read_piece(std::uint64_t off, std::span<std::byte> out) {
+    const std::uint64_t end = off + out.size();
+    Subtree& st = subtree_for(off);
+    std::lock_guard g(st.mutex);
+    std::vector<CacheKey> hits;
+    st.for_each_overlap(off, end, [this](const CacheKey& k) { return key_is_stale(k); },
+                        [&](const CacheKey& k) { hits.push_back(k); });
+    std::uint64_t cursor = off;
+    bool missed = false;
+    auto miss = [&](std::uint64_t to) -> Status {
+        auto dst = out.subspan(cursor - off, to - cursor);
+        PCACHE_TRY(backing_.read(cursor, dst));
+        count(&CacheCounters::backing_read_bytes, dst.size());
+        missed = true;
+        if (opts_.fill_on_read_miss) fill_miss_locked(st, cursor, dst);
+        return {};
+    };
+    for (const CacheKey& k : hits) {
+        if (k.off > cursor) PCACHE_TRY(miss(k.off));
+        const std::uint64_t from = std::max(k.off, cursor), to = std::min(k.end(), end);
+        PCACHE_TRY(read_from_key(k, from, out.subspan(from - off, to - from)));
+        // Invalidation bumps the generation before the segment can be reused: a changed
+        // generation after the copy means the bytes may belong to someone else.
+        if (key_is_stale(k)) return {Errc::io, "cache segment reclaimed during a read (index out of date)"};
+        cursor = to;
+    }
+    if (cursor < end) PCACHE_TRY(miss(end));
+    count(missed ? &CacheCounters::read_misses : &CacheCounters::read_hits);
+    return {};
+}
+
+// Keeps backing data read for a miss as CLEAN keys (best effort: a full cache skips it).
+template <PmemDevice Pmem, BlockDevice Block>
+void Cache<Pmem, Block>::fill_miss_locked(Subtree& st, std::uint64_t off, std::span<const std::byte> data) {
+    std::uint64_t done = 0;
+    while (done < data.size()) {
+        auto a = data_alloc(static_cast<std::uint32_t>(data.size() - done));
+        if (!a.ok()) return;
+        const auto bytes = data.subspan(done, a->len);
+        CacheKey key{off + done, a->len, format::kKeyFlagClean, a->seg, a->off, a->gen, 0, false};
+        Status s = pmem_.write(data_addr(a->seg, a->off), bytes, kPmemFlushCache);
+        pmem_.drain();
+        if (s.ok()) {
+            if (opts_.data_crc) key.data_crc = crc::kcrc(bytes.data(), bytes.size());
+            KsetBuffer& kb = kset_for(key.off);
+            std::lock_guard g(kb.mutex);
+            if (kb.key_num < format::kKsetKeysMax) {
+                st.insert(key, [this](const CacheKey& k) { return key_is_stale(k); },
+                          [this](const CacheKey& whole, CacheKey& piece) { fix_piece_crc(whole, piece); });
+                append_key_locked(kb, key);
+                count(&CacheCounters::pmem_written_bytes, a->len);
+                if (kb.key_num == format::kKsetKeysMax) (void)kset_close_locked(kb);  // retried later
+                done += a->len;
+                continue;
+            }
+        }
+        std::lock_guard sg(seg_mutex_);
+        seg_put_locked(a->seg);
+        return;
+    }
+}
+
+template <PmemDevice Pmem, BlockDevice Block>
+Status Cache<Pmem, Block>::flush() {
+#ifndef PCACHE_MUTANT_M13
+    for (KsetBuffer& kb : ksets_) {
+        std::lock_guard g(kb.mutex);
+        PCACHE_TRY(kset_close_locked(kb));
+    }
+#endif
+    return {};
+}
+
+template <PmemDevice Pmem, BlockDevice Block>
+Status Cache<Pmem, Block>::close() {
+    Status first = flush();
+    Status bs = backing_.flush();
+    if (first.ok() && !bs.ok()) first = bs.with_context("flushing the backing device");
+    return first;
+}
+
+}  // namespace pcache

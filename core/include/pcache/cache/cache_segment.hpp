@@ -1,0 +1,97 @@
+// Segments: allocation from the in-memory segment map, reference counts and generations
+// [cache_segment.c, segment.c].
+//
+// Invariants (seg_mutex_ held): seg_used_[s] for every segment holding live log ksets, a data
+// head or keys in [key_tail, key_head); refs[s] = keys appended or replayed that point into s,
+// plus one while the data head fills it. A data segment whose refs fall to zero is invalidated:
+// its generation is bumped and persisted *before* it returns to the free pool, so every key
+// still pointing into it becomes stale.
+#pragma once
+
+#include "pcache/cache/cache.hpp"
+
+namespace pcache {
+
+// Advance-then-write (6.18.y/6.19 discipline).
+template <PmemDevice Pmem, BlockDevice Block>
+Status Cache<Pmem, Block>::write_seg_info(std::uint32_t seg) {
+    Segment& s = segs_[seg];
+    s.info_index = (s.info_index + 1) % format::kMetaIndexMax;
+    format::seal(s.info, static_cast<std::uint8_t>(s.info.header.seq + 1));
+    return write_meta(opts_.geometry.segment_offset(s.phys), format::kSegInfoSlotStrideBytes, s.info_index,
+                      format::to_bytes(s.info));
+}
+
+template <PmemDevice Pmem, BlockDevice Block>
+Status Cache<Pmem, Block>::write_seg_gen_locked(std::uint32_t seg) {
+    Segment& s = segs_[seg];
+    s.gen_index = (s.gen_index + 1) % format::kMetaIndexMax;
+    format::SegGen rec{};
+    rec.gen = s.gen.load(std::memory_order_relaxed);
+    format::seal(rec, ++s.gen_seq);
+    return write_meta(opts_.geometry.segment_offset(s.phys) + format::kSegCtrlOffsetBytes,
+                      format::kSegGenSlotStrideBytes, s.gen_index, format::to_bytes(rec));
+}
+
+// First free cache segment at or after the hint, wrapping once (get_cache_segment).
+template <PmemDevice Pmem, BlockDevice Block>
+Result<std::uint32_t> Cache<Pmem, Block>::get_free_segment_locked() {
+    for (std::uint32_t i = 0; i < n_segs_; ++i) {
+        const std::uint32_t seg = (last_seg_hint_ + i) % n_segs_;
+        if (!seg_used_[seg]) {
+            seg_used_[seg] = true;
+            ++segs_used_;
+            last_seg_hint_ = seg;
+            return seg;
+        }
+    }
+    return Status(Errc::busy, "no free cache segment (" + std::to_string(n_segs_) +
+                                  " in use): waiting for writeback and GC");
+}
+
+// Drops one reference; the last one invalidates the segment (gen+1 persisted, then freed).
+template <PmemDevice Pmem, BlockDevice Block>
+void Cache<Pmem, Block>::seg_put_locked(std::uint32_t seg) {
+    Segment& s = segs_[seg];
+    assert(s.refs > 0);
+    if (--s.refs > 0) return;
+#ifndef PCACHE_MUTANT_M12
+    s.gen.fetch_add(1, std::memory_order_acq_rel);
+    if (Status st = write_seg_gen_locked(seg); !st.ok()) {
+        // The bump is not durable: keep the segment out of the pool so no key can come back.
+        count(&CacheCounters::writeback_errors);
+        return;
+    }
+#endif
+    assert(seg_used_[seg]);
+    seg_used_[seg] = false;
+    --segs_used_;
+}
+
+// Space for up to `len` bytes in the data head; may be shorter at the end of a segment.
+template <PmemDevice Pmem, BlockDevice Block>
+Result<typename Cache<Pmem, Block>::Allocation> Cache<Pmem, Block>::data_alloc(std::uint32_t len) {
+    assert(len > 0);
+    std::lock_guard g(seg_mutex_);
+    if (data_head_seg_ == kNoSeg) {
+        auto seg = get_free_segment_locked();
+        if (!seg.ok()) return seg.status();
+        data_head_seg_ = *seg;
+        data_head_off_ = 0;
+        segs_[data_head_seg_].refs += 1;  // the head's own reference
+    }
+    Segment& s = segs_[data_head_seg_];
+    const std::uint64_t remain = seg_data_bytes() - data_head_off_;
+    Allocation a{data_head_seg_, data_head_off_, static_cast<std::uint32_t>(std::min<std::uint64_t>(len, remain)),
+                 s.gen.load(std::memory_order_relaxed)};
+    s.refs += 1;  // the key's reference
+    data_head_off_ += a.len;
+    if (data_head_off_ == seg_data_bytes()) {  // segment exhausted: the head lets go of it
+        const std::uint32_t full = data_head_seg_;
+        data_head_seg_ = kNoSeg;
+        seg_put_locked(full);
+    }
+    return a;
+}
+
+}  // namespace pcache

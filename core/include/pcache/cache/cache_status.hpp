@@ -1,0 +1,127 @@
+// Status line, messages, counters and the invariant checker [dm_pcache.c].
+#pragma once
+
+#include <cctype>
+#include <cstdio>
+#include <sstream>
+
+#include "pcache/cache/cache.hpp"
+
+namespace pcache {
+
+template <PmemDevice Pmem, BlockDevice Block>
+LogPos Cache<Pmem, Block>::key_head() const {
+    std::lock_guard g(key_head_mutex_);
+    return key_head_;
+}
+template <PmemDevice Pmem, BlockDevice Block>
+LogPos Cache<Pmem, Block>::dirty_tail() const {
+    std::lock_guard g(tail_mutex_);
+    return dirty_tail_.pos;
+}
+template <PmemDevice Pmem, BlockDevice Block>
+LogPos Cache<Pmem, Block>::key_tail() const {
+    std::lock_guard g(tail_mutex_);
+    return key_tail_.pos;
+}
+template <PmemDevice Pmem, BlockDevice Block>
+std::uint32_t Cache<Pmem, Block>::segs_used() const {
+    std::lock_guard g(seg_mutex_);
+    return segs_used_;
+}
+template <PmemDevice Pmem, BlockDevice Block>
+CacheCounters Cache<Pmem, Block>::counters() const {
+    std::lock_guard g(counters_mutex_);
+    return counters_;
+}
+
+template <PmemDevice Pmem, BlockDevice Block>
+bool Cache<Pmem, Block>::is_clean() const {
+    for (const KsetBuffer& kb : ksets_)
+        if (kb.key_num != 0) return false;
+    return dirty_tail() == key_head();
+}
+
+// "%x %u %u %u %u %x %u:%u %u:%u %u:%u": sb flags, seg_num, cache segments, segments used,
+// gc_percent, cache_info flags, key_head, dirty_tail, key_tail (dm-pcache-format.md 10.2).
+template <PmemDevice Pmem, BlockDevice Block>
+std::string Cache<Pmem, Block>::status_line() const {
+    std::uint32_t flags;
+    {
+        std::lock_guard g(info_mutex_);
+        flags = info_.flags;
+    }
+    const LogPos kh = key_head(), dt = dirty_tail(), kt = key_tail();
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "%x %u %u %u %u %x %u:%u %u:%u %u:%u", sb_.flags, sb_.seg_num, n_segs_,
+                  segs_used(), format::gc_percent_of(flags), flags, kh.seg, kh.off, dt.seg, dt.off, kt.seg, kt.off);
+    return buf;
+}
+
+template <PmemDevice Pmem, BlockDevice Block>
+Status Cache<Pmem, Block>::set_gc_percent(std::uint32_t percent) {
+    if (percent > format::kGcPercentMax)
+        return {Errc::invalid_argument, "gc_percent " + std::to_string(percent) + ": expected 0..90"};
+    {
+        std::lock_guard g(info_mutex_);
+        info_.flags = (info_.flags & ~format::kCacheFlagGcPercentMask) | (percent << format::kCacheFlagGcPercentShift);
+    }
+    return write_cache_info();
+}
+
+// The kernel's only message: "gc_percent <0..90>" (keyword case-insensitive, decimal value).
+template <PmemDevice Pmem, BlockDevice Block>
+Status Cache<Pmem, Block>::message(const std::string& text) {
+    std::istringstream in(text);
+    std::string key, value, extra;
+    in >> key >> value;
+    if (key.empty() || value.empty() || (in >> extra))
+        return {Errc::invalid_argument, "message \"" + text + "\": expected \"gc_percent <0..90>\""};
+    for (char& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (key != "gc_percent")
+        return {Errc::invalid_argument, "unknown message \"" + key + "\": the only message is gc_percent"};
+    if (value.size() > 9 || value.find_first_not_of("0123456789") != std::string::npos)
+        return {Errc::invalid_argument, "gc_percent \"" + value + "\": expected a decimal number 0..90"};
+    return set_gc_percent(static_cast<std::uint32_t>(std::stoul(value)));
+}
+
+// Whole-structure check for tests: index ordered and non-overlapping, every live key in a
+// used segment holding references, the segment count consistent.
+template <PmemDevice Pmem, BlockDevice Block>
+Status Cache<Pmem, Block>::check_invariants() {
+    std::uint32_t used = 0;
+    {
+        std::lock_guard g(seg_mutex_);
+        for (std::uint32_t s = 0; s < n_segs_; ++s) used += seg_used_[s] ? 1 : 0;
+        if (used != segs_used_)
+            return {Errc::corrupt, "segs_used " + std::to_string(segs_used_) + " but " + std::to_string(used) + " marked"};
+    }
+    for (std::size_t i = 0; i < subtrees_.size(); ++i) {
+        Subtree& st = subtrees_[i];
+        std::lock_guard g(st.mutex);
+        if (!st.check_invariants()) return {Errc::corrupt, "subtree " + std::to_string(i) + " keys overlap"};
+        for (const auto& [off, k] : st.keys()) {
+            if (k.off >> format::kSubtreeShift != i)
+                return {Errc::corrupt, "key at " + std::to_string(off) + " in subtree " + std::to_string(i)};
+            std::lock_guard sg(seg_mutex_);
+            if (key_is_stale(k)) continue;
+            if (!seg_used_[k.seg] || segs_[k.seg].refs == 0)
+                return {Errc::corrupt, "live key at " + std::to_string(off) + " points into free segment " +
+                                           std::to_string(k.seg)};
+            if (k.seg_off + std::uint64_t(k.len) > seg_data_bytes())
+                return {Errc::corrupt, "key at " + std::to_string(off) + " runs past its segment"};
+        }
+    }
+    return {};
+}
+
+template <PmemDevice Pmem, BlockDevice Block>
+std::uint64_t Cache<Pmem, Block>::dirty_bytes_estimate() const {
+    // Log bytes between dirty_tail and key_head (ksets, not data): 0 exactly when clean.
+    const LogPos dt = dirty_tail(), kh = key_head();
+    if (dt == kh) return 0;
+    if (dt.seg == kh.seg && dt.off <= kh.off) return kh.off - dt.off;
+    return seg_data_bytes();  // spans segments: at least one segment's worth of log
+}
+
+}  // namespace pcache

@@ -1,0 +1,45 @@
+// Options and counters of a cache.
+#pragma once
+
+#include <cstdint>
+
+#include "pcache/format/geometry.hpp"
+
+namespace pcache {
+
+struct CacheOptions {
+    // Per-key data CRC. For an existing cache it must equal what the image records.
+    bool data_crc = false;
+    // Segment size. Kernel geometry (16 MiB) is the default and the only one the kernel reads.
+    format::Geometry geometry = format::Geometry::kernel();
+    // Number of kset buffers (the kernel uses one per online CPU). A key goes to buffer
+    // (off >> 22) % n_ksets, so keys of one 4 MiB stripe stay in write order.
+    std::uint32_t n_ksets = 1;
+    // Persist read-miss data as CLEAN keys, as the kernel does.
+    bool fill_on_read_miss = true;
+    // A device whose superblock is valid but whose cache_info is not is refused unless the key
+    // log is provably empty; force_format re-formats it anyway (losing what it held).
+    bool force_format = false;
+};
+
+// Monotonic counters; units in the names.
+struct CacheCounters {
+    std::uint64_t read_hits = 0;           // read pieces served entirely from pmem
+    std::uint64_t read_misses = 0;         // read pieces with at least one backing read
+    std::uint64_t pmem_read_bytes = 0;
+    std::uint64_t pmem_written_bytes = 0;  // data bytes copied to pmem (writes and fills)
+    std::uint64_t backing_read_bytes = 0;
+    std::uint64_t backing_written_bytes = 0;
+    std::uint64_t ksets_written = 0;
+    std::uint64_t data_crc_errors = 0;
+    std::uint64_t busy_returns = 0;
+    std::uint64_t gc_runs = 0;
+    std::uint64_t gc_ksets_retired = 0;
+    std::uint64_t writeback_ksets = 0;
+    std::uint64_t writeback_errors = 0;
+    std::uint64_t replay_ksets = 0;        // ksets replayed at the last open
+    std::uint64_t replay_keys = 0;         // keys replayed at the last open (stale included)
+    std::uint64_t replay_stale_keys = 0;
+};
+
+}  // namespace pcache

@@ -1,0 +1,45 @@
+// Helpers for engine tests: a small in-memory cache, patterned data, image snapshots.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "pcache/blockdev/mem_block_device.hpp"
+#include "pcache/cache/cache.hpp"
+#include "pcache/pmem/mem_pmem.hpp"
+
+namespace pcache::testutil {
+
+using MemCache = Cache<MemPmem, MemBlockDevice>;
+
+inline std::vector<std::byte> pattern(std::size_t len, std::uint32_t seed) {
+    std::vector<std::byte> v(len);
+    std::uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (auto& b : v) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        b = std::byte(x);
+    }
+    return v;
+}
+
+inline CacheOptions small_options(bool data_crc = false) {
+    CacheOptions o;
+    o.data_crc = data_crc;
+    o.geometry.segment_bytes = 256 * 1024;  // 244 KiB data areas: many segments in a small image
+    return o;
+}
+
+inline std::uint64_t small_pmem_bytes(std::uint32_t segs) {
+    return format::kSegmentsOffsetBytes + std::uint64_t(segs) * 256 * 1024;
+}
+
+inline std::vector<std::byte> snapshot(const MemPmem& p) {
+    return {p.data(), p.data() + p.size()};
+}
+
+}  // namespace pcache::testutil
