@@ -1,0 +1,1 @@
+// SimBlockDevice tests: filled in by the next commit (the CMake line landed first).
