@@ -12,7 +12,9 @@ namespace {
 using namespace pcache;
 using namespace pcache::sim;
 
-std::vector<std::byte> fill(std::size_t n, unsigned char v) { return std::vector<std::byte>(n, std::byte{v}); }
+std::vector<std::byte> fill(std::size_t n, unsigned char v) {
+    return std::vector<std::byte>(n, std::byte{v});
+}
 
 unsigned char sector_byte(SimBlockDevice& d, std::uint64_t sector) {
     std::vector<std::byte> b(512);

@@ -71,32 +71,91 @@ std::vector<Litmus> suite() {
     const Images all2 = {{0, 0}, {1, 0}, {0, 1}, {1, 1}};
     const Images prefix2 = {{0, 0}, {1, 0}, {1, 1}};
     return {
-        {"same_line_order", {0, 8}, [](SimPmem& p) { store(p, 0, 1, kLazy); store(p, 8, 1, kLazy); },
-         prefix2, prefix2, all2, prefix2},
-        {"cross_line_without_fence", {0, 64},
-         [](SimPmem& p) { store(p, 0, 1, kLazy); store(p, 64, 1, kLazy); }, all2, prefix2, all2, all2},
-        {"flush_without_fence", {0}, [](SimPmem& p) { store(p, 0, 1, kFlushOnly); },
-         {{0}, {1}}, {{0}, {1}}, {{0}, {1}}, {{0}, {1}}},
-        {"flush_and_fence", {0}, [](SimPmem& p) { store(p, 0, 1, 0); }, {{1}}, {{1}}, {{1}},
+        {"same_line_order",
+         {0, 8},
+         [](SimPmem& p) {
+             store(p, 0, 1, kLazy);
+             store(p, 8, 1, kLazy);
+         },
+         prefix2,
+         prefix2,
+         all2,
+         prefix2},
+        {"cross_line_without_fence",
+         {0, 64},
+         [](SimPmem& p) {
+             store(p, 0, 1, kLazy);
+             store(p, 64, 1, kLazy);
+         },
+         all2,
+         prefix2,
+         all2,
+         all2},
+        {"flush_without_fence",
+         {0},
+         [](SimPmem& p) { store(p, 0, 1, kFlushOnly); },
+         {{0}, {1}},
+         {{0}, {1}},
+         {{0}, {1}},
          {{0}, {1}}},
-        {"store_after_flush_not_covered", {0, 8},
+        {"flush_and_fence",
+         {0},
+         [](SimPmem& p) { store(p, 0, 1, 0); },
+         {{1}},
+         {{1}},
+         {{1}},
+         {{0}, {1}}},
+        {"store_after_flush_not_covered",
+         {0, 8},
          [](SimPmem& p) {
              store(p, 0, 1, kFlushOnly);
              store(p, 8, 1, kLazy);
              p.drain();
          },
-         {{1, 0}, {1, 1}}, {{1, 1}}, {{1, 0}, {1, 1}}, prefix2},
-        {"same_word_twice", {0}, [](SimPmem& p) { store(p, 0, 1, kLazy); store(p, 0, 2, kLazy); },
-         {{0}, {1}, {2}}, {{0}, {1}, {2}}, {{0}, {1}, {2}}, {{0}, {1}, {2}}},
-        {"nt_store_without_fence", {0, 8}, [](SimPmem& p) { store16(p, 0, 1, 1, kNt); }, all2, all2,
-         all2, all2},
-        {"nt_store_with_fence", {0, 8}, [](SimPmem& p) { store16(p, 0, 1, 1, kPmemNonTemporal); },
-         {{1, 1}}, {{1, 1}}, {{1, 1}}, all2},
-        {"torn_16_byte_store_in_line", {8, 16}, [](SimPmem& p) { store16(p, 8, 1, 1, kLazy); },
-         prefix2, prefix2, all2, prefix2},
-        {"torn_16_byte_store_across_lines", {56, 64}, [](SimPmem& p) { store16(p, 56, 1, 1, kLazy); },
-         all2, prefix2, all2, all2},
-        {"eadr_prefix_of_three_lines", {0, 64, 128},
+         {{1, 0}, {1, 1}},
+         {{1, 1}},
+         {{1, 0}, {1, 1}},
+         prefix2},
+        {"same_word_twice",
+         {0},
+         [](SimPmem& p) {
+             store(p, 0, 1, kLazy);
+             store(p, 0, 2, kLazy);
+         },
+         {{0}, {1}, {2}},
+         {{0}, {1}, {2}},
+         {{0}, {1}, {2}},
+         {{0}, {1}, {2}}},
+        {"nt_store_without_fence",
+         {0, 8},
+         [](SimPmem& p) { store16(p, 0, 1, 1, kNt); },
+         all2,
+         all2,
+         all2,
+         all2},
+        {"nt_store_with_fence",
+         {0, 8},
+         [](SimPmem& p) { store16(p, 0, 1, 1, kPmemNonTemporal); },
+         {{1, 1}},
+         {{1, 1}},
+         {{1, 1}},
+         all2},
+        {"torn_16_byte_store_in_line",
+         {8, 16},
+         [](SimPmem& p) { store16(p, 8, 1, 1, kLazy); },
+         prefix2,
+         prefix2,
+         all2,
+         prefix2},
+        {"torn_16_byte_store_across_lines",
+         {56, 64},
+         [](SimPmem& p) { store16(p, 56, 1, 1, kLazy); },
+         all2,
+         prefix2,
+         all2,
+         all2},
+        {"eadr_prefix_of_three_lines",
+         {0, 64, 128},
          [](SimPmem& p) {
              store(p, 0, 1, kLazy);
              store(p, 64, 1, kLazy);
@@ -106,44 +165,78 @@ std::vector<Litmus> suite() {
          {{0, 0, 0}, {1, 0, 0}, {1, 1, 0}, {1, 1, 1}},
          {{0, 0, 0}, {1, 0, 0}, {0, 1, 0}, {0, 0, 1}, {1, 1, 0}, {1, 0, 1}, {0, 1, 1}, {1, 1, 1}},
          {{0, 0, 0}, {1, 0, 0}, {0, 1, 0}, {0, 0, 1}, {1, 1, 0}, {1, 0, 1}, {0, 1, 1}, {1, 1, 1}}},
-        {"fence_orders_lines", {0, 64}, [](SimPmem& p) { store(p, 0, 1, 0); store(p, 64, 1, kLazy); },
-         {{1, 0}, {1, 1}}, {{1, 0}, {1, 1}}, {{1, 0}, {1, 1}}, all2},
-        {"flush_of_other_line_does_not_cover", {0, 64},
+        {"fence_orders_lines",
+         {0, 64},
+         [](SimPmem& p) {
+             store(p, 0, 1, 0);
+             store(p, 64, 1, kLazy);
+         },
+         {{1, 0}, {1, 1}},
+         {{1, 0}, {1, 1}},
+         {{1, 0}, {1, 1}},
+         all2},
+        {"flush_of_other_line_does_not_cover",
+         {0, 64},
          [](SimPmem& p) {
              store(p, 0, 1, kLazy);
              store(p, 64, 1, kFlushOnly);
              p.drain();
          },
-         {{0, 1}, {1, 1}}, {{1, 1}}, {{0, 1}, {1, 1}}, all2},
-        {"payload_then_flag_one_line", {0, 8},  // control: a valid flag never without payload
-         [](SimPmem& p) { store(p, 0, 7, kLazy); store(p, 8, 1, kLazy); },
-         {{0, 0}, {7, 0}, {7, 1}}, {{0, 0}, {7, 0}, {7, 1}}, {{0, 0}, {7, 0}, {0, 1}, {7, 1}},
+         {{0, 1}, {1, 1}},
+         {{1, 1}},
+         {{0, 1}, {1, 1}},
+         all2},
+        {"payload_then_flag_one_line",
+         {0, 8},  // control: a valid flag never without payload
+         [](SimPmem& p) {
+             store(p, 0, 7, kLazy);
+             store(p, 8, 1, kLazy);
+         },
+         {{0, 0}, {7, 0}, {7, 1}},
+         {{0, 0}, {7, 0}, {7, 1}},
+         {{0, 0}, {7, 0}, {0, 1}, {7, 1}},
          {{0, 0}, {7, 0}, {7, 1}}},
-        {"aligned_commit_word_never_tears", {0},
+        {"aligned_commit_word_never_tears",
+         {0},
          [](SimPmem& p) { store(p, 0, 0x1122334455667788ull, kLazy); },
-         {{0}, {0x1122334455667788ull}}, {{0}, {0x1122334455667788ull}},
-         {{0}, {0x1122334455667788ull}}, {{0}, {0x1122334455667788ull}}},
-        {"unaligned_8_byte_store_tears", {0, 8},  // bytes 4..11: low half of word 1 after word 0
+         {{0}, {0x1122334455667788ull}},
+         {{0}, {0x1122334455667788ull}},
+         {{0}, {0x1122334455667788ull}},
+         {{0}, {0x1122334455667788ull}}},
+        {"unaligned_8_byte_store_tears",
+         {0, 8},  // bytes 4..11: low half of word 1 after word 0
          [](SimPmem& p) { store(p, 4, 0x2222222211111111ull, kLazy); },
          {{0, 0}, {0x1111111100000000ull, 0}, {0x1111111100000000ull, 0x22222222ull}},
          {{0, 0}, {0x1111111100000000ull, 0}, {0x1111111100000000ull, 0x22222222ull}},
-         {{0, 0}, {0x1111111100000000ull, 0}, {0, 0x22222222ull},
+         {{0, 0},
+          {0x1111111100000000ull, 0},
+          {0, 0x22222222ull},
           {0x1111111100000000ull, 0x22222222ull}},
          {{0, 0}, {0x1111111100000000ull, 0}, {0x1111111100000000ull, 0x22222222ull}}},
-        {"nt_then_cached_same_word", {0},
-         [](SimPmem& p) { store(p, 0, 1, kNt); store(p, 0, 2, kLazy); },
-         {{0}, {1}, {2}}, {{0}, {1}, {2}}, {{0}, {1}, {2}}, {{0}, {1}, {2}}},
-        {"drain_commits_flushed_lines_only", {0, 64, 128},
+        {"nt_then_cached_same_word",
+         {0},
+         [](SimPmem& p) {
+             store(p, 0, 1, kNt);
+             store(p, 0, 2, kLazy);
+         },
+         {{0}, {1}, {2}},
+         {{0}, {1}, {2}},
+         {{0}, {1}, {2}},
+         {{0}, {1}, {2}}},
+        {"drain_commits_flushed_lines_only",
+         {0, 64, 128},
          [](SimPmem& p) {
              store(p, 0, 1, kFlushOnly);
              store(p, 64, 1, kLazy);
              p.drain();
              store(p, 128, 1, kLazy);
          },
-         {{1, 0, 0}, {1, 1, 0}, {1, 0, 1}, {1, 1, 1}}, {{1, 1, 0}, {1, 1, 1}},
+         {{1, 0, 0}, {1, 1, 0}, {1, 0, 1}, {1, 1, 1}},
+         {{1, 1, 0}, {1, 1, 1}},
          {{1, 0, 0}, {1, 1, 0}, {1, 0, 1}, {1, 1, 1}},
          {{0, 0, 0}, {1, 0, 0}, {0, 1, 0}, {0, 0, 1}, {1, 1, 0}, {1, 0, 1}, {0, 1, 1}, {1, 1, 1}}},
-        {"no_flush_at_all_eadr_keeps_order", {0, 8, 64},
+        {"no_flush_at_all_eadr_keeps_order",
+         {0, 8, 64},
          [](SimPmem& p) {
              store(p, 64, 1, kLazy);
              store(p, 0, 1, kLazy);
@@ -168,7 +261,9 @@ TEST_P(LitmusTest, ExactImageSetPerMode) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Sim, LitmusTest, ::testing::Range<std::size_t>(0, suite().size()),
-                         [](const auto& param_info) { return std::string(suite()[param_info.param].name); });
+                         [](const auto& param_info) {
+                             return std::string(suite()[param_info.param].name);
+                         });
 
 TEST(Litmus, SuiteHasAtLeastFifteenPrograms) { EXPECT_GE(suite().size(), 15u); }
 

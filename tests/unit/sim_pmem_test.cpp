@@ -64,8 +64,8 @@ TEST(SimPmem, CpuViewAndDurableImageDiffer) {
 
 TEST(SimPmemExplorer, CountsArePrefixProducts) {
     SimPmem p(4096);
-    ASSERT_TRUE(p.write(0, bytes_of(24, 1), kPmemNoFlush | kPmemNoDrain).ok());   // line 0: 3
-    ASSERT_TRUE(p.write(64, bytes_of(16, 1), kPmemNoFlush | kPmemNoDrain).ok());  // line 1: 2
+    ASSERT_TRUE(p.write(0, bytes_of(24, 1), kPmemNoFlush | kPmemNoDrain).ok());       // line 0: 3
+    ASSERT_TRUE(p.write(64, bytes_of(16, 1), kPmemNoFlush | kPmemNoDrain).ok());      // line 1: 2
     ASSERT_TRUE(p.write(128, bytes_of(8, 1), kPmemNonTemporal | kPmemNoDrain).ok());  // NT: 1
     PmemExplorer ex(p, p.capture());
     EXPECT_TRUE(ex.exhaustive());
@@ -101,7 +101,7 @@ TEST(SimPmemExplorer, RollbackUndoesImageAndRecoveryWrites) {
     EXPECT_EQ(p.data()[0], std::byte{5});
     ASSERT_TRUE(p.write(1000, bytes_of(2000, 7), 0).ok());  // "recovery" writes a lot
     ASSERT_TRUE(p.write(8, bytes_of(8, 8), kPmemNoFlush | kPmemNoDrain).ok());
-    {   // recovery crashes too: a nested explorer on the nested crash point
+    {  // recovery crashes too: a nested explorer on the nested crash point
         PmemExplorer inner(p, p.capture());
         EXPECT_EQ(inner.state_count(), 2u);
         inner.apply(0);

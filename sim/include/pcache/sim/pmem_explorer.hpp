@@ -75,7 +75,9 @@ public:
         std::uint64_t stream = options_.seed ^ (state * 0xD1B54A32D192ED03ull);
         Rng rng(splitmix64(stream));
         for (const Unit& u : units_) {
-            const std::uint64_t c = state == 0 ? 0 : state == 1 ? u.radix() - 1 : rng.below(u.radix());
+            const std::uint64_t c = state == 0   ? 0
+                                    : state == 1 ? u.radix() - 1
+                                                 : rng.below(u.radix());
             keep(u, c);
         }
     }
@@ -87,7 +89,8 @@ public:
         const std::vector<PmemStore>& log = cp_.log;
         // Undo everything (newest first, so each word ends at its durable value), then redo the
         // kept stores in program order (so the newest kept store of a word wins).
-        for (std::size_t i = log.size(); i-- > 0;) pmem_.set_word(log[i].word_index, log[i].old_value);
+        for (std::size_t i = log.size(); i-- > 0;)
+            pmem_.set_word(log[i].word_index, log[i].old_value);
         for (std::size_t i = 0; i < log.size(); ++i)
             if (include_[i]) pmem_.set_word(log[i].word_index, log[i].new_value);
         pmem_.end_image();
@@ -121,7 +124,8 @@ private:
         }
     }
 
-    void add_groups(const std::map<std::uint64_t, std::vector<std::uint32_t>>& groups, bool prefix) {
+    void add_groups(const std::map<std::uint64_t, std::vector<std::uint32_t>>& groups,
+                    bool prefix) {
         for (const auto& [key, members] : groups) {  // std::map: deterministic unit order
             units_.push_back(Unit{static_cast<std::uint32_t>(order_.size()),
                                   static_cast<std::uint32_t>(members.size()), prefix});

@@ -44,11 +44,11 @@ inline std::string reproduce_line(const RunId& id, std::string_view binary,
                             " PCACHE_SIM_OPS=" + std::to_string(id.ops) +
                             " PCACHE_SIM_CRASH_POINT=" + std::to_string(id.crash_point) +
                             " PCACHE_SIM_STATE=" + std::to_string(id.state);
-    return "REPRODUCE seed=" + std::to_string(id.seed) + " mode=" +
-           std::string(pmem_mode_name(id.mode)) + " ops=" + std::to_string(id.ops) +
-           " crash_point=" + std::to_string(id.crash_point) + " state=" +
-           std::to_string(id.state) + " cmd: " + env + " " + std::string(binary) +
-           " --gtest_filter='" + std::string(gtest_filter) + "'";
+    return "REPRODUCE seed=" + std::to_string(id.seed) +
+           " mode=" + std::string(pmem_mode_name(id.mode)) + " ops=" + std::to_string(id.ops) +
+           " crash_point=" + std::to_string(id.crash_point) + " state=" + std::to_string(id.state) +
+           " cmd: " + env + " " + std::string(binary) + " --gtest_filter='" +
+           std::string(gtest_filter) + "'";
 }
 
 class Scheduler {

@@ -34,14 +34,25 @@ namespace pcache::sim {
 
 using Sector = std::array<std::byte, kBlockSectorBytes>;
 
-enum class BlockFaultKind { lost_write, misdirected_write, torn_write, unreadable_sector, bit_flip };
+enum class BlockFaultKind {
+    lost_write,
+    misdirected_write,
+    torn_write,
+    unreadable_sector,
+    bit_flip
+};
 constexpr std::string_view block_fault_name(BlockFaultKind k) noexcept {
     switch (k) {
-    case BlockFaultKind::lost_write: return "lost_write";
-    case BlockFaultKind::misdirected_write: return "misdirected_write";
-    case BlockFaultKind::torn_write: return "torn_write";
-    case BlockFaultKind::unreadable_sector: return "unreadable_sector";
-    case BlockFaultKind::bit_flip: return "bit_flip";
+        case BlockFaultKind::lost_write:
+            return "lost_write";
+        case BlockFaultKind::misdirected_write:
+            return "misdirected_write";
+        case BlockFaultKind::torn_write:
+            return "torn_write";
+        case BlockFaultKind::unreadable_sector:
+            return "unreadable_sector";
+        case BlockFaultKind::bit_flip:
+            return "bit_flip";
     }
     return "?";
 }
@@ -49,12 +60,12 @@ constexpr std::string_view block_fault_name(BlockFaultKind k) noexcept {
 struct BlockFault {
     BlockFaultKind kind = BlockFaultKind::lost_write;
     FaultTag tag = FaultTag::must_detect;
-    std::uint64_t write_ordinal = 0;   // armed write faults: which write() it hits
-    std::uint64_t sector = 0;          // unreadable: first sector; bit_flip: the sector
-    std::uint64_t sector_count = 1;    // unreadable: how many
-    std::uint64_t target_sector = 0;   // misdirected: where the data lands instead
-    std::uint64_t sector_mask = 0;     // torn: bit i set = sector i of the write is stored
-    std::uint32_t bit = 0;             // bit_flip: bit index within the sector
+    std::uint64_t write_ordinal = 0;  // armed write faults: which write() it hits
+    std::uint64_t sector = 0;         // unreadable: first sector; bit_flip: the sector
+    std::uint64_t sector_count = 1;   // unreadable: how many
+    std::uint64_t target_sector = 0;  // misdirected: where the data lands instead
+    std::uint64_t sector_mask = 0;    // torn: bit i set = sector i of the write is stored
+    std::uint32_t bit = 0;            // bit_flip: bit index within the sector
     bool triggered = false;
 };
 
@@ -111,7 +122,8 @@ public:
                                         " unflushed sectors; flush more often"};
         const std::uint64_t ordinal = ++writes_;
         if (options_.context != nullptr)
-            options_.context->record(EventKind::block_write, off, src.size() | (fua ? 1ull << 63 : 0));
+            options_.context->record(EventKind::block_write, off,
+                                     src.size() | (fua ? 1ull << 63 : 0));
         std::uint64_t first_sector = off / kBlockSectorBytes;
         std::uint64_t mask = ~std::uint64_t{0};
         for (BlockFault& f : faults_) {
@@ -157,15 +169,16 @@ public:
         PCACHE_SIM_ASSERT((sector + sector_count) * kBlockSectorBytes <= size());
         PCACHE_SIM_ASSERT(faults_.size() < 4096);
         faults_.push_back(BlockFault{.kind = BlockFaultKind::unreadable_sector,
-                                     .sector = sector, .sector_count = sector_count,
+                                     .sector = sector,
+                                     .sector_count = sector_count,
                                      .triggered = true});
     }
     // Flips one bit of the stored sector (current view and durable image alike).
     void flip_bit(std::uint64_t sector, std::uint32_t bit) {
         PCACHE_SIM_ASSERT(sector < size() / kBlockSectorBytes && bit < kBlockSectorBytes * 8);
         PCACHE_SIM_ASSERT(faults_.size() < 4096);
-        faults_.push_back(BlockFault{.kind = BlockFaultKind::bit_flip, .sector = sector,
-                                     .bit = bit, .triggered = true});
+        faults_.push_back(BlockFault{
+            .kind = BlockFaultKind::bit_flip, .sector = sector, .bit = bit, .triggered = true});
         journal_sector(sector);
         bytes_[sector * kBlockSectorBytes + bit / 8] ^= std::byte(1u << (bit % 8));
         for (BlockStore& s : log_)  // the flip hits the medium, whichever version lands

@@ -23,13 +23,13 @@
 #include <string_view>
 
 // Always-on invariant check (tier 1 of style.md): cheap, aborts with file:line.
-#define PCACHE_SIM_ASSERT(cond)                                                              \
-    do {                                                                                    \
-        if (!(cond)) {                                                                      \
+#define PCACHE_SIM_ASSERT(cond)                                                                 \
+    do {                                                                                        \
+        if (!(cond)) {                                                                          \
             std::fprintf(stderr, "%s:%d: simulator assertion failed: %s\n", __FILE__, __LINE__, \
-                         #cond);                                                            \
-            std::abort();                                                                   \
-        }                                                                                   \
+                         #cond);                                                                \
+            std::abort();                                                                       \
+        }                                                                                       \
     } while (0)
 
 namespace pcache::sim {

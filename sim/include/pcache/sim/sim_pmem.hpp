@@ -44,10 +44,14 @@ enum class PmemMode { x86, eadr, any, unsafe_shutdown };
 
 constexpr std::string_view pmem_mode_name(PmemMode m) noexcept {
     switch (m) {
-    case PmemMode::x86: return "x86";
-    case PmemMode::eadr: return "eadr";
-    case PmemMode::any: return "any";
-    case PmemMode::unsafe_shutdown: return "unsafe_shutdown";
+        case PmemMode::x86:
+            return "x86";
+        case PmemMode::eadr:
+            return "eadr";
+        case PmemMode::any:
+            return "any";
+        case PmemMode::unsafe_shutdown:
+            return "unsafe_shutdown";
     }
     return "?";
 }
@@ -94,8 +98,8 @@ public:
         PCACHE_SIM_ASSERT(size_bytes % kPmemLineBytes == 0);
         if (size_bytes_ == 0) return;
         const int prot = options_.protect_view ? PROT_READ : PROT_READ | PROT_WRITE;
-        void* p = ::mmap(nullptr, size_bytes_, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                         -1, 0);
+        void* p =
+            ::mmap(nullptr, size_bytes_, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         PCACHE_SIM_ASSERT(p != MAP_FAILED);
         base_ = static_cast<std::byte*>(p);
     }
@@ -113,8 +117,8 @@ public:
         PCACHE_TRY(check_range("pmem write", off, src.size(), size_bytes_));
         const bool nt = (flags & kPmemNonTemporal) != 0;
         if (!src.empty()) {
-            const std::uint64_t words = (off + src.size() - 1) / kPmemWordBytes -
-                                        off / kPmemWordBytes + 1;
+            const std::uint64_t words =
+                (off + src.size() - 1) / kPmemWordBytes - off / kPmemWordBytes + 1;
             if (log_.size() + journal_.size() + words > options_.log_entries_max)
                 return {Errc::no_space, "sim pmem: undo log would exceed " +
                                             std::to_string(options_.log_entries_max) +
@@ -165,9 +169,9 @@ public:
         for (const auto& [bad_off, bad_len] : bad_ranges_)
             if (off < bad_off + bad_len && bad_off < off + dst.size())
                 return {Errc::io, "pmem read [" + std::to_string(off) + ", +" +
-                                      std::to_string(dst.size()) +
-                                      "): media error (bad range at " + std::to_string(bad_off) +
-                                      ", +" + std::to_string(bad_len) + ")"};
+                                      std::to_string(dst.size()) + "): media error (bad range at " +
+                                      std::to_string(bad_off) + ", +" + std::to_string(bad_len) +
+                                      ")"};
         if (!dst.empty()) std::memcpy(dst.data(), base_ + off, dst.size());
         return {};
     }
@@ -181,7 +185,8 @@ public:
         ensure_lines();
         CrashPoint cp{options_.mode, log_, drains_, {}};
         for (const auto& [line, state] : lines_)
-            if (state.flushed_below_seq != 0) cp.flush_marks.emplace_back(line, state.flushed_below_seq);
+            if (state.flushed_below_seq != 0)
+                cp.flush_marks.emplace_back(line, state.flushed_below_seq);
         return cp;
     }
 
@@ -345,8 +350,8 @@ private:
     bool lines_valid_ = true;
     std::uint64_t next_seq_ = 1;
     std::uint64_t drains_ = 0;
-    std::vector<std::pair<std::uint64_t, std::uint64_t>> bad_ranges_;  // (offset, bytes)
-    std::vector<std::pair<std::uint64_t, std::uint64_t>> journal_;     // (word, old value)
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> bad_ranges_;     // (offset, bytes)
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> journal_;        // (word, old value)
     std::vector<std::pair<std::uint64_t, std::uint64_t>> restore_marks_;  // see CrashPoint
     std::vector<std::size_t> journal_marks_;
 };
