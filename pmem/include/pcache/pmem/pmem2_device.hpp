@@ -1,0 +1,127 @@
+// Pmem2Device: a PmemDevice over a libpmem2 mapping of a DAX device or a file.
+//
+// What it maps:
+//  * a device-DAX character device (/dev/daxX.Y): real pmem, cache-line (or byte, with eADR)
+//    store granularity; flush is clwb/clflushopt, drain is sfence;
+//  * a file on a DAX file system: libpmem2 maps it MAP_SYNC and reports cache-line granularity;
+//  * a file anywhere else (tmpfs under /dev/shm, ext4): page granularity; flush is msync, drain
+//    a no-op. libpmem2 refuses to map such a file at a finer granularity unless the environment
+//    sets PMEM2_FORCE_GRANULARITY (build-notes gotcha 4), which tests use to run the clwb path.
+// The requested granularity is the coarsest the caller accepts (page by default, so every kind
+// above maps); granularity() reports what libpmem2 actually delivered.
+//
+// Persistence primitives are libpmem2's own (pmem2_get_memcpy_fn / _flush_fn / _drain_fn), so
+// write() picks the CPU's best instructions (non-temporal AVX, clwb) for the mapping.
+//
+// read() is media-error safe; how depends on the source (see read_mode()):
+//  * regular files (ReadMode::pread): what pmem2_source_pread_mcsafe() does, pread(2) on the file,
+//    but looping over short reads and EINTR (libpmem2 issues one pread); the kernel copies
+//    with copy_mc and returns EIO for poisoned pages, reported here as Errc::io;
+//  * device DAX: pread does not exist there and libpmem2's mcsafe path maps the whole device
+//    and swaps the process-wide SIGBUS handler per call, so instead the bad-block list is read
+//    once at open (pmem2_badblock_*) and a read overlapping a listed bad block is refused with
+//    Errc::io; other reads are a plain copy. A block that goes bad after open is not caught
+//    there (the copy would raise SIGBUS). If the bad-block list is unavailable (no ndctl
+//    support), the device still opens and has_badblock_list() is false.
+//
+// Thread safety: write/flush/drain/read on disjoint ranges may run concurrently (no shared
+// mutable state); open, move and destruction may not.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "pcache/pmem_device.hpp"
+#include "pcache/result.hpp"
+
+struct pmem2_map;
+struct pmem2_source;
+
+namespace pcache {
+
+// Store granularity of a mapping: the unit the CPU must flush for a store to be durable.
+enum class PmemGranularity {
+    byte,        // eADR: the caches are in the persistence domain, stores are durable at drain
+    cache_line,  // ADR: flush each 64-byte line (clwb), then drain
+    page,        // page cache backed: msync each page
+};
+std::string_view granularity_name(PmemGranularity g) noexcept;
+
+struct Pmem2OpenOptions {
+    // Create a regular file if `path` does not exist, posix_fallocate'd to size_bytes (so tmpfs
+    // cannot SIGBUS later for lack of space). Never creates a device.
+    bool create = false;
+    // 0: map the whole file or device. Otherwise map exactly the first size_bytes (a multiple
+    // of the source's mapping alignment: 4 KiB for files, usually 2 MiB for device DAX); a
+    // source shorter than that is refused.
+    std::uint64_t size_bytes = 0;
+    // The coarsest granularity accepted; page maps anything.
+    PmemGranularity required_granularity = PmemGranularity::page;
+};
+
+class Pmem2Device {
+public:
+    using OpenOptions = Pmem2OpenOptions;
+    enum class ReadMode { pread, checked_copy };
+
+    // Errors: Errc::not_found (no such file), Errc::invalid_argument (size_bytes larger than
+    // the source, or misaligned), Errc::unsupported (granularity not available), Errc::io
+    // (anything else, with the system's or libpmem2's message).
+    static Result<Pmem2Device> open(const std::string& path, OpenOptions options = {});
+
+    Pmem2Device(const Pmem2Device&) = delete;
+    Pmem2Device& operator=(const Pmem2Device&) = delete;
+    Pmem2Device(Pmem2Device&& other) noexcept;
+    Pmem2Device& operator=(Pmem2Device&& other) noexcept;
+    ~Pmem2Device();
+
+    std::uint64_t size() const { return size_bytes_; }
+    const std::byte* data() const { return base_; }
+
+    Status write(std::uint64_t off, std::span<const std::byte> src, unsigned flags);
+    Status flush(std::uint64_t off, std::uint64_t len);
+    void drain();
+    Status read(std::uint64_t off, std::span<std::byte> dst) const;
+
+    PmemGranularity granularity() const { return granularity_; }
+    ReadMode read_mode() const { return read_mode_; }
+    bool has_badblock_list() const { return has_badblock_list_; }
+    const std::string& path() const { return path_; }
+
+private:
+    // The libpmem2 persistence entry points, typed as in libpmem2.h (kept out of this header).
+    using MemcpyFn = void* (*)(void*, const void*, std::size_t, unsigned);
+    using FlushFn = void (*)(const void*, std::size_t);
+    using DrainFn = void (*)();
+    struct BadBlock {
+        std::uint64_t offset_bytes;
+        std::uint64_t length_bytes;
+    };
+
+    Pmem2Device() = default;
+    void release() noexcept;
+    Status map_source(const OpenOptions& options);
+    Status load_badblocks();
+
+    std::string path_;
+    int fd_ = -1;
+    pmem2_source* source_ = nullptr;
+    pmem2_map* map_ = nullptr;
+    std::byte* base_ = nullptr;
+    std::uint64_t size_bytes_ = 0;
+    PmemGranularity granularity_ = PmemGranularity::page;
+    ReadMode read_mode_ = ReadMode::pread;
+    bool has_badblock_list_ = false;
+    std::vector<BadBlock> badblocks_;
+    MemcpyFn memcpy_fn_ = nullptr;
+    FlushFn flush_fn_ = nullptr;
+    DrainFn drain_fn_ = nullptr;
+};
+static_assert(PmemDevice<Pmem2Device>);
+
+}  // namespace pcache
