@@ -78,7 +78,9 @@ public:
     Status message(const std::string& text);  // "gc_percent N"
     Status set_gc_percent(std::uint32_t percent);
     CacheCounters counters() const;
-    std::uint64_t dirty_bytes_estimate() const;
+    // Bytes of dirty keys appended to the log (buffered or durable) and not yet written back:
+    // what "flush everything" still has to write. 0 exactly when the cache is clean.
+    std::uint64_t dirty_bytes() const { return dirty_bytes_.load(std::memory_order_relaxed); }
     bool is_clean() const;  // dirty_tail == key_head and no buffered key
     LogPos key_head() const;
     LogPos dirty_tail() const;
@@ -201,6 +203,7 @@ private:
     std::mutex gc_mutex_;            // one GC step at a time
     std::atomic<bool> gc_failed_{false};
 
+    std::atomic<std::uint64_t> dirty_bytes_{0};
     mutable std::mutex counters_mutex_;
     CacheCounters counters_;
     void count(std::uint64_t CacheCounters::*field, std::uint64_t n = 1) {

@@ -58,6 +58,7 @@ void Cache<Pmem, Block>::append_key_locked(KsetBuffer& kb, const CacheKey& key) 
                                opts_.data_crc ? key.data_crc : 0u, 0};
     std::memcpy(kb.image.data() + format::kset_bytes(kb.key_num), &k, sizeof k);
     ++kb.key_num;
+    if (!(key.flags & format::kKeyFlagClean)) dirty_bytes_.fetch_add(key.len, std::memory_order_relaxed);
 }
 
 // Under the subtree lock: make room in the kset buffer (the only step that can fail, before

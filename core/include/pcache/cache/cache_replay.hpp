@@ -48,9 +48,18 @@ Status Cache<Pmem, Block>::replay() {
             continue;
         }
         const std::uint64_t kset_addr = data_addr(pos.seg, pos.off);
+        // Every writer keeps room for a LAST kset after a normal one (5.5). Accepting a kset
+        // that leaves less would put key_head there, and the next segment switch would write
+        // its LAST kset past the data area, over the next segment's segment_info.
+        if (pos.off + v.size_bytes() + format::kKsetHeaderBytes > seg_data_bytes())
+            return {Errc::corrupt, "replay: kset at device offset " + std::to_string(kset_addr) + " (" +
+                                       std::to_string(v.size_bytes()) + " B) leaves no room for a LAST kset before "
+                                       "the end of the segment's data area"};
         for (std::uint32_t i = 0; i < v.key_num(); ++i) {
             const std::uint64_t where = kset_addr + format::kset_bytes(i);
-            PCACHE_TRY(replay_key(v.key(i), where).with_context("replay"));
+            const auto k = v.key(i);
+            PCACHE_TRY(replay_key(k, where).with_context("replay"));
+            if (dirty_tail_seen && !(k.flags & format::kKeyFlagClean)) dirty_bytes_ += k.len;
         }
         counters_.replay_ksets += 1;
         pos.off += static_cast<std::uint32_t>(v.size_bytes());

@@ -115,13 +115,4 @@ Status Cache<Pmem, Block>::check_invariants() {
     return {};
 }
 
-template <PmemDevice Pmem, BlockDevice Block>
-std::uint64_t Cache<Pmem, Block>::dirty_bytes_estimate() const {
-    // Log bytes between dirty_tail and key_head (ksets, not data): 0 exactly when clean.
-    const LogPos dt = dirty_tail(), kh = key_head();
-    if (dt == kh) return 0;
-    if (dt.seg == kh.seg && dt.off <= kh.off) return kh.off - dt.off;
-    return seg_data_bytes();  // spans segments: at least one segment's worth of log
-}
-
 }  // namespace pcache

@@ -32,6 +32,7 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
                                         std::to_string(pos.off) + " although key_head is further: " + v.end_reason});
     LogPos next = v.kind == format::KsetKind::last ? LogPos{v.next_cache_seg_id(), 0}
                                                    : LogPos{pos.seg, pos.off + static_cast<std::uint32_t>(v.size_bytes())};
+    std::uint64_t kset_dirty_bytes = 0;
     if (v.kind == format::KsetKind::normal) {
         Subtree newest;  // overlaps inside the kset: later keys win
         const std::uint64_t kset_addr = data_addr(pos.seg, pos.off);
@@ -40,6 +41,7 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
             if (Status s = format::validate_key(k, n_segs_, seg_data_bytes(), kset_addr + format::kset_bytes(i)); !s.ok())
                 return fail(s);
             if (k.flags & format::kKeyFlagClean) continue;
+            kset_dirty_bytes += k.len;
             newest.insert(CacheKey{k.off, k.len, k.flags, k.cache_seg_id, k.cache_seg_off, k.seg_gen, k.data_crc, false},
                           [](const CacheKey&) { return false; }, [](const CacheKey&, CacheKey&) {});
         }
@@ -63,6 +65,7 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
 #ifdef PCACHE_MUTANT_M4
     if (Status s = backing_.flush(); !s.ok()) return fail(s);
 #endif
+    dirty_bytes_.fetch_sub(std::min(kset_dirty_bytes, dirty_bytes_.load()), std::memory_order_relaxed);
     count(&CacheCounters::writeback_ksets);
     return {true, {}};
 }

@@ -1,0 +1,187 @@
+// Runtime: runs a cache's background work on threads, for production use.
+//
+// The engine only exposes steps (writeback_step, gc_step, flush_ksets); this object owns the
+// threads that call them, the wake-ups and the kernel's timers: writeback and GC re-poll every
+// 5 s when idle (PCACHE_CACHE_WRITEBACK_INTERVAL, PCACHE_CACHE_GC_INTERVAL) and buffered keys
+// are persisted within 1 s (the kset flush delay). It is the only part of pcache that reads the
+// clock; the simulator drives the same steps itself, from a seed, and never uses it.
+//
+// write_blocking() is the blocking API: a busy cache waits for writeback/GC progress instead
+// of failing. flush_all() writes back until clean, reporting progress.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+#include "pcache/result.hpp"
+
+namespace pcache {
+
+struct FlushProgress {
+    std::uint64_t dirty_bytes_left = 0;
+    std::uint64_t written_back_bytes = 0;
+    double rate_bytes_per_s = 0;
+};
+
+template <class CacheT>
+class Runtime {
+public:
+    using Clock = std::chrono::steady_clock;
+    struct Intervals {
+        std::chrono::milliseconds idle_poll{5000};    // writeback and GC when nothing happens
+        std::chrono::milliseconds kset_flush{1000};   // buffered keys become durable within this
+    };
+
+    explicit Runtime(CacheT& cache) : Runtime(cache, Intervals{}) {}
+    Runtime(CacheT& cache, Intervals iv) : cache_(cache), iv_(iv) {}
+    Runtime(const Runtime&) = delete;
+    Runtime& operator=(const Runtime&) = delete;
+    ~Runtime() { stop(); }
+
+    void start() {
+        std::lock_guard g(mutex_);
+        if (running_) return;
+        running_ = true;
+        writeback_ = std::thread([this] { loop(&Runtime::writeback_once); });
+        gc_ = std::thread([this] { loop(&Runtime::gc_once); });
+        timer_ = std::thread([this] { timer_loop(); });
+    }
+    void stop() {
+        {
+            std::lock_guard g(mutex_);
+            if (!running_) return;
+            running_ = false;
+        }
+        wake_.notify_all();
+        for (auto* t : {&writeback_, &gc_, &timer_})
+            if (t->joinable()) t->join();
+    }
+    // New dirty data or a busy writer: run writeback and GC now.
+    void wake() {
+        {
+            std::lock_guard g(mutex_);
+            ++wake_seq_;
+        }
+        wake_.notify_all();
+    }
+    // The first error background work met (ok if none).
+    Status last_error() const {
+        std::lock_guard g(mutex_);
+        return error_;
+    }
+
+    // A write that waits for room instead of failing with busy. Gives up only on a real error
+    // or when background work stops making progress for `timeout`.
+    Status write_blocking(std::uint64_t off, std::span<const std::byte> data, bool fua = false,
+                          std::chrono::milliseconds timeout = std::chrono::minutes(5)) {
+        for (auto deadline = Clock::now() + timeout;;) {
+            Status s = cache_.write(off, data, fua);
+            if (s.code() != Errc::busy) return s;
+            const std::uint64_t seen = progress_seq();
+            wake();
+            std::unique_lock l(mutex_);
+            progress_.wait_for(l, std::chrono::milliseconds(100), [&] { return progress_seq_ != seen || !running_; });
+            if (progress_seq_ != seen) deadline = Clock::now() + timeout;
+            if (!running_) return s;
+            if (Clock::now() > deadline)
+                return {Errc::busy, "cache full and writeback/GC made no progress for " +
+                                        std::to_string(timeout.count()) + " ms: " + s.message()};
+        }
+    }
+    Status flush_blocking() {
+        for (int i = 0;; ++i) {
+            Status s = cache_.flush();
+            if (s.code() != Errc::busy || i > 10000) return s;
+            wake();
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+    }
+
+    // Writes back until clean (on the calling thread), calling `progress` after each kset.
+    Status flush_all(const std::function<void(const FlushProgress&)>& progress = {}) {
+        PCACHE_TRY(flush_blocking());
+        const auto start = Clock::now();
+        const std::uint64_t total = cache_.dirty_bytes();
+        for (std::uint64_t steps = 0; !cache_.is_clean(); ++steps) {
+            auto r = cache_.writeback_step();
+            if (!r.status.ok()) return r.status;
+            if (!r.progressed) {
+                PCACHE_TRY(flush_blocking());  // keys still buffered: persist them
+                if (!cache_.is_clean()) std::this_thread::yield();
+            }
+            if (progress) {
+                const double s = std::chrono::duration<double>(Clock::now() - start).count();
+                const std::uint64_t left = cache_.dirty_bytes();
+                const std::uint64_t done = total > left ? total - left : 0;
+                progress(FlushProgress{left, done, s > 0 ? done / s : 0});
+            }
+            if (steps > (1ull << 40)) return {Errc::io, "flush_all: no end in sight"};
+        }
+        return {};
+    }
+
+private:
+    using Step = bool (Runtime::*)();
+    bool writeback_once() { return record(cache_.writeback_step()); }
+    bool gc_once() { return record(cache_.gc_step()); }
+    template <class R>
+    bool record(const R& r) {
+        if (!r.status.ok()) {
+            std::lock_guard g(mutex_);
+            if (error_.ok()) error_ = r.status;
+        }
+        if (r.progressed) {
+            {
+                std::lock_guard g(mutex_);
+                ++progress_seq_;
+            }
+            progress_.notify_all();
+        }
+        return r.progressed;
+    }
+    std::uint64_t progress_seq() {
+        std::lock_guard g(mutex_);
+        return progress_seq_;
+    }
+    void loop(Step step) {
+        for (;;) {
+            if ((this->*step)()) {
+                std::lock_guard g(mutex_);
+                if (!running_) return;
+                continue;
+            }
+            std::unique_lock l(mutex_);
+            const std::uint64_t seen = wake_seq_;
+            wake_.wait_for(l, iv_.idle_poll, [&] { return !running_ || wake_seq_ != seen; });
+            if (!running_) return;
+        }
+    }
+    void timer_loop() {
+        std::unique_lock l(mutex_);
+        while (running_) {
+            wake_.wait_for(l, iv_.kset_flush, [&] { return !running_; });
+            if (!running_) return;
+            l.unlock();
+            Status s = cache_.flush_ksets();
+            if (s.code() == Errc::busy) wake();
+            l.lock();
+            ++wake_seq_;  // new durable ksets: let writeback look
+            wake_.notify_all();
+        }
+    }
+
+    CacheT& cache_;
+    Intervals iv_;
+    mutable std::mutex mutex_;
+    std::condition_variable wake_, progress_;
+    bool running_ = false;
+    std::uint64_t wake_seq_ = 0, progress_seq_ = 0;
+    Status error_;
+    std::thread writeback_, gc_, timer_;
+};
+
+}  // namespace pcache
