@@ -79,8 +79,11 @@ public:
     Status write_blocking(std::uint64_t off, std::span<const std::byte> data, bool fua = false,
                           std::chrono::milliseconds timeout = std::chrono::minutes(5)) {
         for (auto deadline = Clock::now() + timeout;;) {
-            Status s = cache_.write(off, data, fua);
+            std::uint64_t done = 0;
+            Status s = cache_.write(off, data, fua, &done);
             if (s.code() != Errc::busy) return s;
+            off += done;
+            data = data.subspan(done);
             const std::uint64_t seen = progress_seq();
             wake();
             std::unique_lock l(mutex_);

@@ -53,9 +53,12 @@ public:
     ~Cache() = default;  // no implicit I/O: call close() for a clean shutdown
 
     // Writes `data` at byte offset `off` (both multiples of 512). Acknowledged writes are
-    // volatile until a flush() or a FUA write; Errc::busy means the cache is full: retry after
-    // writeback and GC progress (no byte of a busy write needs to be considered written).
-    Status write(std::uint64_t off, std::span<const std::byte> data, bool fua = false);
+    // volatile until a flush() or a FUA write. Errc::busy means the cache is full: after
+    // writeback and GC progress, retry the rest: `*done_bytes` (if given) says how many leading
+    // bytes are already in the cache (a busy write never has to start over, so a write larger
+    // than the free space completes piece by piece).
+    Status write(std::uint64_t off, std::span<const std::byte> data, bool fua = false,
+                 std::uint64_t* done_bytes = nullptr);
     // Reads from the cache where it holds the bytes, from the backing device elsewhere.
     Status read(std::uint64_t off, std::span<std::byte> out);
     // FLUSH: every earlier acknowledged write is durable when this returns ok.

@@ -25,9 +25,11 @@ Status Cache<Pmem, Block>::check_io(const char* what, std::uint64_t off, std::ui
 }
 
 template <PmemDevice Pmem, BlockDevice Block>
-Status Cache<Pmem, Block>::write(std::uint64_t off, std::span<const std::byte> data, bool fua) {
-    PCACHE_TRY(check_io("write", off, data.size()));
+Status Cache<Pmem, Block>::write(std::uint64_t off, std::span<const std::byte> data, bool fua,
+                                 std::uint64_t* done_bytes) {
     std::uint64_t done = 0;
+    if (done_bytes) *done_bytes = 0;
+    PCACHE_TRY(check_io("write", off, data.size()));
     while (done < data.size()) {
         const std::uint64_t at = off + done;
         const std::uint64_t piece = std::min<std::uint64_t>(data.size() - done,
@@ -40,6 +42,7 @@ Status Cache<Pmem, Block>::write(std::uint64_t off, std::span<const std::byte> d
         }
         assert(written > 0 && written <= piece);
         done += written;
+        if (done_bytes) *done_bytes = done;
     }
     return {};
 }

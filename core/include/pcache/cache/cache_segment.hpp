@@ -45,8 +45,8 @@ Result<std::uint32_t> Cache<Pmem, Block>::get_free_segment_locked() {
             return seg;
         }
     }
-    return Status(Errc::busy, "no free cache segment (" + std::to_string(n_segs_) +
-                                  " in use): waiting for writeback and GC");
+    return Status(Errc::busy, "all " + std::to_string(n_segs_) +
+                                  " cache segments are in use: retry after writeback and GC");
 }
 
 // Drops one reference; the last one invalidates the segment (gen+1 persisted, then freed).

@@ -48,7 +48,7 @@ public:
         assert(k.len > 0);
         auto it = keys_.lower_bound(k.off);
         if (it != keys_.begin()) --it;
-        std::size_t bound = keys_.size() + 2;  // each step erases or passes one key
+        [[maybe_unused]] std::size_t bound = keys_.size() + 2;  // each step erases or passes one key
         while (it != keys_.end() && it->second.off < k.end()) {
             assert(bound-- > 0);
             const CacheKey e = it->second;
