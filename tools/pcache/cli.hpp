@@ -1,0 +1,158 @@
+// Helpers shared by the subcommands: option parsing with the documented exit codes, byte-size
+// arguments, error reporting, and the progress bar. Exit codes live in commands.hpp.
+#pragma once
+
+#include <unistd.h>
+
+#include <boost/program_options.hpp>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "pcache/commands.hpp"
+#include "pcache/format/geometry.hpp"
+#include "pcache/result.hpp"
+
+namespace pcache::tool {
+
+namespace po = boost::program_options;
+
+// Prints "pcache <cmd>: <message>" on stderr.
+inline void say(const char* cmd, const std::string& message) {
+    std::fprintf(stderr, "pcache %s: %s\n", cmd, message.c_str());
+}
+
+// Exit code for an error: I/O errors and missing files are 3, everything else was refused (1).
+inline int exit_for(Errc code) {
+    return code == Errc::io || code == Errc::not_found ? kExitIo : kExitProblems;
+}
+inline int fail(const char* cmd, const Status& s) {
+    say(cmd, s.message());
+    return exit_for(s.code());
+}
+inline int usage_error(const char* cmd, const std::string& message) {
+    say(cmd, message + " (see pcache " + std::string(cmd) + " --help)");
+    return kExitUsage;
+}
+
+// Parses `args` against `opts` (plus --help). Returns -1 to go on, or the exit code to return:
+// 0 after printing help on stdout, kExitUsage after a diagnostic on stderr.
+inline int parse_args(const char* cmd, const char* synopsis, po::options_description& opts,
+                      const po::positional_options_description* positional,
+                      const std::vector<std::string>& args, po::variables_map& vm) {
+    opts.add_options()("help,h", "print this help");
+    try {
+        po::command_line_parser parser(args);
+        parser.options(opts);
+        if (positional) parser.positional(*positional);
+        else parser.positional(po::positional_options_description{});
+        po::store(parser.run(), vm);
+        if (vm.count("help")) {
+            std::printf("usage: pcache %s %s\n\n", cmd, synopsis);
+            std::ostringstream text;
+            opts.print(text);
+            std::fputs(text.str().c_str(), stdout);
+            return kExitOk;
+        }
+        po::notify(vm);
+    } catch (const po::error& e) {
+        return usage_error(cmd, e.what());
+    }
+    return -1;
+}
+
+// A byte count: decimal digits with an optional binary suffix K, M, G, T (or KiB, MiB, GiB, TiB).
+inline Result<std::uint64_t> parse_bytes(const std::string& text, const char* what) {
+    auto bad = [&](const std::string& why) {
+        return Status(Errc::invalid_argument, std::string(what) + " \"" + text + "\": " + why);
+    };
+    std::size_t i = 0;
+    std::uint64_t v = 0;
+    for (; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i) {
+        if (v > (UINT64_MAX - 9) / 10) return bad("too large");
+        v = v * 10 + std::uint64_t(text[i] - '0');
+    }
+    if (i == 0) return bad("expected a number of bytes such as 4096, 64K, 256M or 1G");
+    const std::string suffix = text.substr(i);
+    unsigned shift = 0;
+    if (suffix.empty()) shift = 0;
+    else if (suffix == "K" || suffix == "KiB" || suffix == "k") shift = 10;
+    else if (suffix == "M" || suffix == "MiB") shift = 20;
+    else if (suffix == "G" || suffix == "GiB") shift = 30;
+    else if (suffix == "T" || suffix == "TiB") shift = 40;
+    else return bad("unknown suffix \"" + suffix + "\", expected K, M, G or T (powers of 1024)");
+    if (shift && v > (UINT64_MAX >> shift)) return bad("too large");
+    return v << shift;
+}
+
+// A decimal count, or "all" (returned as UINT64_MAX).
+inline Result<std::uint64_t> parse_count(const std::string& text, const char* what) {
+    if (text == "all") return UINT64_MAX;
+    if (text.empty() || text.size() > 18 || text.find_first_not_of("0123456789") != std::string::npos)
+        return Status(Errc::invalid_argument,
+                      std::string(what) + " \"" + text + "\": expected a decimal count or \"all\"");
+    return std::stoull(text);
+}
+
+// --segment-size: the geometry (16 MiB kernel segments by default).
+inline void add_geometry_option(po::options_description& opts) {
+    opts.add_options()("segment-size", po::value<std::string>()->default_value("16M"),
+                       "segment size in bytes (16M = kernel geometry; smaller sizes make "
+                       "pcache-only images that must always be opened with the same size)");
+}
+inline Result<format::Geometry> geometry_from(const po::variables_map& vm) {
+    auto b = parse_bytes(vm["segment-size"].as<std::string>(), "--segment-size");
+    if (!b.ok()) return b.status();
+    format::Geometry g{*b};
+    PCACHE_TRY(g.validate());
+    return g;
+}
+
+inline std::string human_bytes(double b) {
+    const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+    while (b >= 1024 && u < 4) b /= 1024, ++u;
+    char buf[32];
+    std::snprintf(buf, sizeof buf, u ? "%.1f %s" : "%.0f %s", b, units[u]);
+    return buf;
+}
+
+// One-line progress on stderr, only when stderr is a terminal; at most 10 updates a second.
+class ProgressBar {
+public:
+    explicit ProgressBar(const char* what) : what_(what), tty_(::isatty(STDERR_FILENO) == 1) {}
+    ~ProgressBar() { finish(); }
+    void update(std::uint64_t total_bytes, std::uint64_t left_bytes, double rate_bytes_per_s) {
+        if (!tty_) return;
+        const auto now = std::chrono::steady_clock::now();
+        if (shown_ && now - last_ < std::chrono::milliseconds(100)) return;
+        last_ = now;
+        shown_ = true;
+        const double frac = total_bytes ? 1.0 - double(left_bytes) / double(total_bytes) : 1.0;
+        const int width = 30, filled = static_cast<int>(frac * width + 0.5);
+        std::string bar(filled, '#');
+        bar.resize(width, '.');
+        std::string eta = rate_bytes_per_s > 0
+                              ? std::to_string(static_cast<long long>(left_bytes / rate_bytes_per_s)) + " s"
+                              : "?";
+        std::fprintf(stderr, "\r%s [%s] %s left, %s/s, ETA %s   ", what_, bar.c_str(),
+                     human_bytes(double(left_bytes)).c_str(), human_bytes(rate_bytes_per_s).c_str(),
+                     eta.c_str());
+        std::fflush(stderr);
+    }
+    void finish() {
+        if (shown_) std::fputc('\n', stderr);
+        shown_ = false;
+    }
+
+private:
+    const char* what_;
+    bool tty_;
+    bool shown_ = false;
+    std::chrono::steady_clock::time_point last_{};
+};
+
+}  // namespace pcache::tool

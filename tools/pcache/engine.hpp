@@ -1,0 +1,64 @@
+// Opening a live cache on real devices (Pmem2Device + FileBlockDevice) for the commands that
+// operate on it (format, message, flush, demo). Cache::open writes cache_info, so commands that
+// must not create a cache by accident first check read-only (inspect_image.hpp) that the image
+// holds one: Cache::open would silently format a blank device.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "pcache/blockdev/file_block_device.hpp"
+#include "pcache/cache/cache.hpp"
+#include "pcache/inspect_image.hpp"
+#include "pcache/pmem/pmem2_device.hpp"
+
+namespace pcache::tool {
+
+using RealCache = Cache<Pmem2Device, FileBlockDevice>;
+
+// The devices and the cache over them; never moved once the cache holds references.
+struct LiveCache {
+    std::optional<Pmem2Device> pmem;
+    std::optional<FileBlockDevice> backing;
+    std::unique_ptr<RealCache> cache;
+};
+
+// Opens the devices and the cache. Returns -1 or an exit code after a diagnostic.
+inline int open_live(const char* cmd, const std::string& pmem_path, const std::string& backing_path,
+                     const CacheOptions& options, LiveCache& out) {
+    auto p = Pmem2Device::open(pmem_path);
+    if (!p.ok()) return fail(cmd, p.status());
+    out.pmem.emplace(std::move(*p));
+    auto b = FileBlockDevice::open(backing_path);
+    if (!b.ok()) return fail(cmd, b.status());
+    out.backing.emplace(std::move(*b));
+    auto c = RealCache::open(*out.pmem, *out.backing, options);
+    if (!c.ok()) return fail(cmd, c.status());
+    out.cache = std::move(*c);
+    return -1;
+}
+
+// For commands that operate on an existing cache: checks read-only that --pmem holds a
+// loadable cache, then opens it with the image's own data_crc setting.
+inline int open_existing(const char* cmd, const po::variables_map& vm, LiveCache& out) {
+    Inspected img;
+    if (int rc = open_and_inspect(cmd, vm, img); rc >= 0) return rc;
+    const inspect::Header& h = img.header;
+    if (h.state != inspect::State::cache) {
+        say(cmd, not_a_cache(img.pmem->path(), h));
+        return kExitProblems;
+    }
+    if (!h.walkable()) {
+        for (const auto& p : h.problems.list) say(cmd, p);
+        say(cmd, "the cache cannot be loaded; run pcache check for details (nothing was written)");
+        return kExitProblems;
+    }
+    CacheOptions opts;
+    opts.geometry = h.geometry;
+    opts.data_crc = h.data_crc();
+    img.pmem.reset();
+    return open_live(cmd, vm["pmem"].as<std::string>(), vm["backing"].as<std::string>(), opts, out);
+}
+
+}  // namespace pcache::tool

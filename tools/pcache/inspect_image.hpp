@@ -1,0 +1,59 @@
+// Opening an image for the read-only commands: the pmem file through ImageFile (never written),
+// the backing device only for its size, then the header stage of the inspector.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "pcache/cli.hpp"
+#include "pcache/image_file.hpp"
+#include "pcache/inspect.hpp"
+
+namespace pcache::tool {
+
+struct Inspected {
+    std::optional<ImageFile> pmem;
+    inspect::Header header;
+    std::uint64_t backing_bytes = 0;  // 0 when --backing was not given
+};
+
+// --pmem (required), --backing (optional here), --segment-size.
+inline void add_image_options(po::options_description& opts, bool backing_required) {
+    opts.add_options()("pmem", po::value<std::string>()->required(), "cache device: pmem file or device");
+    if (backing_required)
+        opts.add_options()("backing", po::value<std::string>()->required(), "backing file or block device");
+    else
+        opts.add_options()("backing", po::value<std::string>(),
+                           "backing file or block device (optional: keys are then checked against its size)");
+    add_geometry_option(opts);
+}
+
+// A one-line explanation of why an image is not a usable cache ("" for State::cache).
+inline std::string not_a_cache(const std::string& path, const inspect::Header& h) {
+    switch (h.state) {
+    case inspect::State::blank: return "'" + path + "' is not formatted (superblock magic is 0): run pcache format";
+    case inspect::State::cache: return "";
+    default: return "'" + path + "' does not hold a usable pcache cache (" +
+                    inspect::state_name(h.state) + "): " + h.state_reason;
+    }
+}
+
+// Returns -1 and fills `out`, or the exit code after a diagnostic.
+inline int open_and_inspect(const char* cmd, const po::variables_map& vm, Inspected& out) {
+    auto geo = geometry_from(vm);
+    if (!geo.ok()) return usage_error(cmd, geo.status().message());
+    if (vm.count("backing")) {
+        auto b = ImageFile::open(vm["backing"].as<std::string>(), "backing");
+        if (!b.ok()) return fail(cmd, b.status());
+        out.backing_bytes = b->size();
+    }
+    auto f = ImageFile::open(vm["pmem"].as<std::string>(), "pmem");
+    if (!f.ok()) return fail(cmd, f.status());
+    auto h = inspect::read_header(*f, *geo);
+    if (!h.ok()) return fail(cmd, h.status());
+    out.pmem.emplace(std::move(*f));
+    out.header = std::move(*h);
+    return -1;
+}
+
+}  // namespace pcache::tool
