@@ -90,8 +90,23 @@ Status Cache<Pmem, Block>::format_superblock() {
     PCACHE_TRY(pmem_.write(begin, zeros, kPmemFlushCache));
     pmem_.drain();
     if (sb_.seg_num == 0) return {Errc::no_space, "cache device holds no segment"};
-    const auto raw = format::to_bytes(sb_);
+    // The 24-byte superblock may tear at 8-byte boundaries. Its magic (aligned, at +8) is the
+    // commit word: cleared first, the other fields fenced, then set. A power cut mid-format thus
+    // leaves a blank device (formatted again at the next open), never a corrupt superblock.
+    constexpr std::uint64_t kMagicAt = format::kSuperblockOffsetBytes + 8;
+    auto raw = format::to_bytes(sb_);
+    std::array<std::byte, format::kSuperblockBytes> old{};
+    PCACHE_TRY(pmem_.read(format::kSuperblockOffsetBytes, old));
+    if (old == raw) return {};
+    const std::array<std::byte, 8> magic_zero{};
+    PCACHE_TRY(pmem_.write(kMagicAt, magic_zero, kPmemFlushCache));
+    pmem_.drain();
+    std::array<std::byte, 8> magic{};
+    std::memcpy(magic.data(), raw.data() + 8, 8);
+    std::memset(raw.data() + 8, 0, 8);
     PCACHE_TRY(pmem_.write(format::kSuperblockOffsetBytes, raw, kPmemFlushCache));
+    pmem_.drain();
+    PCACHE_TRY(pmem_.write(kMagicAt, magic, kPmemFlushCache));
     pmem_.drain();
     return {};
 }
