@@ -2,7 +2,7 @@
 # One idempotent entry point: installs the Debian packages pcache needs, configures and builds,
 # then runs the requested job.
 #
-#   bash scripts/setup.sh demo    # build (release) and run the built-in demo: no pmem needed
+#   bash scripts/setup.sh demo    # build (release), run the built-in demo and a 10 s crash campaign
 #   bash scripts/setup.sh test    # build (dev: debug, assertions, -Werror) and run every test
 #   bash scripts/setup.sh build [preset]   # only install and build
 #
@@ -39,7 +39,9 @@ install_packages
 case "$job" in
     demo)
         build release
-        exec build/release/tools/pcache demo
+        build/release/tools/pcache demo
+        # then a short crash campaign on simulated pmem: power cut at every persistence point
+        exec build/release/tools/pcache sim --seconds 10
         ;;
     test)
         build dev

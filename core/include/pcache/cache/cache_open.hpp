@@ -161,7 +161,15 @@ Status Cache<Pmem, Block>::require_empty_log_for_reformat() {
 template <PmemDevice Pmem, BlockDevice Block>
 Status Cache<Pmem, Block>::write_meta(std::uint64_t slot0_addr, std::uint64_t stride, unsigned index,
                                       std::span<const std::byte> record) {
+#if defined(PCACHE_MUTANT_M8)  // seeded bug: both copies written in one persistence epoch
     PCACHE_TRY(pmem_.write(slot0_addr + stride * index, record, kPmemFlushCache));
+    PCACHE_TRY(pmem_.write(slot0_addr + stride * (index ^ 1u), record, kPmemFlushCache));
+#elif defined(PCACHE_MUTANT_M9)  // seeded bug: updated in place by one wide copy assumed atomic
+    (void)index;
+    PCACHE_TRY(pmem_.write(slot0_addr, record, kPmemFlushCache));
+#else
+    PCACHE_TRY(pmem_.write(slot0_addr + stride * index, record, kPmemFlushCache));
+#endif
     pmem_.drain();
     return {};
 }

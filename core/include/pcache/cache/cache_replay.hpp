@@ -29,13 +29,23 @@ Status Cache<Pmem, Block>::replay() {
     std::vector<std::byte> buf;
     for (;;) {
         if (pos == dirty_tail_.pos) dirty_tail_seen = true;
+#ifndef PCACHE_MUTANT_M11  // seeded bug M11: no bound on the kset chain walk
         if (++ksets > ksets_max) return {Errc::corrupt, "replay: more ksets than the cache can hold"};
+#endif
         format::KsetView v;
         PCACHE_TRY(decode_kset_at(pos, buf, v).with_context("replay"));
+#ifdef PCACHE_MUTANT_M16  // seeded bug: a torn last kset taken for corruption of the whole log
+        if (v.kind == format::KsetKind::end && v.end_reason.rfind("CRC", 0) == 0)
+            return {Errc::corrupt, "replay: kset with a bad CRC: " + v.end_reason};
+#endif
         if (v.kind == format::KsetKind::end) break;
         if (v.kind == format::KsetKind::last) {
             const std::uint32_t next = v.next_cache_seg_id();
+#ifdef PCACHE_MUTANT_M11
+            if (false)
+#else
             if (++hops > n_segs_ || kset_segs[next])
+#endif
                 return {Errc::corrupt, "replay: LAST kset at " + std::to_string(pos.seg) + ":" +
                                            std::to_string(pos.off) + " leads back to kset segment " +
                                            std::to_string(next) + " (cycle in the kset chain)"};

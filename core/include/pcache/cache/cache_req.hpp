@@ -54,10 +54,12 @@ Status Cache<Pmem, Block>::write_piece(std::uint64_t off, std::span<const std::b
     auto a = data_alloc(static_cast<std::uint32_t>(data.size()));
     if (!a.ok()) return a.status();
     const auto bytes = data.first(a->len);
+#ifdef PCACHE_MUTANT_M1  // seeded bug: cached copy, never flushed, before the key points to it
+    PCACHE_TRY(pmem_.write(data_addr(a->seg, a->off), bytes, kPmemNoFlush | kPmemNoDrain));
+#else
     PCACHE_TRY(pmem_.write(data_addr(a->seg, a->off), bytes, kPmemFlushCache));
-#ifndef PCACHE_MUTANT_M14
-    pmem_.drain();  // the data is durable before any key can point to it
 #endif
+    pmem_.drain();  // the data is durable before any key can point to it
     count(&CacheCounters::pmem_written_bytes, a->len);
     CacheKey key{off, a->len, 0, a->seg, a->off, a->gen, 0, false};
     if (opts_.data_crc) key.data_crc = crc::kcrc(bytes.data(), bytes.size());

@@ -91,8 +91,13 @@ inline Result<Superblock> decode_superblock(Bytes bytes, std::uint64_t device_by
 // ---- duplicated metadata records ---------------------------------------------------------
 template <MetaRecord T>
 void seal(T& record, std::uint8_t seq) noexcept {
+#ifdef PCACHE_MUTANT_M6  // seeded bug: CRC computed before the sequence number is set
+    record.header.crc = record_crc(record);
+    record.header.seq = seq;
+#else
     record.header.seq = seq;
     record.header.crc = record_crc(record);
+#endif
 }
 
 template <MetaRecord T>
@@ -126,7 +131,11 @@ std::optional<Latest<T>> select_latest(Bytes slot0, std::uint64_t where0, Bytes 
     auto r0 = decode_meta<T>(slot0, where0);
     if (r0) best = Latest<T>{*r0, 0};
     auto r1 = decode_meta<T>(slot1, where1);
+#ifdef PCACHE_MUTANT_M7  // seeded bug: the copy picked by index, not by newest sequence
+    if (r1 && !best)
+#else
     if (r1 && (!best || seq_after(r1->header.seq, best->record.header.seq)))
+#endif
         best = Latest<T>{*r1, 1};
     return best;
 }
@@ -215,6 +224,14 @@ inline Status validate_key(const KeyOnMedia& k, std::uint32_t n_segs, std::uint6
 // ---- ksets ----------------------------------------------------------------------------------
 enum class KsetKind { normal, last, end };
 
+// A kset's CRC covers its bytes from offset 4 to the end of its last key.
+inline std::uint32_t kset_crc(const std::byte* kset, std::uint64_t size_bytes) noexcept {
+#ifdef PCACHE_MUTANT_M5  // seeded bug: the last key's last word (data_crc, reserved) not covered
+    if (size_bytes > kKsetHeaderBytes) size_bytes -= 8;
+#endif
+    return crc::kcrc(kset + 4, size_bytes - 4);
+}
+
 struct KsetView {
     KsetKind kind = KsetKind::end;
     KsetHeader header{};
@@ -256,7 +273,7 @@ inline Result<KsetView> decode_kset(Bytes window, std::uint32_t n_segs, std::uin
         v.end_reason = "kset of " + std::to_string(size) + " B runs past the data area";
         return v;
     }
-    const std::uint32_t crc = crc::kcrc(window.data() + 4, size - 4);
+    const std::uint32_t crc = kset_crc(window.data(), size);
     if (crc != v.header.crc) {
         v.end_reason = "CRC mismatch (stored " + hex(v.header.crc) + ", computed " + hex(crc) + ")";
         return v;
@@ -282,7 +299,7 @@ inline void seal_kset(std::span<std::byte> image) noexcept {
     const std::uint64_t size = (h.flags & kKsetFlagLast) ? kKsetHeaderBytes : kset_bytes(h.key_num_or_next);
     h.magic = kKsetMagic;
     std::memcpy(image.data(), &h, sizeof h);
-    h.crc = crc::kcrc(image.data() + 4, size - 4);
+    h.crc = kset_crc(image.data(), size);
     std::memcpy(image.data(), &h.crc, 4);
 }
 
