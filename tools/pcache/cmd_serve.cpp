@@ -1,0 +1,201 @@
+// pcache serve: exposes a pcache device (pmem file + backing file) to unmodified programs.
+//
+//   pcache serve --pmem P --backing B --fuse DIR     FUSE file DIR/pcache (losetup it)
+//   pcache serve --pmem P --backing B --nbd SOCK     exec nbdkit with the pcache plugin
+//   pcache serve --memory 256M --fuse DIR            the FUSE front end over memory (ceiling)
+//
+// The FUSE front end runs in this process: background writeback/GC threads, SIGINT/SIGTERM/
+// SIGHUP end the loop, and the cache is closed (every kset persisted, backing flushed) before
+// the exit. After a SIGKILL the next start replays the key log: every write acknowledged before
+// the last completed flush (fsync) or with FUA is there. The NBD front end is the nbdkit plugin
+// (tools/nbdkit/); this command only builds its command line. See docs/serve.md.
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/program_options.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "fuse/fuse_frontend.hpp"
+#include "pcache/commands.hpp"
+#include "serve/cache_backend.hpp"
+#include "serve/serve_args.hpp"
+
+namespace {
+
+namespace po = boost::program_options;
+using namespace pcache;
+using namespace pcache::tool;
+
+constexpr const char* kSynopsis =
+    "--pmem FILE --backing FILE (--fuse DIR | --nbd SOCKET | --nbd-port PORT) [options]\n"
+    "       pcache serve --memory SIZE --fuse DIR   (front-end ceiling, nothing persistent)";
+
+int say(const std::string& msg, int code) {
+    std::fprintf(stderr, "pcache serve: %s\n", msg.c_str());
+    return code;
+}
+int fail(const Status& s) {
+    return say(s.message(), s.code() == Errc::io || s.code() == Errc::not_found ? kExitIo : kExitProblems);
+}
+int usage(const std::string& msg) { return say(msg + " (see pcache serve --help)", kExitUsage); }
+
+// Where the nbdkit plugin is: $PCACHE_NBDKIT_PLUGIN, next to this executable (build tree), or
+// the installed plugin directory.
+std::string find_plugin() {
+    if (const char* env = std::getenv("PCACHE_NBDKIT_PLUGIN")) return env;
+    std::vector<char> self(4096);
+    const ssize_t n = ::readlink("/proc/self/exe", self.data(), self.size() - 1);
+    if (n > 0) {
+        std::string dir(self.data(), static_cast<std::size_t>(n));
+        dir.resize(dir.rfind('/') + 1);
+        const std::string here = dir + "nbdkit-pcache-plugin.so";
+        if (::access(here.c_str(), R_OK) == 0) return here;
+    }
+#ifdef PCACHE_NBDKIT_PLUGIN_INSTALLED
+    return PCACHE_NBDKIT_PLUGIN_INSTALLED;
+#else
+    return "pcache";  // nbdkit's own plugin directory
+#endif
+}
+
+int exec_nbdkit(const po::variables_map& vm) {
+    std::vector<std::string> a = {"nbdkit", "--foreground"};
+    if (vm.count("nbd")) a.insert(a.end(), {"--unix", vm["nbd"].as<std::string>()});
+    else a.insert(a.end(), {"--port", vm["nbd-port"].as<std::string>()});
+    if (vm.count("threads")) a.insert(a.end(), {"--threads", std::to_string(vm["threads"].as<unsigned>())});
+    a.push_back(find_plugin());
+    a.push_back("pmem=" + vm["pmem"].as<std::string>());
+    a.push_back("backing=" + vm["backing"].as<std::string>());
+    if (vm.count("data-crc")) a.push_back("data_crc=" + vm["data-crc"].as<std::string>());
+    if (vm.count("format")) a.push_back("format=on");
+    a.push_back("segment_size=" + vm["segment-size"].as<std::string>());
+    if (vm.count("ksets")) a.push_back("ksets=" + std::to_string(vm["ksets"].as<unsigned>()));
+    std::string line;
+    for (const auto& s : a) line += (line.empty() ? "" : " ") + s;
+    if (vm.count("dry-run")) {
+        std::printf("%s\n", line.c_str());
+        return kExitOk;
+    }
+    std::fprintf(stderr, "pcache serve: exec %s\n", line.c_str());
+    std::vector<char*> argv;
+    for (auto& s : a) argv.push_back(s.data());
+    argv.push_back(nullptr);
+    ::execvp("nbdkit", argv.data());
+    return say(std::string("cannot run nbdkit: ") + std::strerror(errno) +
+                   " (install the nbdkit package, or run the line above yourself)",
+               kExitIo);
+}
+
+Result<serve::ServeOptions> serve_options(const po::variables_map& vm) {
+    serve::ServeOptions o;
+    o.pmem_path = vm["pmem"].as<std::string>();
+    o.backing_path = vm["backing"].as<std::string>();
+    o.format = vm.count("format") > 0;
+    if (vm.count("data-crc")) {
+        auto c = serve::parse_switch(vm["data-crc"].as<std::string>(), "--data-crc");
+        if (!c.ok()) return c.status();
+        o.data_crc = *c;
+    }
+    auto seg = serve::parse_size(vm["segment-size"].as<std::string>(), "--segment-size");
+    if (!seg.ok()) return seg.status();
+    o.geometry = format::Geometry{*seg};
+    PCACHE_TRY(o.geometry.validate());
+    if (vm.count("ksets")) {
+        const unsigned k = vm["ksets"].as<unsigned>();
+        if (k == 0 || k > 1024) return Status(Errc::invalid_argument, "--ksets: expected 1..1024");
+        o.n_ksets = k;
+    }
+    return o;
+}
+
+serve::FuseOptions fuse_options(const po::variables_map& vm) {
+    serve::FuseOptions f;
+    f.mountpoint = vm["fuse"].as<std::string>();
+    f.file_name = vm["name"].as<std::string>();
+    if (vm.count("threads")) f.max_threads = std::max(1u, vm["threads"].as<unsigned>());
+    f.allow_other = vm.count("allow-other") > 0;
+    f.debug = vm.count("debug") > 0;
+    return f;
+}
+
+int serve_memory(const po::variables_map& vm) {
+    auto size = serve::parse_size(vm["memory"].as<std::string>(), "--memory");
+    if (!size.ok()) return usage(size.status().message());
+    if (*size == 0 || *size % 512) return usage("--memory: expected a non-zero multiple of 512 bytes");
+    serve::MemoryBackend mem(*size);
+    Status s = serve::serve_fuse(mem, fuse_options(vm));
+    return s.ok() ? kExitOk : fail(s);
+}
+
+int serve_cache_fuse(const po::variables_map& vm) {
+    auto o = serve_options(vm);
+    if (!o.ok()) return usage(o.status().message());
+    auto b = serve::CacheBackend::open(*o);
+    if (!b.ok()) return fail(b.status());
+    serve::CacheBackend& backend = **b;
+    if (backend.formatted_now()) say("formatted a new cache on '" + o->pmem_path + "'", 0);
+    backend.start();
+    Status served = serve::serve_fuse(backend, fuse_options(vm));
+    Status closed = backend.close();  // after the loop: no request is in flight any more
+    if (!served.ok()) return fail(served);
+    if (!closed.ok()) return fail(closed);
+    say("clean shutdown: " + backend.status_line(), 0);
+    return kExitOk;
+}
+
+int run_serve(const std::vector<std::string>& args) {
+    po::options_description opts("pcache serve options");
+    opts.add_options()
+        ("help,h", "print this help")
+        ("pmem", po::value<std::string>(), "cache device: pmem file or device-DAX")
+        ("backing", po::value<std::string>(), "backing file or block device")
+        ("fuse", po::value<std::string>(), "serve as a FUSE file DIR/NAME (DIR must exist)")
+        ("nbd", po::value<std::string>(), "serve over NBD on this Unix socket (runs nbdkit)")
+        ("nbd-port", po::value<std::string>(), "serve over NBD on this TCP port (runs nbdkit)")
+        ("format", "format the cache device if it holds no cache (never overwrites one)")
+        ("data-crc", po::value<std::string>(), "on|off: per-key data CRC for a new cache "
+                                               "(an existing cache keeps its own; a mismatch is refused)")
+        ("segment-size", po::value<std::string>()->default_value("16M"), "segment size (16M: kernel)")
+        ("ksets", po::value<unsigned>(), "kset buffers (default: one per CPU)")
+        ("threads", po::value<unsigned>(), "front-end worker threads (FUSE default 16)")
+        ("name", po::value<std::string>()->default_value("pcache"), "FUSE: the file's name")
+        ("allow-other", "FUSE: let other users open the file")
+        ("debug", "FUSE: trace every request on stderr")
+        ("memory", po::value<std::string>(), "serve SIZE bytes of memory instead of a cache")
+        ("dry-run", "NBD: print the nbdkit command line instead of running it");
+    po::variables_map vm;
+    try {
+        po::store(po::command_line_parser(args).options(opts).positional({}).run(), vm);
+        po::notify(vm);
+    } catch (const po::error& e) {
+        return usage(e.what());
+    }
+    if (vm.count("help")) {
+        std::printf("usage: pcache serve %s\n\n", kSynopsis);
+        std::ostringstream text;
+        opts.print(text);
+        std::fputs(text.str().c_str(), stdout);
+        return kExitOk;
+    }
+    const int fronts = int(vm.count("fuse")) + int(vm.count("nbd")) + int(vm.count("nbd-port"));
+    if (fronts != 1) return usage("expected exactly one of --fuse, --nbd, --nbd-port");
+    if (vm.count("memory")) {
+        if (!vm.count("fuse")) return usage("--memory works with --fuse (for NBD use nbdkit's memory plugin)");
+        if (vm.count("pmem") || vm.count("backing")) return usage("--memory replaces --pmem and --backing");
+        return serve_memory(vm);
+    }
+    if (!vm.count("pmem") || !vm.count("backing")) return usage("--pmem and --backing are required");
+    if (vm.count("fuse")) return serve_cache_fuse(vm);
+    auto o = serve_options(vm);  // validate here: nbdkit's own messages are less direct
+    if (!o.ok()) return usage(o.status().message());
+    return exec_nbdkit(vm);
+}
+
+}  // namespace
+
+PCACHE_COMMAND(serve, "serve a cache to unmodified programs: a FUSE file or an NBD export", run_serve);

@@ -1,0 +1,148 @@
+// CacheBackend: opening a pcache device for serving, and the request path (see the header).
+#include "serve/cache_backend.hpp"
+
+#include <signal.h>
+
+#include <algorithm>
+#include <thread>
+#include <vector>
+
+#include "pcache/inspect.hpp"
+
+namespace pcache::serve {
+
+namespace {
+
+constexpr std::uint64_t kSector = format::kSectorBytes;
+
+// Decides from the image (read-only) whether and how Cache::open may run on it.
+Status admit_image(const Pmem2Device& pmem, ServeOptions& o, bool& blank) {
+    auto h = inspect::read_header(pmem, o.geometry);
+    if (!h.ok()) return h.status().with_context("reading the cache device '" + o.pmem_path + "'");
+    blank = h->state == inspect::State::blank;
+    if (blank) {
+        if (!o.format)
+            return {Errc::invalid_argument,
+                    "'" + o.pmem_path + "' holds no cache (superblock magic is 0); pass --format to "
+                    "create one there, or run pcache format first (nothing was written)"};
+        return {};
+    }
+    if (h->state != inspect::State::cache)
+        return {Errc::corrupt, "'" + o.pmem_path + "' does not hold a usable pcache cache (" +
+                                   inspect::state_name(h->state) + "): " + h->state_reason +
+                                   " (nothing was written)"};
+    if (o.data_crc && *o.data_crc != h->data_crc())
+        return {Errc::invalid_argument,
+                std::string("--data-crc ") + (*o.data_crc ? "on" : "off") + " but the cache on '" +
+                    o.pmem_path + "' was created with data_crc " + (h->data_crc() ? "on" : "off") +
+                    " (nothing was written)"};
+    o.data_crc = h->data_crc();
+    return {};
+}
+
+// Runs `f` with the termination signals blocked, so threads it creates never receive them.
+template <class F>
+void with_signals_blocked(F&& f) {
+    sigset_t set, old;
+    sigemptyset(&set);
+    for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE}) sigaddset(&set, s);
+    pthread_sigmask(SIG_BLOCK, &set, &old);
+    f();
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<CacheBackend>> CacheBackend::open(const ServeOptions& options) {
+    std::unique_ptr<CacheBackend> b(new CacheBackend());
+    b->options_ = options;
+    ServeOptions& o = b->options_;
+    auto p = Pmem2Device::open(o.pmem_path);
+    if (!p.ok()) return p.status().with_context("opening the cache device '" + o.pmem_path + "'");
+    b->pmem_.emplace(std::move(*p));
+    auto f = FileBlockDevice::open(o.backing_path);
+    if (!f.ok()) return f.status().with_context("opening the backing device '" + o.backing_path + "'");
+    b->backing_.emplace(std::move(*f));
+    bool blank = false;
+    PCACHE_TRY(admit_image(*b->pmem_, o, blank));
+
+    CacheOptions co;
+    co.data_crc = o.data_crc.value_or(false);
+    co.geometry = o.geometry;
+    const unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
+    co.n_ksets = o.n_ksets ? o.n_ksets : std::min(cpus, 1024u);
+    auto c = CacheT::open(*b->pmem_, *b->backing_, co);
+    if (!c.ok()) return c.status();
+    b->cache_ = std::move(*c);
+    b->formatted_now_ = blank;
+    b->runtime_ = std::make_unique<Runtime<CacheT>>(*b->cache_);
+    return b;
+}
+
+CacheBackend::~CacheBackend() {
+    // A front end that skipped close() (an error path) still must not leave threads running
+    // over a destroyed cache; the metadata then stays as a SIGKILL would leave it (recoverable).
+    if (runtime_) runtime_->stop();
+}
+
+void CacheBackend::start() {
+    with_signals_blocked([&] { runtime_->start(); });
+}
+
+Status CacheBackend::read(std::uint64_t off, std::span<std::byte> out) {
+    if (out.empty()) return {};
+    const std::uint64_t begin = off / kSector * kSector;
+    const std::uint64_t end = (off + out.size() + kSector - 1) / kSector * kSector;
+    if (begin == off && end == off + out.size()) return cache_->read(off, out);
+    std::vector<std::byte> buf(end - begin);
+    PCACHE_TRY(cache_->read(begin, buf));
+    std::memcpy(out.data(), buf.data() + (off - begin), out.size());
+    return {};
+}
+
+Status CacheBackend::write(std::uint64_t off, std::span<const std::byte> data, bool fua) {
+    if (data.empty()) return fua ? flush() : Status{};
+    if (off % kSector || data.size() % kSector) return write_unaligned(off, data, fua);
+    Status s = runtime_->write_blocking(off, data, fua);
+    if (s.code() == Errc::busy) runtime_->wake();
+    return s;
+}
+
+Status CacheBackend::write_unaligned(std::uint64_t off, std::span<const std::byte> data, bool fua) {
+    std::lock_guard g(rmw_mutex_);
+    const std::uint64_t begin = off / kSector * kSector;
+    const std::uint64_t end = (off + data.size() + kSector - 1) / kSector * kSector;
+    std::vector<std::byte> buf(end - begin);
+    const auto first = std::span<std::byte>(buf).first(kSector);
+    const auto last = std::span<std::byte>(buf).last(kSector);
+    if (begin != off) PCACHE_TRY(cache_->read(begin, first));
+    if (end != off + data.size() && (end - kSector != begin || begin == off))
+        PCACHE_TRY(cache_->read(end - kSector, last));
+    std::memcpy(buf.data() + (off - begin), data.data(), data.size());
+    return runtime_->write_blocking(begin, buf, fua);
+}
+
+Status CacheBackend::flush() {
+    return runtime_->flush_blocking();
+}
+
+Status CacheBackend::close() {
+    std::lock_guard g(close_mutex_);
+    if (closed_) return {};
+    closed_ = true;
+    runtime_->stop();
+    Status bg = runtime_->last_error();
+    Status s = cache_->close();
+    if (!s.ok()) return s.with_context("closing the cache");
+    if (!bg.ok()) return bg.with_context("background writeback/GC failed earlier");
+    return {};
+}
+
+std::string CacheBackend::describe() const {
+    return "pcache cache on '" + options_.pmem_path + "' (" + std::to_string(pmem_->size()) +
+           " B, " + std::to_string(cache_->n_segs()) + " segments, data_crc " +
+           (options_.data_crc.value_or(false) ? "on" : "off") + ") over '" + options_.backing_path +
+           "' (" + std::to_string(size_bytes()) + " B)";
+}
+
+}  // namespace pcache::serve

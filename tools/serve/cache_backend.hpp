@@ -1,0 +1,74 @@
+// CacheBackend: a pcache device (pmem file + backing file) as a serve::Backend.
+//
+// Opening: the pmem image is inspected read-only first, so a typo in a path never formats
+// anything: a blank image is formatted only when asked (ServeOptions::format), a foreign or
+// damaged one is refused with the inspector's reason, and an existing cache is opened with the
+// data_crc setting it records (Cache::open replays its key log: this is the recovery after a
+// SIGKILL). Background writeback, GC and the 1 s kset flush run on Runtime threads, started by
+// start() with the termination signals blocked so that only the front end's threads see them.
+//
+// Semantics (backend.hpp): write() waits for room when the cache is full (Runtime::
+// write_blocking); flush() closes every kset buffer, after which every acknowledged write is in
+// the durable key log on pmem; close() stops the threads and does Cache::close(). Requests that
+// are not 512-byte aligned are widened to whole sectors (read-modify-write under one mutex, so
+// two unaligned writes into one sector never lose each other's bytes).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "pcache/blockdev/file_block_device.hpp"
+#include "pcache/cache/cache.hpp"
+#include "pcache/pmem/pmem2_device.hpp"
+#include "pcache/runtime.hpp"
+#include "serve/backend.hpp"
+
+namespace pcache::serve {
+
+struct ServeOptions {
+    std::string pmem_path;
+    std::string backing_path;
+    bool format = false;               // format the pmem image if it is blank
+    std::optional<bool> data_crc;      // new caches: default off; existing: must match if given
+    format::Geometry geometry = format::Geometry::kernel();
+    std::uint32_t n_ksets = 0;         // 0: one per online CPU, as the kernel does
+};
+
+class CacheBackend final : public Backend {
+public:
+    using CacheT = Cache<Pmem2Device, FileBlockDevice>;
+
+    // Errors: the devices' (not_found, io, ...) with the path, invalid_argument for a blank image
+    // without ServeOptions::format or a data_crc mismatch, corrupt for a foreign or damaged image.
+    static Result<std::unique_ptr<CacheBackend>> open(const ServeOptions& options);
+    ~CacheBackend() override;
+
+    void start();  // background threads; call once, after any fork
+    std::uint64_t size_bytes() const override { return cache_->backing_bytes(); }
+    Status read(std::uint64_t off, std::span<std::byte> out) override;
+    Status write(std::uint64_t off, std::span<const std::byte> data, bool fua) override;
+    Status flush() override;
+    Status close() override;
+    std::string describe() const override;
+    bool formatted_now() const { return formatted_now_; }
+    std::string status_line() const { return cache_->status_line(); }
+
+private:
+    CacheBackend() = default;
+    Status write_unaligned(std::uint64_t off, std::span<const std::byte> data, bool fua);
+
+    std::optional<Pmem2Device> pmem_;
+    std::optional<FileBlockDevice> backing_;
+    std::unique_ptr<CacheT> cache_;
+    std::unique_ptr<Runtime<CacheT>> runtime_;
+    ServeOptions options_;
+    bool formatted_now_ = false;
+    std::mutex rmw_mutex_;    // serialises read-modify-write of partial sectors
+    std::mutex close_mutex_;  // guards closed_
+    bool closed_ = false;
+};
+
+}  // namespace pcache::serve
