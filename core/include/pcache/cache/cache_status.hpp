@@ -85,10 +85,40 @@ Status Cache<Pmem, Block>::message(const std::string& text) {
     return set_gc_percent(static_cast<std::uint32_t>(std::stoul(value)));
 }
 
-// Whole-structure check for tests: index ordered and non-overlapping, every live key in a
-// used segment holding references, the segment count consistent.
+// Whole-structure check for tests: the log walks from key_tail through dirty_tail to key_head;
+// every key of an unwritten (dirty) kset is live in a used segment (GC never reclaims dirty
+// data); the index is ordered and non-overlapping with every live key in a used segment holding
+// references; the segment count is consistent.
 template <PmemDevice Pmem, BlockDevice Block>
 Status Cache<Pmem, Block>::check_invariants() {
+    std::lock_guard wb(writeback_mutex_);
+    std::lock_guard gc(gc_mutex_);
+    const LogPos kt = key_tail(), dt = dirty_tail(), kh = key_head();
+    LogPos pos = kt;
+    bool dirty = kt == dt;
+    std::vector<std::byte> buf;
+    for (std::uint64_t steps = 0; !(pos == kh); ++steps) {
+        if (steps > std::uint64_t(n_segs_) * (seg_data_bytes() / format::kset_bytes(1) + 1))
+            return {Errc::corrupt, "log walk from key_tail does not reach key_head"};
+        format::KsetView v;
+        PCACHE_TRY(decode_kset_at(pos, buf, v));
+        if (v.kind == format::KsetKind::end)
+            return {Errc::corrupt, "log ends at " + std::to_string(pos.seg) + ":" + std::to_string(pos.off) +
+                                       " before key_head " + std::to_string(kh.seg) + ":" + std::to_string(kh.off)};
+        for (std::uint32_t i = 0; dirty && i < v.key_num(); ++i) {
+            const auto k = v.key(i);
+            std::lock_guard sg(seg_mutex_);
+            if (k.cache_seg_id >= n_segs_ || !seg_used_[k.cache_seg_id] ||
+                k.seg_gen != segs_[k.cache_seg_id].gen.load() || segs_[k.cache_seg_id].refs == 0)
+                return {Errc::corrupt, "dirty key at log position " + std::to_string(pos.seg) + ":" +
+                                           std::to_string(pos.off) + " points into a reclaimed segment " +
+                                           std::to_string(k.cache_seg_id)};
+        }
+        pos = v.kind == format::KsetKind::last ? LogPos{v.next_cache_seg_id(), 0}
+                                               : LogPos{pos.seg, pos.off + static_cast<std::uint32_t>(v.size_bytes())};
+        if (pos == dt) dirty = true;
+    }
+    if (!dirty) return {Errc::corrupt, "dirty_tail is not between key_tail and key_head"};
     std::uint32_t used = 0;
     {
         std::lock_guard g(seg_mutex_);
