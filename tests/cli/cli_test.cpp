@@ -4,10 +4,10 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <unistd.h>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
-#include <cstdio>
-#include <unistd.h>
 #include <random>
 #include <string>
 #include <vector>
@@ -47,7 +47,8 @@ protected:
     // Runs `pcache <args>` (args are shell words), capturing stdout and stderr.
     Outcome pcache(const std::string& args) {
         const std::string o = dir.file("stdout"), e = dir.file("stderr");
-        const int st = std::system((std::string(PCACHE_TOOL_PATH) + " " + args + " >" + o + " 2>" + e).c_str());
+        const int st = std::system(
+            (std::string(PCACHE_TOOL_PATH) + " " + args + " >" + o + " 2>" + e).c_str());
         Outcome r;
         r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
         r.out = slurp(o);
@@ -139,8 +140,8 @@ TEST_F(CliTest, FormatThenReadOnlyCommandsWriteNothing) {
     EXPECT_EQ(pcache("check --format json" + dev()).rc, 0);
     Outcome d = pcache("dump --pmem " + pmem + geo());
     EXPECT_EQ(d.rc, 0);
-    for (const char* key : {"\"superblock\"", "\"cache_info\"", "\"newest\"", "\"segments\"", "\"ksets\"",
-                            "\"keys_total\": ", "\"key_head\""})
+    for (const char* key : {"\"superblock\"", "\"cache_info\"", "\"newest\"", "\"segments\"",
+                            "\"ksets\"", "\"keys_total\": ", "\"key_head\""})
         EXPECT_NE(d.out.find(key), std::string::npos) << key;
     Outcome d1 = pcache("dump --keys 1 --pmem " + pmem + geo());
     EXPECT_NE(d1.out.find("\"keys_printed\": 1"), std::string::npos);
@@ -206,18 +207,30 @@ TEST_F(CliTest, BadInputIsRefusedAndWritesNothing) {
     // Missing files: exit 3.
     EXPECT_EQ(pcache("status --pmem " + dir.file("nope") + geo()).rc, 3);
     EXPECT_EQ(pcache("check --pmem " + dir.file("nope") + geo()).rc, 3);
-    EXPECT_EQ(pcache("format --pmem " + pmem + " --backing " + dir.file("nope") + " --create-size-pmem 8M" + geo()).rc, 3);
+    EXPECT_EQ(pcache("format --pmem " + pmem + " --backing " + dir.file("nope") +
+                     " --create-size-pmem 8M" + geo())
+                  .rc,
+              3);
     EXPECT_EQ(pcache("format" + dev()).rc, 3);  // pmem missing and no --create-size-pmem
     // Bad numbers: exit 2, nothing created.
     EXPECT_EQ(pcache("format" + dev() + " --create-size-pmem 12Q").rc, 2);
     EXPECT_EQ(pcache("format" + dev() + " --create-size-pmem 1000").rc, 2);
-    EXPECT_EQ(pcache("format --pmem " + pmem + " --backing " + backing + " --segment-size abc --create-size-pmem 8M").rc, 2);
-    EXPECT_EQ(pcache("format --pmem " + pmem + " --backing " + backing + " --segment-size 1000 --create-size-pmem 8M").rc, 2);
+    EXPECT_EQ(pcache("format --pmem " + pmem + " --backing " + backing +
+                     " --segment-size abc --create-size-pmem 8M")
+                  .rc,
+              2);
+    EXPECT_EQ(pcache("format --pmem " + pmem + " --backing " + backing +
+                     " --segment-size 1000 --create-size-pmem 8M")
+                  .rc,
+              2);
     EXPECT_NE(::access(pmem.c_str(), F_OK), 0) << "a refused format created the pmem file";
     // An empty backing file: refused, nothing created.
     const std::string empty = dir.file("empty");
     ASSERT_EQ(std::system(("touch " + empty).c_str()), 0);
-    EXPECT_EQ(pcache("format --pmem " + pmem + " --backing " + empty + " --create-size-pmem 8M" + geo()).rc, 1);
+    EXPECT_EQ(
+        pcache("format --pmem " + pmem + " --backing " + empty + " --create-size-pmem 8M" + geo())
+            .rc,
+        1);
     EXPECT_NE(::access(pmem.c_str(), F_OK), 0);
     // A foreign image (random bytes): every command refuses, nothing is written.
     {

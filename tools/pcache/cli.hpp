@@ -47,8 +47,10 @@ inline int parse_args(const char* cmd, const char* synopsis, po::options_descrip
     try {
         po::command_line_parser parser(args);
         parser.options(opts);
-        if (positional) parser.positional(*positional);
-        else parser.positional(po::positional_options_description{});
+        if (positional)
+            parser.positional(*positional);
+        else
+            parser.positional(po::positional_options_description{});
         po::store(parser.run(), vm);
         if (vm.count("help")) {
             std::printf("usage: pcache %s %s\n\n", cmd, synopsis);
@@ -78,12 +80,18 @@ inline Result<std::uint64_t> parse_bytes(const std::string& text, const char* wh
     if (i == 0) return bad("expected a number of bytes such as 4096, 64K, 256M or 1G");
     const std::string suffix = text.substr(i);
     unsigned shift = 0;
-    if (suffix.empty()) shift = 0;
-    else if (suffix == "K" || suffix == "KiB" || suffix == "k") shift = 10;
-    else if (suffix == "M" || suffix == "MiB") shift = 20;
-    else if (suffix == "G" || suffix == "GiB") shift = 30;
-    else if (suffix == "T" || suffix == "TiB") shift = 40;
-    else return bad("unknown suffix \"" + suffix + "\", expected K, M, G or T (powers of 1024)");
+    if (suffix.empty())
+        shift = 0;
+    else if (suffix == "K" || suffix == "KiB" || suffix == "k")
+        shift = 10;
+    else if (suffix == "M" || suffix == "MiB")
+        shift = 20;
+    else if (suffix == "G" || suffix == "GiB")
+        shift = 30;
+    else if (suffix == "T" || suffix == "TiB")
+        shift = 40;
+    else
+        return bad("unknown suffix \"" + suffix + "\", expected K, M, G or T (powers of 1024)");
     if (shift && v > (UINT64_MAX >> shift)) return bad("too large");
     return v << shift;
 }
@@ -91,7 +99,8 @@ inline Result<std::uint64_t> parse_bytes(const std::string& text, const char* wh
 // A decimal count, or "all" (returned as UINT64_MAX).
 inline Result<std::uint64_t> parse_count(const std::string& text, const char* what) {
     if (text == "all") return UINT64_MAX;
-    if (text.empty() || text.size() > 18 || text.find_first_not_of("0123456789") != std::string::npos)
+    if (text.empty() || text.size() > 18 ||
+        text.find_first_not_of("0123456789") != std::string::npos)
         return Status(Errc::invalid_argument,
                       std::string(what) + " \"" + text + "\": expected a decimal count or \"all\"");
     return std::stoull(text);
@@ -135,9 +144,10 @@ public:
         const int width = 30, filled = static_cast<int>(frac * width + 0.5);
         std::string bar(filled, '#');
         bar.resize(width, '.');
-        std::string eta = rate_bytes_per_s > 0
-                              ? std::to_string(static_cast<long long>(left_bytes / rate_bytes_per_s)) + " s"
-                              : "?";
+        std::string eta =
+            rate_bytes_per_s > 0
+                ? std::to_string(static_cast<long long>(left_bytes / rate_bytes_per_s)) + " s"
+                : "?";
         std::fprintf(stderr, "\r%s [%s] %s left, %s/s, ETA %s   ", what_, bar.c_str(),
                      human_bytes(double(left_bytes)).c_str(), human_bytes(rate_bytes_per_s).c_str(),
                      eta.c_str());

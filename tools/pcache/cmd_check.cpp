@@ -15,9 +15,11 @@ namespace pcache::tool {
 namespace {
 
 template <format::MetaRecord T>
-void older_copy_warnings(const inspect::Pair<T>& p, const std::string& name, std::vector<std::string>& out) {
+void older_copy_warnings(const inspect::Pair<T>& p, const std::string& name,
+                         std::vector<std::string>& out) {
     for (const auto& c : p.copies)
-        if (!c.newest && !c.never_written && !c.error.empty()) out.push_back(name + " (older copy): " + c.error);
+        if (!c.newest && !c.never_written && !c.error.empty())
+            out.push_back(name + " (older copy): " + c.error);
 }
 
 std::vector<std::string> warnings_of(const inspect::Header& h) {
@@ -29,7 +31,8 @@ std::vector<std::string> warnings_of(const inspect::Header& h) {
         const std::string name = "cache segment " + std::to_string(s.cache_seg_id);
         older_copy_warnings(s.info, name + " segment_info", w);
         older_copy_warnings(s.gen, name + " seg_gen", w);
-        if (!s.gen.newest_slot) w.push_back(name + ": no valid seg_gen copy (generation taken as 0)");
+        if (!s.gen.newest_slot)
+            w.push_back(name + ": no valid seg_gen copy (generation taken as 0)");
     }
     return w;
 }
@@ -41,12 +44,14 @@ int run_check(const std::vector<std::string>& args) {
     opts.add_options()("format", po::value<std::string>()->default_value("text"), "text or json")(
         "no-data-crc", "do not read cached data to verify key data CRCs (DATA_CRC caches)");
     po::variables_map vm;
-    if (int rc = parse_args(cmd, "--pmem PATH [--backing PATH] [--format text|json] [--no-data-crc]",
-                            opts, nullptr, args, vm);
+    if (int rc =
+            parse_args(cmd, "--pmem PATH [--backing PATH] [--format text|json] [--no-data-crc]",
+                       opts, nullptr, args, vm);
         rc >= 0)
         return rc;
     const std::string fmt = vm["format"].as<std::string>();
-    if (fmt != "text" && fmt != "json") return usage_error(cmd, "--format \"" + fmt + "\": expected text or json");
+    if (fmt != "text" && fmt != "json")
+        return usage_error(cmd, "--format \"" + fmt + "\": expected text or json");
     Inspected img;
     if (int rc = open_and_inspect(cmd, vm, img); rc >= 0) return rc;
     const inspect::Header& h = img.header;
@@ -54,9 +59,9 @@ int run_check(const std::vector<std::string>& args) {
     if (h.state != inspect::State::cache) problems.add(not_a_cache(img.pmem->path(), h));
     inspect::LogSummary log;
     if (h.walkable()) {
-        auto walked = inspect::walk_log(*img.pmem, h,
-                                        inspect::WalkOptions{img.backing_bytes, !vm.count("no-data-crc")},
-                                        [](const inspect::KsetEvent&) {});
+        auto walked = inspect::walk_log(
+            *img.pmem, h, inspect::WalkOptions{img.backing_bytes, !vm.count("no-data-crc")},
+            [](const inspect::KsetEvent&) {});
         if (!walked.ok()) return fail(cmd, walked.status());
         log = std::move(*walked);
         for (const auto& p : log.problems.list) problems.add(p);
@@ -65,7 +70,10 @@ int run_check(const std::vector<std::string>& args) {
     const auto warnings = warnings_of(h);
     if (fmt == "json") {
         JsonWriter j(stdout);
-        j.object().num("schema", 1).str("state", inspect::state_name(h.state)).boolean("clean", problems.empty());
+        j.object()
+            .num("schema", 1)
+            .str("state", inspect::state_name(h.state))
+            .boolean("clean", problems.empty());
         j.num("problem_count", problems.count).array("problems");
         for (const auto& p : problems.list) j.str(nullptr, p);
         j.end().array("warnings");
@@ -79,12 +87,14 @@ int run_check(const std::vector<std::string>& args) {
             std::printf("problem: ... and %llu more\n",
                         static_cast<unsigned long long>(problems.count - problems.list.size()));
         for (const auto& w : warnings) std::printf("warning: %s\n", w.c_str());
-        std::printf("%s: %s; %zu segments, %llu ksets, %llu keys (%llu stale), %llu dirty bytes\n",
-                    img.pmem->path().c_str(),
-                    problems.empty() ? "clean" : (std::to_string(problems.count) + " problem(s)").c_str(),
-                    h.segments.size(), static_cast<unsigned long long>(log.ksets),
-                    static_cast<unsigned long long>(log.keys), static_cast<unsigned long long>(log.stale_keys),
-                    static_cast<unsigned long long>(log.dirty_bytes));
+        std::printf(
+            "%s: %s; %zu segments, %llu ksets, %llu keys (%llu stale), %llu dirty bytes\n",
+            img.pmem->path().c_str(),
+            problems.empty() ? "clean" : (std::to_string(problems.count) + " problem(s)").c_str(),
+            h.segments.size(), static_cast<unsigned long long>(log.ksets),
+            static_cast<unsigned long long>(log.keys),
+            static_cast<unsigned long long>(log.stale_keys),
+            static_cast<unsigned long long>(log.dirty_bytes));
     }
     return problems.empty() ? kExitOk : kExitProblems;
 }
@@ -92,5 +102,6 @@ int run_check(const std::vector<std::string>& args) {
 }  // namespace
 }  // namespace pcache::tool
 
-PCACHE_COMMAND(check, "validate every structure and kset of a cache (read-only; exit 0 clean, 1 problems)",
+PCACHE_COMMAND(check,
+               "validate every structure and kset of a cache (read-only; exit 0 clean, 1 problems)",
                pcache::tool::run_check);

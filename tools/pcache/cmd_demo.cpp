@@ -22,8 +22,9 @@ namespace {
 
 constexpr std::uint64_t kPmemBytes = 1ull << 30;
 constexpr std::uint64_t kBackingBytes = 256ull << 20;
-constexpr std::uint64_t kRegionBytes = 32ull << 20;   // the part the workload writes and checks
-constexpr std::uint64_t kFreeBytesMin = 256ull << 20;  // pmem pages touched + backing written, with margin
+constexpr std::uint64_t kRegionBytes = 32ull << 20;  // the part the workload writes and checks
+constexpr std::uint64_t kFreeBytesMin = 256ull
+                                        << 20;  // pmem pages touched + backing written, with margin
 constexpr unsigned kWrites = 1500;
 constexpr std::uint64_t kSeed = 42;
 
@@ -57,9 +58,10 @@ Status workload(Runtime<RealCache>& rt, RealCache& cache, std::vector<std::byte>
         bytes += len;
         if (i % 250 == 249) PCACHE_TRY(rt.flush_blocking());
     }
-    say("demo", "wrote " + std::to_string(kWrites) + " extents, " + human_bytes(double(bytes)) + " (seed " +
-                    std::to_string(kSeed) + ")");
-    PCACHE_TRY(verify("read back", model, [&](std::uint64_t o, std::span<std::byte> b) { return cache.read(o, b); }));
+    say("demo", "wrote " + std::to_string(kWrites) + " extents, " + human_bytes(double(bytes)) +
+                    " (seed " + std::to_string(kSeed) + ")");
+    PCACHE_TRY(verify("read back", model,
+                      [&](std::uint64_t o, std::span<std::byte> b) { return cache.read(o, b); }));
     say("demo", "read back " + human_bytes(double(kRegionBytes)) + ": matches");
     return rt.flush_blocking();
 }
@@ -70,18 +72,28 @@ Status create_sparse(const std::string& path, std::uint64_t bytes) {
     const int rc = ::ftruncate(fd, static_cast<off_t>(bytes));
     const int err = errno;
     ::close(fd);
-    if (rc != 0) return {Errc::io, "cannot size '" + path + "' to " + std::to_string(bytes) + " B: " + std::strerror(err)};
+    if (rc != 0)
+        return {Errc::io, "cannot size '" + path + "' to " + std::to_string(bytes) +
+                              " B: " + std::strerror(err)};
     return {};
 }
 
 void print_counters(const CacheCounters& c) {
     const std::pair<const char*, std::uint64_t> rows[] = {
-        {"read_hits", c.read_hits}, {"read_misses", c.read_misses}, {"pmem_read_bytes", c.pmem_read_bytes},
-        {"pmem_written_bytes", c.pmem_written_bytes}, {"backing_read_bytes", c.backing_read_bytes},
-        {"backing_written_bytes", c.backing_written_bytes}, {"ksets_written", c.ksets_written},
-        {"writeback_ksets", c.writeback_ksets}, {"gc_runs", c.gc_runs}, {"replay_ksets", c.replay_ksets},
-        {"replay_keys", c.replay_keys}, {"data_crc_errors", c.data_crc_errors}};
-    for (const auto& [name, v] : rows) std::printf("%-22s %llu\n", name, static_cast<unsigned long long>(v));
+        {"read_hits", c.read_hits},
+        {"read_misses", c.read_misses},
+        {"pmem_read_bytes", c.pmem_read_bytes},
+        {"pmem_written_bytes", c.pmem_written_bytes},
+        {"backing_read_bytes", c.backing_read_bytes},
+        {"backing_written_bytes", c.backing_written_bytes},
+        {"ksets_written", c.ksets_written},
+        {"writeback_ksets", c.writeback_ksets},
+        {"gc_runs", c.gc_runs},
+        {"replay_ksets", c.replay_ksets},
+        {"replay_keys", c.replay_keys},
+        {"data_crc_errors", c.data_crc_errors}};
+    for (const auto& [name, v] : rows)
+        std::printf("%-22s %llu\n", name, static_cast<unsigned long long>(v));
 }
 
 Status run_demo_files(const std::string& pmem_path, const std::string& backing_path) {
@@ -101,11 +113,13 @@ Status run_demo_files(const std::string& pmem_path, const std::string& backing_p
         PCACHE_TRY(live.cache->close());
     }
     LiveCache live;
-    if (open_live("demo", pmem_path, backing_path, opts, live) >= 0) return {Errc::io, "reopening the cache failed"};
+    if (open_live("demo", pmem_path, backing_path, opts, live) >= 0)
+        return {Errc::io, "reopening the cache failed"};
     RealCache& cache = *live.cache;
     say("demo", "reopened: replayed " + std::to_string(cache.counters().replay_keys) + " keys, " +
                     human_bytes(double(cache.dirty_bytes())) + " dirty");
-    PCACHE_TRY(verify("after reopen", model, [&](std::uint64_t o, std::span<std::byte> b) { return cache.read(o, b); }));
+    PCACHE_TRY(verify("after reopen", model,
+                      [&](std::uint64_t o, std::span<std::byte> b) { return cache.read(o, b); }));
     {
         Runtime<RealCache> rt(cache);
         rt.start();
@@ -115,8 +129,9 @@ Status run_demo_files(const std::string& pmem_path, const std::string& backing_p
     }
     if (!cache.is_clean()) return {Errc::corrupt, "flush_all returned but the cache is not clean"};
     PCACHE_TRY(cache.close());
-    PCACHE_TRY(verify("backing file after writeback", model,
-                      [&](std::uint64_t o, std::span<std::byte> b) { return live.backing->read(o, b); }));
+    PCACHE_TRY(
+        verify("backing file after writeback", model,
+               [&](std::uint64_t o, std::span<std::byte> b) { return live.backing->read(o, b); }));
     say("demo", "written back until clean; the backing file matches");
     std::printf("%s\n", cache.status_line().c_str());
     print_counters(cache.counters());
@@ -130,15 +145,18 @@ int run_demo(const std::vector<std::string>& args) {
                        "directory for the pmem and backing files (tmpfs: /dev/shm)")(
         "keep", "keep the files afterwards (their paths are printed)");
     po::variables_map vm;
-    if (int rc = parse_args(cmd, "[--dir DIR] [--keep]", opts, nullptr, args, vm); rc >= 0) return rc;
+    if (int rc = parse_args(cmd, "[--dir DIR] [--keep]", opts, nullptr, args, vm); rc >= 0)
+        return rc;
     const std::string dir = vm["dir"].as<std::string>();
     struct stat st {};
     if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-        say(cmd, "directory '" + dir + "' does not exist (pass --dir DIR, a tmpfs such as /dev/shm is best)");
+        say(cmd, "directory '" + dir +
+                     "' does not exist (pass --dir DIR, a tmpfs such as /dev/shm is best)");
         return kExitIo;
     }
     struct statvfs vfs {};
-    if (::statvfs(dir.c_str(), &vfs) != 0) return fail(cmd, {Errc::io, "statvfs '" + dir + "': " + std::strerror(errno)});
+    if (::statvfs(dir.c_str(), &vfs) != 0)
+        return fail(cmd, {Errc::io, "statvfs '" + dir + "': " + std::strerror(errno)});
     const std::uint64_t free_bytes = std::uint64_t(vfs.f_bavail) * vfs.f_frsize;
     if (free_bytes < kFreeBytesMin) {
         say(cmd, "'" + dir + "' has " + human_bytes(double(free_bytes)) + " free, the demo needs " +
@@ -161,4 +179,5 @@ int run_demo(const std::vector<std::string>& args) {
 }  // namespace
 }  // namespace pcache::tool
 
-PCACHE_COMMAND(demo, "run the built-in demo: a verified workload on a cache under /dev/shm", pcache::tool::run_demo);
+PCACHE_COMMAND(demo, "run the built-in demo: a verified workload on a cache under /dev/shm",
+               pcache::tool::run_demo);

@@ -16,10 +16,13 @@ using namespace pcache::format;
 
 void fields(JsonWriter& j, const CacheInfo& r) {
     j.num("seg_id", r.seg_id).num("n_segs", r.n_segs).hex("flags", r.flags);
-    j.boolean("data_crc", r.flags & kCacheFlagDataCrc).boolean("init_done", r.flags & kCacheFlagInitDone);
+    j.boolean("data_crc", r.flags & kCacheFlagDataCrc)
+        .boolean("init_done", r.flags & kCacheFlagInitDone);
     j.num("cache_mode", cache_mode_of(r.flags)).num("gc_percent", gc_percent_of(r.flags));
 }
-void fields(JsonWriter& j, const CachePos& r) { j.num("cache_seg_id", r.cache_seg_id).num("seg_off_bytes", r.seg_off); }
+void fields(JsonWriter& j, const CachePos& r) {
+    j.num("cache_seg_id", r.cache_seg_id).num("seg_off_bytes", r.seg_off);
+}
 void fields(JsonWriter& j, const SegmentInfo& r) {
     j.hex("flags", r.flags).boolean("has_next", r.flags & kSegInfoFlagHasNext);
     j.num("type", (r.flags & kSegInfoTypeMask) >> kSegInfoTypeShift).num("next_seg", r.next_seg);
@@ -31,8 +34,13 @@ void copies(JsonWriter& j, const char* key, const inspect::Pair<T>& p) {
     j.array(key);
     for (unsigned i = 0; i < p.copies.size(); ++i) {
         const auto& c = p.copies[i];
-        j.object().num("slot", i).num("offset_bytes", c.offset_bytes).hex("crc", c.record.header.crc);
-        j.boolean("crc_ok", c.crc_ok).boolean("valid", c.crc_ok && c.error.empty()).boolean("newest", c.newest);
+        j.object()
+            .num("slot", i)
+            .num("offset_bytes", c.offset_bytes)
+            .hex("crc", c.record.header.crc);
+        j.boolean("crc_ok", c.crc_ok)
+            .boolean("valid", c.crc_ok && c.error.empty())
+            .boolean("newest", c.newest);
         j.boolean("never_written", c.never_written);
         if (!c.error.empty()) j.str("error", c.error);
         j.num("seq", c.record.header.seq);
@@ -59,8 +67,8 @@ int run_dump(const std::vector<std::string>& args) {
         "ksets", po::value<std::string>()->default_value("10000"),
         "print at most this many ksets (a count or \"all\")");
     po::variables_map vm;
-    if (int rc = parse_args(cmd, "--pmem PATH [--backing PATH] [--keys N|all] [--ksets N|all]", opts,
-                            nullptr, args, vm);
+    if (int rc = parse_args(cmd, "--pmem PATH [--backing PATH] [--keys N|all] [--ksets N|all]",
+                            opts, nullptr, args, vm);
         rc >= 0)
         return rc;
     auto keys_max = parse_count(vm["keys"].as<std::string>(), "--keys");
@@ -73,11 +81,13 @@ int run_dump(const std::vector<std::string>& args) {
 
     JsonWriter j(stdout);
     j.object().num("schema", 1).str("path", img.pmem->path()).num("device_bytes", h.device_bytes);
-    j.num("segment_size_bytes", h.geometry.segment_bytes).str("state", inspect::state_name(h.state));
+    j.num("segment_size_bytes", h.geometry.segment_bytes)
+        .str("state", inspect::state_name(h.state));
     if (!h.state_reason.empty()) j.str("state_reason", h.state_reason);
     j.object("superblock").num("offset_bytes", kSuperblockOffsetBytes).hex("crc", h.sb.crc);
     j.hex("flags", h.sb.flags).hex("magic", h.sb.magic).num("seg_num", h.sb.seg_num).end();
-    const bool formatted = h.state == inspect::State::cache || h.state == inspect::State::unfinished;
+    const bool formatted =
+        h.state == inspect::State::cache || h.state == inspect::State::unfinished;
     if (formatted) copies(j, "cache_info", h.info);
     if (h.state == inspect::State::cache) {
         copies(j, "key_tail", h.key_tail);
@@ -110,8 +120,13 @@ int run_dump(const std::vector<std::string>& args) {
                 if (keys_printed >= keys_max.value()) break;
                 ++keys_printed;
                 const KeyOnMedia& k = kv.key;
-                j.object().num("offset_bytes", kv.offset_bytes).num("off_bytes", k.off).num("len_bytes", k.len);
-                j.hex("flags", k.flags).num("cache_seg_id", k.cache_seg_id).num("cache_seg_off_bytes", k.cache_seg_off);
+                j.object()
+                    .num("offset_bytes", kv.offset_bytes)
+                    .num("off_bytes", k.off)
+                    .num("len_bytes", k.len);
+                j.hex("flags", k.flags)
+                    .num("cache_seg_id", k.cache_seg_id)
+                    .num("cache_seg_off_bytes", k.cache_seg_off);
                 j.num("seg_gen", k.seg_gen).hex("data_crc", k.data_crc);
                 j.boolean("valid", kv.valid).boolean("stale", kv.stale).boolean("dirty", kv.dirty);
                 if (kv.data_crc_ok) j.boolean("data_crc_ok", *kv.data_crc_ok);
@@ -119,7 +134,8 @@ int run_dump(const std::vector<std::string>& args) {
             }
             j.end().end();
         };
-        auto walked = inspect::walk_log(*img.pmem, h, inspect::WalkOptions{img.backing_bytes, false}, visit);
+        auto walked =
+            inspect::walk_log(*img.pmem, h, inspect::WalkOptions{img.backing_bytes, false}, visit);
         j.end();
         if (!walked.ok()) {
             j.end();
@@ -132,7 +148,9 @@ int run_dump(const std::vector<std::string>& args) {
         pos(j, "key_head", log.key_head);
         j.str("log_end_reason", log.end_reason).end();
         j.num("ksets_total", log.ksets).num("ksets_printed", ksets_printed);
-        j.num("keys_total", log.keys).num("keys_printed", keys_printed).num("stale_keys", log.stale_keys);
+        j.num("keys_total", log.keys)
+            .num("keys_printed", keys_printed)
+            .num("stale_keys", log.stale_keys);
         j.num("dirty_bytes", log.dirty_bytes).num("segs_used", log.segs_used);
         j.str("status_line", inspect::status_line(h, log));
     }
@@ -146,5 +164,6 @@ int run_dump(const std::vector<std::string>& args) {
 }  // namespace
 }  // namespace pcache::tool
 
-PCACHE_COMMAND(dump, "print superblock, metadata copies, segments, ksets and keys as JSON (read-only)",
+PCACHE_COMMAND(dump,
+               "print superblock, metadata copies, segments, ksets and keys as JSON (read-only)",
                pcache::tool::run_dump);

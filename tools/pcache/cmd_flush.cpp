@@ -15,7 +15,8 @@ int run_flush(const std::vector<std::string>& args) {
     po::options_description opts("options");
     add_image_options(opts, true);
     po::variables_map vm;
-    if (int rc = parse_args(cmd, "--pmem PATH --backing PATH [--segment-size BYTES]", opts, nullptr, args, vm);
+    if (int rc = parse_args(cmd, "--pmem PATH --backing PATH [--segment-size BYTES]", opts, nullptr,
+                            args, vm);
         rc >= 0)
         return rc;
     LiveCache live;
@@ -28,13 +29,16 @@ int run_flush(const std::vector<std::string>& args) {
         Runtime<RealCache> rt(cache);
         rt.start();
         ProgressBar bar("flush");
-        s = rt.flush_all([&](const FlushProgress& p) { bar.update(total, p.dirty_bytes_left, p.rate_bytes_per_s); });
+        s = rt.flush_all([&](const FlushProgress& p) {
+            bar.update(total, p.dirty_bytes_left, p.rate_bytes_per_s);
+        });
         rt.stop();
         if (s.ok()) s = rt.last_error();
     }
     if (!s.ok()) return fail(cmd, s);
     if (Status c = cache.close(); !c.ok()) return fail(cmd, c);
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     say(cmd, "clean: wrote back " + std::to_string(total) + " B in " + std::to_string(secs) + " s");
     std::printf("%s\n", cache.status_line().c_str());
     return kExitOk;

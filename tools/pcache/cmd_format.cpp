@@ -20,7 +20,8 @@ std::string dirty_text(const ImageFile& f, const inspect::Header& h) {
     auto log = inspect::walk_log(f, h, inspect::WalkOptions{}, [](const inspect::KsetEvent&) {});
     if (!log.ok()) return "an unknown amount of dirty data (" + log.status().message() + ")";
     const std::uint64_t n = log->dirty_bytes;
-    std::string s = std::to_string(n) + " B" + (n >= 1024 ? " (" + human_bytes(double(n)) + ")" : "") +
+    std::string s = std::to_string(n) + " B" +
+                    (n >= 1024 ? " (" + human_bytes(double(n)) + ")" : "") +
                     " of dirty data not yet written back";
     if (!log->problems.empty()) s = "at least " + s + " (the log is damaged)";
     return s;
@@ -28,62 +29,71 @@ std::string dirty_text(const ImageFile& f, const inspect::Header& h) {
 
 // Read-only decision. Returns -1 to go on (with `wipe` set when a superblock must be cleared
 // first), or an exit code.
-int decide(const char* cmd, const std::string& path, const format::Geometry& geo, bool force, bool& wipe) {
+int decide(const char* cmd, const std::string& path, const format::Geometry& geo, bool force,
+           bool& wipe) {
     auto f = ImageFile::open(path, "pmem");
     if (!f.ok()) return fail(cmd, f.status());
     if (f->size() < geo.device_bytes_min()) {
-        say(cmd, "pmem '" + path + "' is " + std::to_string(f->size()) + " B, smaller than the minimum of " +
-                     std::to_string(geo.device_bytes_min()) + " B for " +
-                     (geo.is_kernel() ? "kernel geometry" : "this segment size"));
+        say(cmd, "pmem '" + path + "' is " + std::to_string(f->size()) +
+                     " B, smaller than the minimum of " + std::to_string(geo.device_bytes_min()) +
+                     " B for " + (geo.is_kernel() ? "kernel geometry" : "this segment size"));
         return kExitProblems;
     }
     auto h = inspect::read_header(*f, geo);
     if (!h.ok()) return fail(cmd, h.status());
     switch (h->state) {
-    case inspect::State::blank:
-    case inspect::State::unfinished: return -1;
-    case inspect::State::cache: {
-        const std::string what = "pmem '" + path + "' holds a pcache cache (" + std::to_string(h->n_segs()) +
-                                 " segments) with " + dirty_text(*f, *h);
-        if (!force) {
-            say(cmd, what + ": refusing to overwrite it (--force discards it)");
-            return kExitProblems;
+        case inspect::State::blank:
+        case inspect::State::unfinished:
+            return -1;
+        case inspect::State::cache: {
+            const std::string what = "pmem '" + path + "' holds a pcache cache (" +
+                                     std::to_string(h->n_segs()) + " segments) with " +
+                                     dirty_text(*f, *h);
+            if (!force) {
+                say(cmd, what + ": refusing to overwrite it (--force discards it)");
+                return kExitProblems;
+            }
+            say(cmd, what + ": --force given, discarding it");
+            wipe = true;
+            return -1;
         }
-        say(cmd, what + ": --force given, discarding it");
-        wipe = true;
-        return -1;
-    }
-    default:
-        if (!force) {
-            say(cmd, "pmem '" + path + "' is not blank and holds no pcache cache (" + h->state_reason +
-                         "): refusing to overwrite it (--force overwrites it)");
-            return kExitProblems;
-        }
-        say(cmd, "pmem '" + path + "' holds no pcache cache (" + h->state_reason + "): --force given, overwriting it");
-        wipe = true;
-        return -1;
+        default:
+            if (!force) {
+                say(cmd, "pmem '" + path + "' is not blank and holds no pcache cache (" +
+                             h->state_reason +
+                             "): refusing to overwrite it (--force overwrites it)");
+                return kExitProblems;
+            }
+            say(cmd, "pmem '" + path + "' holds no pcache cache (" + h->state_reason +
+                         "): --force given, overwriting it");
+            wipe = true;
+            return -1;
     }
 }
 
 int run_format(const std::vector<std::string>& args) {
     const char* cmd = "format";
     po::options_description opts("options");
-    opts.add_options()("pmem", po::value<std::string>()->required(), "cache device: pmem file or device")(
-        "backing", po::value<std::string>()->required(), "backing file or block device (must exist)")(
+    opts.add_options()("pmem", po::value<std::string>()->required(),
+                       "cache device: pmem file or device")(
+        "backing", po::value<std::string>()->required(),
+        "backing file or block device (must exist)")(
         "create-size-pmem", po::value<std::string>(),
-        "create the pmem file with this size if it does not exist (e.g. 1G; allocated, not sparse)")(
-        "data-crc", "keep a CRC of every cached extent (data_crc true)")(
+        "create the pmem file with this size if it does not exist (e.g. 1G; allocated, not "
+        "sparse)")("data-crc", "keep a CRC of every cached extent (data_crc true)")(
         "force", "overwrite an existing cache (losing its dirty data) or a non-blank device");
     add_geometry_option(opts);
     po::variables_map vm;
-    if (int rc = parse_args(cmd, "--pmem PATH --backing PATH [--create-size-pmem BYTES] [--data-crc] "
-                                 "[--segment-size BYTES] [--force]",
+    if (int rc = parse_args(cmd,
+                            "--pmem PATH --backing PATH [--create-size-pmem BYTES] [--data-crc] "
+                            "[--segment-size BYTES] [--force]",
                             opts, nullptr, args, vm);
         rc >= 0)
         return rc;
     auto geo = geometry_from(vm);
     if (!geo.ok()) return usage_error(cmd, geo.status().message());
-    const std::string pmem_path = vm["pmem"].as<std::string>(), backing_path = vm["backing"].as<std::string>();
+    const std::string pmem_path = vm["pmem"].as<std::string>(),
+                      backing_path = vm["backing"].as<std::string>();
     std::uint64_t create_bytes = 0;
     if (vm.count("create-size-pmem")) {
         auto b = parse_bytes(vm["create-size-pmem"].as<std::string>(), "--create-size-pmem");
@@ -109,7 +119,8 @@ int run_format(const std::vector<std::string>& args) {
         if (create_bytes) say(cmd, "pmem '" + pmem_path + "' exists: --create-size-pmem ignored");
         if (int rc = decide(cmd, pmem_path, *geo, vm.count("force") > 0, wipe); rc >= 0) return rc;
     } else if (!create_bytes) {
-        say(cmd, "pmem '" + pmem_path + "': No such file or directory (--create-size-pmem creates it)");
+        say(cmd,
+            "pmem '" + pmem_path + "': No such file or directory (--create-size-pmem creates it)");
         return kExitIo;
     }
     auto pmem = Pmem2Device::open(pmem_path, Pmem2OpenOptions{!exists, exists ? 0 : create_bytes});
@@ -120,7 +131,8 @@ int run_format(const std::vector<std::string>& args) {
     };
     if (wipe) {  // a zero magic makes the next open format the device
         const std::array<std::byte, format::kSuperblockBytes> zeros{};
-        if (Status s = pmem->write(format::kSuperblockOffsetBytes, zeros, kPmemDefault); !s.ok()) return fail(cmd, s);
+        if (Status s = pmem->write(format::kSuperblockOffsetBytes, zeros, kPmemDefault); !s.ok())
+            return fail(cmd, s);
     }
     auto dev = FileBlockDevice::open(backing_path);
     if (!dev.ok()) return cleanup_fail(dev.status());
@@ -138,4 +150,5 @@ int run_format(const std::vector<std::string>& args) {
 }  // namespace
 }  // namespace pcache::tool
 
-PCACHE_COMMAND(format, "create an empty cache (refuses to overwrite one unless --force)", pcache::tool::run_format);
+PCACHE_COMMAND(format, "create an empty cache (refuses to overwrite one unless --force)",
+               pcache::tool::run_format);

@@ -18,19 +18,23 @@ int run_message(const std::vector<std::string>& args) {
     po::positional_options_description pos;
     pos.add("words", -1);
     po::variables_map vm;
-    if (int rc = parse_args(cmd, "--pmem PATH --backing PATH gc_percent N", opts, &pos, args, vm); rc >= 0)
+    if (int rc = parse_args(cmd, "--pmem PATH --backing PATH gc_percent N", opts, &pos, args, vm);
+        rc >= 0)
         return rc;
     if (!vm.count("words")) return usage_error(cmd, "no message given, expected \"gc_percent N\"");
     std::string text;
-    for (const auto& w : vm["words"].as<std::vector<std::string>>()) text += (text.empty() ? "" : " ") + w;
+    for (const auto& w : vm["words"].as<std::vector<std::string>>())
+        text += (text.empty() ? "" : " ") + w;
     // Validate before opening, so a bad message writes nothing (Cache::open writes cache_info).
     std::string key, value, extra;
     std::istringstream in(text);
     in >> key >> value >> extra;
     for (char& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     if (key != "gc_percent" || !extra.empty())
-        return usage_error(cmd, "message \"" + text + "\": expected \"gc_percent N\" (the only message)");
-    if (value.empty() || value.size() > 9 || value.find_first_not_of("0123456789") != std::string::npos ||
+        return usage_error(
+            cmd, "message \"" + text + "\": expected \"gc_percent N\" (the only message)");
+    if (value.empty() || value.size() > 9 ||
+        value.find_first_not_of("0123456789") != std::string::npos ||
         std::stoul(value) > format::kGcPercentMax)
         return usage_error(cmd, "gc_percent \"" + value + "\": expected a decimal number 0..90");
     LiveCache live;

@@ -34,7 +34,9 @@ void print_json(const inspect::Header& h, const inspect::LogSummary& log, std::u
 }
 
 void print_table(const inspect::Header& h, const inspect::LogSummary& log, std::uint64_t problems) {
-    const auto row = [](const char* name, const std::string& v) { std::printf("%-22s %s\n", name, v.c_str()); };
+    const auto row = [](const char* name, const std::string& v) {
+        std::printf("%-22s %s\n", name, v.c_str());
+    };
     const auto n = [](std::uint64_t v) { return std::to_string(v); };
     row("sb_flags", format::hex(h.sb.flags));
     row("seg_num", n(h.sb.seg_num));
@@ -85,12 +87,16 @@ int run_status(const std::vector<std::string>& args) {
                                  [](const inspect::KsetEvent&) {});
     if (!log.ok()) return fail(cmd, log.status());
     const std::uint64_t problems = h.problems.count + log->problems.count;
-    if (fmt == "json") print_json(h, *log, problems);
-    else if (fmt == "table") print_table(h, *log, problems);
-    else std::printf("%s\n", inspect::status_line(h, *log).c_str());
+    if (fmt == "json")
+        print_json(h, *log, problems);
+    else if (fmt == "table")
+        print_table(h, *log, problems);
+    else
+        std::printf("%s\n", inspect::status_line(h, *log).c_str());
     if (problems) {
-        say(cmd, std::to_string(problems) + " problem(s) found (a load would refuse this cache): "
-                 "run pcache check");
+        say(cmd, std::to_string(problems) +
+                     " problem(s) found (a load would refuse this cache): "
+                     "run pcache check");
         return kExitProblems;
     }
     return kExitOk;

@@ -36,17 +36,19 @@ public:
         }
         struct stat st {};
         if (::fstat(f.fd_, &st) != 0)
-            return Status(Errc::io, std::string(what) + " '" + path + "': fstat: " + std::strerror(errno));
+            return Status(Errc::io,
+                          std::string(what) + " '" + path + "': fstat: " + std::strerror(errno));
         if (S_ISREG(st.st_mode)) {
             f.size_ = static_cast<std::uint64_t>(st.st_size);
         } else if (S_ISBLK(st.st_mode)) {
             if (::ioctl(f.fd_, BLKGETSIZE64, &f.size_) != 0)
-                return Status(Errc::io, std::string(what) + " '" + path + "': BLKGETSIZE64: " +
-                                            std::strerror(errno));
+                return Status(Errc::io, std::string(what) + " '" + path +
+                                            "': BLKGETSIZE64: " + std::strerror(errno));
         } else {
-            return Status(Errc::unsupported,
-                          std::string(what) + " '" + path + "': expected a regular file or a block "
-                          "device (read-only inspection of device-DAX character devices is not supported)");
+            return Status(Errc::unsupported, std::string(what) + " '" + path +
+                                                 "': expected a regular file or a block "
+                                                 "device (read-only inspection of device-DAX "
+                                                 "character devices is not supported)");
         }
         return f;
     }
@@ -67,12 +69,12 @@ public:
         PCACHE_TRY(check_range("image read", off, dst.size(), size_));
         std::size_t done = 0;
         while (done < dst.size()) {
-            const ssize_t n = ::pread(fd_, dst.data() + done, dst.size() - done,
-                                      static_cast<off_t>(off + done));
+            const ssize_t n =
+                ::pread(fd_, dst.data() + done, dst.size() - done, static_cast<off_t>(off + done));
             if (n < 0 && errno == EINTR) continue;
             if (n < 0)
-                return {Errc::io, "read of '" + path_ + "' at " + std::to_string(off + done) + ": " +
-                                      std::strerror(errno)};
+                return {Errc::io, "read of '" + path_ + "' at " + std::to_string(off + done) +
+                                      ": " + std::strerror(errno)};
             if (n == 0)
                 return {Errc::io, "read of '" + path_ + "' at " + std::to_string(off + done) +
                                       ": unexpected end of file"};

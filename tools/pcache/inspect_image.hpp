@@ -19,22 +19,28 @@ struct Inspected {
 
 // --pmem (required), --backing (optional here), --segment-size.
 inline void add_image_options(po::options_description& opts, bool backing_required) {
-    opts.add_options()("pmem", po::value<std::string>()->required(), "cache device: pmem file or device");
+    opts.add_options()("pmem", po::value<std::string>()->required(),
+                       "cache device: pmem file or device");
     if (backing_required)
-        opts.add_options()("backing", po::value<std::string>()->required(), "backing file or block device");
+        opts.add_options()("backing", po::value<std::string>()->required(),
+                           "backing file or block device");
     else
-        opts.add_options()("backing", po::value<std::string>(),
-                           "backing file or block device (optional: keys are then checked against its size)");
+        opts.add_options()(
+            "backing", po::value<std::string>(),
+            "backing file or block device (optional: keys are then checked against its size)");
     add_geometry_option(opts);
 }
 
 // A one-line explanation of why an image is not a usable cache ("" for State::cache).
 inline std::string not_a_cache(const std::string& path, const inspect::Header& h) {
     switch (h.state) {
-    case inspect::State::blank: return "'" + path + "' is not formatted (superblock magic is 0): run pcache format";
-    case inspect::State::cache: return "";
-    default: return "'" + path + "' does not hold a usable pcache cache (" +
-                    inspect::state_name(h.state) + "): " + h.state_reason;
+        case inspect::State::blank:
+            return "'" + path + "' is not formatted (superblock magic is 0): run pcache format";
+        case inspect::State::cache:
+            return "";
+        default:
+            return "'" + path + "' does not hold a usable pcache cache (" +
+                   inspect::state_name(h.state) + "): " + h.state_reason;
     }
 }
 

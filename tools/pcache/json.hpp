@@ -50,10 +50,14 @@ public:
         prefix(key);
         std::fputc('"', out_);
         for (unsigned char c : v) {
-            if (c == '"' || c == '\\') std::fprintf(out_, "\\%c", c);
-            else if (c == '\n') std::fputs("\\n", out_);
-            else if (c < 0x20) std::fprintf(out_, "\\u%04x", c);
-            else std::fputc(c, out_);
+            if (c == '"' || c == '\\')
+                std::fprintf(out_, "\\%c", c);
+            else if (c == '\n')
+                std::fputs("\\n", out_);
+            else if (c < 0x20)
+                std::fprintf(out_, "\\u%04x", c);
+            else
+                std::fputc(c, out_);
         }
         std::fputc('"', out_);
         return *this;

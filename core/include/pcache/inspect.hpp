@@ -61,11 +61,11 @@ struct Pos {
 template <format::MetaRecord T>
 struct Copy {
     std::uint64_t offset_bytes = 0;
-    T record{};         // the bytes as found, valid or not
+    T record{};  // the bytes as found, valid or not
     bool crc_ok = false;
-    bool newest = false;  // the copy a loader selects (newest CRC-valid, ties to slot 0)
+    bool newest = false;         // the copy a loader selects (newest CRC-valid, ties to slot 0)
     bool never_written = false;  // all bytes zero: the slot has not been used yet
-    std::string error;    // why the CRC or the semantic check failed (empty when valid)
+    std::string error;           // why the CRC or the semantic check failed (empty when valid)
 };
 
 template <format::MetaRecord T>
@@ -94,12 +94,18 @@ enum class State {
 };
 inline const char* state_name(State s) {
     switch (s) {
-    case State::too_small: return "too_small";
-    case State::blank: return "blank";
-    case State::foreign: return "foreign";
-    case State::bad_superblock: return "bad_superblock";
-    case State::unfinished: return "unfinished";
-    case State::cache: return "cache";
+        case State::too_small:
+            return "too_small";
+        case State::blank:
+            return "blank";
+        case State::foreign:
+            return "foreign";
+        case State::bad_superblock:
+            return "bad_superblock";
+        case State::unfinished:
+            return "unfinished";
+        case State::cache:
+            return "cache";
     }
     return "?";
 }
@@ -108,8 +114,8 @@ struct Header {
     std::uint64_t device_bytes = 0;
     format::Geometry geometry;
     State state = State::blank;
-    std::string state_reason;     // for every state but cache: what was found
-    format::Superblock sb{};      // as found
+    std::string state_reason;  // for every state but cache: what was found
+    format::Superblock sb{};   // as found
     Pair<format::CacheInfo> info;
     Pair<format::CachePos> key_tail, dirty_tail;
     std::vector<Segment> segments;  // chain order, as far as it could be walked
@@ -184,7 +190,7 @@ Result<Header> read_header(const R& r, format::Geometry geo) {
     h.sb = load<Superblock>(sb_raw);
     auto sb = decode_superblock(sb_raw, h.device_bytes, geo);
     if (!sb.ok()) {
-        h.state = sb.code() == Errc::not_found        ? State::blank
+        h.state = sb.code() == Errc::not_found     ? State::blank
                   : h.sb.magic != kSuperblockMagic ? State::foreign
                                                    : State::bad_superblock;
         h.state_reason = sb.status().message();
@@ -252,8 +258,9 @@ Result<Header> read_header(const R& r, format::Geometry geo) {
                                      [&](const SegmentInfo& si, std::uint64_t at) {
                                          return validate_segment_info(si, seg_num, at);
                                      }));
-        PCACHE_TRY(detail::read_pair(r, s.offset_bytes + kSegCtrlOffsetBytes, kSegGenSlotStrideBytes,
-                                     s.gen, [](const SegGen&, std::uint64_t) { return Status(); }));
+        PCACHE_TRY(detail::read_pair(r, s.offset_bytes + kSegCtrlOffsetBytes,
+                                     kSegGenSlotStrideBytes, s.gen,
+                                     [](const SegGen&, std::uint64_t) { return Status(); }));
         if (const SegGen* g = s.gen.latest()) s.gen_value = g->gen;
         const SegmentInfo* si = s.info.latest();
         const std::string name = "cache segment " + std::to_string(i) + " (physical " +
@@ -283,11 +290,11 @@ Result<Header> read_header(const R& r, format::Geometry geo) {
 
 struct KeyView {
     format::KeyOnMedia key{};
-    std::uint64_t offset_bytes = 0;  // device offset of the key
-    bool valid = true;               // passed validate_key (and the backing bound)
-    bool stale = false;              // seg_gen < the segment's generation
-    bool dirty = false;              // flags 0 and at or after dirty_tail: not yet written back
-    std::optional<bool> data_crc_ok; // checked when WalkOptions::verify_data_crc and DATA_CRC
+    std::uint64_t offset_bytes = 0;   // device offset of the key
+    bool valid = true;                // passed validate_key (and the backing bound)
+    bool stale = false;               // seg_gen < the segment's generation
+    bool dirty = false;               // flags 0 and at or after dirty_tail: not yet written back
+    std::optional<bool> data_crc_ok;  // checked when WalkOptions::verify_data_crc and DATA_CRC
 };
 
 struct KsetEvent {
@@ -306,22 +313,22 @@ struct WalkOptions {
 };
 
 struct LogSummary {
-    Pos key_head;                 // where the log ends (what a load recovers)
-    std::string end_reason;       // why key_head ends the log
-    bool complete = false;        // the walk reached the end without a fatal problem
+    Pos key_head;            // where the log ends (what a load recovers)
+    std::string end_reason;  // why key_head ends the log
+    bool complete = false;   // the walk reached the end without a fatal problem
     bool reached_dirty_tail = false;
     std::uint64_t ksets = 0, last_ksets = 0, keys = 0, stale_keys = 0;
-    std::uint64_t dirty_keys = 0, dirty_bytes = 0;   // not yet written back
-    std::uint64_t clean_bytes_cached = 0;            // live keys already on the backing device
+    std::uint64_t dirty_keys = 0, dirty_bytes = 0;  // not yet written back
+    std::uint64_t clean_bytes_cached = 0;           // live keys already on the backing device
     std::uint64_t data_crc_errors = 0;
-    std::uint32_t segs_used = 0;                     // as a load marks them (status field 4)
-    std::vector<bool> kset_segment, data_segment;    // by cache segment id
+    std::uint32_t segs_used = 0;                   // as a load marks them (status field 4)
+    std::vector<bool> kset_segment, data_segment;  // by cache segment id
     Problems problems;
 };
 
 template <ImageReader R>
-Status check_key(const R& r, const Header& h, const WalkOptions& opt, LogSummary& out,
-                 KeyView& kv, std::vector<std::byte>& data);
+Status check_key(const R& r, const Header& h, const WalkOptions& opt, LogSummary& out, KeyView& kv,
+                 std::vector<std::byte>& data);
 
 // Walks the key log from key_tail. Precondition: h.walkable(). Errors: Errc::io only.
 template <ImageReader R, class Visitor>
@@ -345,7 +352,8 @@ Result<LogSummary> walk_log(const R& r, const Header& h, const WalkOptions& opt,
     std::vector<KeyView> keys;
     for (;;) {
         if (pos == dirty_tail) out.reached_dirty_tail = true;
-        const std::uint64_t addr = h.geometry.data_offset(h.segments[pos.seg].phys_seg_id) + pos.off;
+        const std::uint64_t addr =
+            h.geometry.data_offset(h.segments[pos.seg].phys_seg_id) + pos.off;
         const std::string at = "kset at " + pos.str() + " (" + detail::where(addr) + ")";
         if (++out.ksets > ksets_max) {
             out.problems.add("key log: more than " + std::to_string(ksets_max) +
@@ -400,7 +408,8 @@ Result<LogSummary> walk_log(const R& r, const Header& h, const WalkOptions& opt,
     }
     if (!out.reached_dirty_tail)
         out.problems.add("key log ends at " + out.key_head.str() + " before reaching dirty_tail " +
-                         dirty_tail.str() + " (a kset in the middle is corrupt, or dirty_tail is "
+                         dirty_tail.str() +
+                         " (a kset in the middle is corrupt, or dirty_tail is "
                          "not on a kset boundary)");
     for (std::uint32_t s = 0; s < n_segs; ++s) {
         if (out.kset_segment[s] && out.data_segment[s])
@@ -413,12 +422,13 @@ Result<LogSummary> walk_log(const R& r, const Header& h, const WalkOptions& opt,
 
 // One key of a CRC-valid kset (section 11, invariants 6 and 8).
 template <ImageReader R>
-Status check_key(const R& r, const Header& h, const WalkOptions& opt, LogSummary& out,
-                 KeyView& kv, std::vector<std::byte>& data) {
+Status check_key(const R& r, const Header& h, const WalkOptions& opt, LogSummary& out, KeyView& kv,
+                 std::vector<std::byte>& data) {
     using namespace format;
     const KeyOnMedia& k = kv.key;
     ++out.keys;
-    if (Status s = validate_key(k, h.n_segs(), h.geometry.seg_data_bytes(), kv.offset_bytes); !s.ok()) {
+    if (Status s = validate_key(k, h.n_segs(), h.geometry.seg_data_bytes(), kv.offset_bytes);
+        !s.ok()) {
         kv.valid = false;
         out.problems.add(s.message());
         return {};
@@ -445,8 +455,9 @@ Status check_key(const R& r, const Header& h, const WalkOptions& opt, LogSummary
     if (kv.stale) {
         ++out.stale_keys;
         if (kv.dirty)
-            out.problems.add("dirty key at " + detail::where(kv.offset_bytes) + " is stale (seg_gen " +
-                             std::to_string(k.seg_gen) + " < " + std::to_string(gen) +
+            out.problems.add("dirty key at " + detail::where(kv.offset_bytes) +
+                             " is stale (seg_gen " + std::to_string(k.seg_gen) + " < " +
+                             std::to_string(gen) +
                              "): its data was lost before it was written back");
         return {};
     }
@@ -454,8 +465,8 @@ Status check_key(const R& r, const Header& h, const WalkOptions& opt, LogSummary
     if (!kv.dirty) out.clean_bytes_cached += k.len;
     if (opt.verify_data_crc && h.data_crc()) {
         data.resize(k.len);
-        const std::uint64_t at = h.geometry.data_offset(h.segments[k.cache_seg_id].phys_seg_id) +
-                                 k.cache_seg_off;
+        const std::uint64_t at =
+            h.geometry.data_offset(h.segments[k.cache_seg_id].phys_seg_id) + k.cache_seg_off;
         PCACHE_TRY(r.read(at, data));
         const std::uint32_t c = crc::kcrc(data.data(), data.size());
         kv.data_crc_ok = c == k.data_crc;
