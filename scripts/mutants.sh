@@ -22,7 +22,7 @@ mkdir -p "$log_dir"
 start_s=$SECONDS
 
 build() {  # build <mutant or empty>
-    cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS=-O1 \
+    cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE= -DCMAKE_CXX_FLAGS=-O1 \
         -DPCACHE_WERROR=ON -DPCACHE_BUILD_BENCH=OFF -DPCACHE_BUILD_TOOLS=OFF -DPCACHE_INSTALL=OFF \
         -DPCACHE_MUTANT="$1" >/dev/null
     cmake --build "$dir" --target crash_campaign_test >"$log_dir/build-${1:-none}.log" 2>&1 || {

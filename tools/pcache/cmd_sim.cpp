@@ -113,6 +113,9 @@ int run_sim(const std::vector<std::string>& args) {
                 static_cast<unsigned long long>(states), static_cast<unsigned long long>(recovery_crashes));
     std::printf("  %.1f s, %.0f states/s, trace hash %016llx\n", t, t > 0 ? double(states) / t : 0.0,
                 static_cast<unsigned long long>(hash));
+    if (replay && states == 0)
+        std::printf("  note: crash point %llu has no image %llu (or the workload has fewer points)\n",
+                    static_cast<unsigned long long>(crash_at), static_cast<unsigned long long>(state));
     if (failures.empty()) {
         std::printf("  no failures\n");
         return kExitOk;

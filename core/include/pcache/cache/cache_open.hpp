@@ -165,7 +165,7 @@ Status Cache<Pmem, Block>::write_meta(std::uint64_t slot0_addr, std::uint64_t st
     PCACHE_TRY(pmem_.write(slot0_addr + stride * index, record, kPmemFlushCache));
     PCACHE_TRY(pmem_.write(slot0_addr + stride * (index ^ 1u), record, kPmemFlushCache));
 #elif defined(PCACHE_MUTANT_M9)  // seeded bug: updated in place by one wide copy assumed atomic
-    (void)index;
+    (void)index, (void)stride;
     PCACHE_TRY(pmem_.write(slot0_addr, record, kPmemFlushCache));
 #else
     PCACHE_TRY(pmem_.write(slot0_addr + stride * index, record, kPmemFlushCache));

@@ -483,9 +483,11 @@ private:
                 if (Status st = machine_.block.read(s * kOracleSectorBytes, sector); !st.ok())
                     return "backing read: " + st.to_string();
                 std::uint64_t id = 0;
-                if (!oracle_identify_sector(sector, s, id) || id != ids[at])
-                    return "after writeback to clean, backing sector " + std::to_string(s) + " holds write " +
-                           std::to_string(id) + " but the cache returned write " + std::to_string(ids[at]);
+                const bool whole = oracle_identify_sector(sector, s, id);
+                if (!whole || id != ids[at])
+                    return "after writeback to clean, backing sector " + std::to_string(s) + " holds " +
+                           (whole ? "write " + std::to_string(id) : std::string("bytes no write produced")) +
+                           " but the cache returned write " + std::to_string(ids[at]);
             }
         }
         return {};
