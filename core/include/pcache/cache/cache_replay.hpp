@@ -29,7 +29,9 @@ Status Cache<Pmem, Block>::replay() {
     std::vector<std::byte> buf;
     for (;;) {
         if (pos == dirty_tail_.pos) dirty_tail_seen = true;
-#ifndef PCACHE_MUTANT_M11  // seeded bug M11: no bound on the kset chain walk
+#ifdef PCACHE_MUTANT_M11  // seeded bug: no bound on the kset chain walk
+        (void)++ksets, (void)ksets_max;
+#else
         if (++ksets > ksets_max) return {Errc::corrupt, "replay: more ksets than the cache can hold"};
 #endif
         format::KsetView v;
@@ -42,7 +44,7 @@ Status Cache<Pmem, Block>::replay() {
         if (v.kind == format::KsetKind::last) {
             const std::uint32_t next = v.next_cache_seg_id();
 #ifdef PCACHE_MUTANT_M11
-            if (false)
+            if ((void)++hops, false)
 #else
             if (++hops > n_segs_ || kset_segs[next])
 #endif
