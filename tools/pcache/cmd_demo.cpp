@@ -79,21 +79,9 @@ Status create_sparse(const std::string& path, std::uint64_t bytes) {
 }
 
 void print_counters(const CacheCounters& c) {
-    const std::pair<const char*, std::uint64_t> rows[] = {
-        {"read_hits", c.read_hits},
-        {"read_misses", c.read_misses},
-        {"pmem_read_bytes", c.pmem_read_bytes},
-        {"pmem_written_bytes", c.pmem_written_bytes},
-        {"backing_read_bytes", c.backing_read_bytes},
-        {"backing_written_bytes", c.backing_written_bytes},
-        {"ksets_written", c.ksets_written},
-        {"writeback_ksets", c.writeback_ksets},
-        {"gc_runs", c.gc_runs},
-        {"replay_ksets", c.replay_ksets},
-        {"replay_keys", c.replay_keys},
-        {"data_crc_errors", c.data_crc_errors}};
-    for (const auto& [name, v] : rows)
+    for_each_counter(c, [](const char* name, std::uint64_t v) {
         std::printf("%-22s %llu\n", name, static_cast<unsigned long long>(v));
+    });
 }
 
 Status run_demo_files(const std::string& pmem_path, const std::string& backing_path) {

@@ -4,6 +4,10 @@
 // holds one: Cache::open would silently format a blank device.
 #pragma once
 
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
 #include <memory>
 #include <optional>
 #include <string>
@@ -33,7 +37,20 @@ inline int open_live(const char* cmd, const std::string& pmem_path, const std::s
     auto b = FileBlockDevice::open(backing_path);
     if (!b.ok()) return fail(cmd, b.status());
     out.backing.emplace(std::move(*b));
-    auto c = RealCache::open(*out.pmem, *out.backing, options);
+    CacheOptions opts = options;
+    opts.clock_ns = [] {
+        return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                              std::chrono::steady_clock::now().time_since_epoch())
+                                              .count());
+    };
+    const bool tty = ::isatty(STDERR_FILENO) == 1;
+    if (tty && !opts.replay_progress)
+        opts.replay_progress = [cmd](std::uint64_t ksets, std::uint64_t keys) {
+            std::fprintf(stderr, "\rpcache %s: replaying the key log: %llu ksets, %llu keys   ", cmd,
+                         static_cast<unsigned long long>(ksets), static_cast<unsigned long long>(keys));
+        };
+    auto c = RealCache::open(*out.pmem, *out.backing, opts);
+    if (tty && c.ok() && (*c)->counters().replay_ksets >= 256) std::fputc('\n', stderr);
     if (!c.ok()) return fail(cmd, c.status());
     out.cache = std::move(*c);
     return -1;

@@ -75,7 +75,9 @@ Status Cache<Pmem, Block>::load_or_format() {
     seg_used_.assign(n_segs_, false);
     subtrees_ = std::vector<Subtree>((backing_bytes_ + format::kSubtreeBytes - 1) / format::kSubtreeBytes);
     ksets_ = std::vector<KsetBuffer>(opts_.n_ksets);
+    const std::uint64_t replay_start_ns = opts_.clock_ns ? opts_.clock_ns() : 0;
     PCACHE_TRY(replay());
+    if (opts_.clock_ns) counters_.replay_duration_ns = opts_.clock_ns() - replay_start_ns;
     info_.flags |= format::kCacheFlagInitDone;
     return write_cache_info();
 }

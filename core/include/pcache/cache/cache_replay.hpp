@@ -74,6 +74,8 @@ Status Cache<Pmem, Block>::replay() {
             if (dirty_tail_seen && !(k.flags & format::kKeyFlagClean)) dirty_bytes_ += k.len;
         }
         counters_.replay_ksets += 1;
+        if (opts_.replay_progress && counters_.replay_ksets % 256 == 0)
+            opts_.replay_progress(counters_.replay_ksets, counters_.replay_keys);
         pos.off += static_cast<std::uint32_t>(v.size_bytes());
     }
     if (!dirty_tail_seen)

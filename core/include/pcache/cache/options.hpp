@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 #include "pcache/format/geometry.hpp"
 
@@ -20,6 +21,12 @@ struct CacheOptions {
     // A device whose superblock is valid but whose cache_info is not is refused unless the key
     // log is provably empty; force_format re-formats it anyway (losing what it held).
     bool force_format = false;
+    // Progress of a long replay (a million keys take about a second): called every 256 ksets
+    // with the ksets and keys replayed so far. Optional.
+    std::function<void(std::uint64_t ksets, std::uint64_t keys)> replay_progress = {};
+    // A monotonic clock in nanoseconds, used only to report counters().replay_duration_ns.
+    // The engine itself never reads a clock; without one the duration stays 0.
+    std::uint64_t (*clock_ns)() = nullptr;
 };
 
 // Monotonic counters; units in the names.
@@ -40,6 +47,30 @@ struct CacheCounters {
     std::uint64_t replay_ksets = 0;        // ksets replayed at the last open
     std::uint64_t replay_keys = 0;         // keys replayed at the last open (stale included)
     std::uint64_t replay_stale_keys = 0;
+    std::uint64_t replay_duration_ns = 0;  // of the last open, when CacheOptions::clock_ns is set
 };
+
+// Calls fn(name, value) for every counter, in a stable order; names carry their unit
+// (_bytes, _ns) or are plain counts. Tools print these; the order is append-only.
+template <class Fn>
+void for_each_counter(const CacheCounters& c, Fn&& fn) {
+    fn("read_hits", c.read_hits);
+    fn("read_misses", c.read_misses);
+    fn("pmem_read_bytes", c.pmem_read_bytes);
+    fn("pmem_written_bytes", c.pmem_written_bytes);
+    fn("backing_read_bytes", c.backing_read_bytes);
+    fn("backing_written_bytes", c.backing_written_bytes);
+    fn("ksets_written", c.ksets_written);
+    fn("data_crc_errors", c.data_crc_errors);
+    fn("busy_returns", c.busy_returns);
+    fn("gc_runs", c.gc_runs);
+    fn("gc_ksets_retired", c.gc_ksets_retired);
+    fn("writeback_ksets", c.writeback_ksets);
+    fn("writeback_errors", c.writeback_errors);
+    fn("replay_ksets", c.replay_ksets);
+    fn("replay_keys", c.replay_keys);
+    fn("replay_stale_keys", c.replay_stale_keys);
+    fn("replay_duration_ns", c.replay_duration_ns);
+}
 
 }  // namespace pcache
