@@ -15,6 +15,7 @@
 #include "pcache/commands.hpp"
 #include "pcache/format/geometry.hpp"
 #include "pcache/result.hpp"
+#include "serve/serve_args.hpp"
 
 namespace pcache::tool {
 
@@ -67,33 +68,9 @@ inline int parse_args(const char* cmd, const char* synopsis, po::options_descrip
 }
 
 // A byte count: decimal digits with an optional binary suffix K, M, G, T (or KiB, MiB, GiB, TiB).
+// One parser for every front end (serve/serve_args.hpp).
 inline Result<std::uint64_t> parse_bytes(const std::string& text, const char* what) {
-    auto bad = [&](const std::string& why) {
-        return Status(Errc::invalid_argument, std::string(what) + " \"" + text + "\": " + why);
-    };
-    std::size_t i = 0;
-    std::uint64_t v = 0;
-    for (; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i) {
-        if (v > (UINT64_MAX - 9) / 10) return bad("too large");
-        v = v * 10 + std::uint64_t(text[i] - '0');
-    }
-    if (i == 0) return bad("expected a number of bytes such as 4096, 64K, 256M or 1G");
-    const std::string suffix = text.substr(i);
-    unsigned shift = 0;
-    if (suffix.empty())
-        shift = 0;
-    else if (suffix == "K" || suffix == "KiB" || suffix == "k")
-        shift = 10;
-    else if (suffix == "M" || suffix == "MiB")
-        shift = 20;
-    else if (suffix == "G" || suffix == "GiB")
-        shift = 30;
-    else if (suffix == "T" || suffix == "TiB")
-        shift = 40;
-    else
-        return bad("unknown suffix \"" + suffix + "\", expected K, M, G or T (powers of 1024)");
-    if (shift && v > (UINT64_MAX >> shift)) return bad("too large");
-    return v << shift;
+    return serve::parse_size(text, what);
 }
 
 // A decimal count, or "all" (returned as UINT64_MAX).

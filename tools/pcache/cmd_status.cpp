@@ -73,16 +73,8 @@ int run_status(const std::vector<std::string>& args) {
         return usage_error(cmd, "--format \"" + fmt + "\": expected line, table or json");
     Inspected img;
     if (int rc = open_and_inspect(cmd, vm, img); rc >= 0) return rc;
+    if (int rc = require_loadable(cmd, img); rc >= 0) return rc;
     const inspect::Header& h = img.header;
-    if (h.state != inspect::State::cache) {
-        say(cmd, not_a_cache(img.pmem->path(), h));
-        return kExitProblems;
-    }
-    if (!h.walkable()) {
-        for (const auto& p : h.problems.list) say(cmd, p);
-        say(cmd, "the cache cannot be loaded; run pcache check for details");
-        return kExitProblems;
-    }
     auto log = inspect::walk_log(*img.pmem, h, inspect::WalkOptions{img.backing_bytes, false},
                                  [](const inspect::KsetEvent&) {});
     if (!log.ok()) return fail(cmd, log.status());

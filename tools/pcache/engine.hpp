@@ -61,16 +61,8 @@ inline int open_live(const char* cmd, const std::string& pmem_path, const std::s
 inline int open_existing(const char* cmd, const po::variables_map& vm, LiveCache& out) {
     Inspected img;
     if (int rc = open_and_inspect(cmd, vm, img); rc >= 0) return rc;
+    if (int rc = require_loadable(cmd, img); rc >= 0) return rc;
     const inspect::Header& h = img.header;
-    if (h.state != inspect::State::cache) {
-        say(cmd, not_a_cache(img.pmem->path(), h));
-        return kExitProblems;
-    }
-    if (!h.walkable()) {
-        for (const auto& p : h.problems.list) say(cmd, p);
-        say(cmd, "the cache cannot be loaded; run pcache check for details (nothing was written)");
-        return kExitProblems;
-    }
     CacheOptions opts;
     opts.geometry = h.geometry;
     opts.data_crc = h.data_crc();

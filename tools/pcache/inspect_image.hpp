@@ -62,4 +62,20 @@ inline int open_and_inspect(const char* cmd, const po::variables_map& vm, Inspec
     return -1;
 }
 
+// For commands that need a loadable cache: -1 when the image holds one, otherwise the exit code
+// after saying why (nothing is written either way).
+inline int require_loadable(const char* cmd, const Inspected& img) {
+    const inspect::Header& h = img.header;
+    if (h.state != inspect::State::cache) {
+        say(cmd, not_a_cache(img.pmem->path(), h));
+        return kExitProblems;
+    }
+    if (!h.walkable()) {
+        for (const auto& p : h.problems.list) say(cmd, p);
+        say(cmd, "the cache cannot be loaded; run pcache check for details (nothing was written)");
+        return kExitProblems;
+    }
+    return -1;
+}
+
 }  // namespace pcache::tool
