@@ -159,7 +159,7 @@ private:
 
     // cache_replay.hpp
     Status replay();
-    Status replay_key(const format::KeyOnMedia& k, std::uint64_t where);
+    Status replay_key(const format::KeyOnMedia& k, std::uint64_t where, bool dirty_part);
 
     // cache_req.hpp
     Subtree& subtree_for(std::uint64_t off) { return subtrees_[off >> format::kSubtreeShift]; }

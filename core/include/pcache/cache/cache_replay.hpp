@@ -70,7 +70,7 @@ Status Cache<Pmem, Block>::replay() {
         for (std::uint32_t i = 0; i < v.key_num(); ++i) {
             const std::uint64_t where = kset_addr + format::kset_bytes(i);
             const auto k = v.key(i);
-            PCACHE_TRY(replay_key(k, where).with_context("replay"));
+            PCACHE_TRY(replay_key(k, where, dirty_tail_seen).with_context("replay"));
             if (dirty_tail_seen && !(k.flags & format::kKeyFlagClean)) dirty_bytes_ += k.len;
         }
         counters_.replay_ksets += 1;
@@ -93,8 +93,11 @@ Status Cache<Pmem, Block>::replay() {
 }
 
 // One key of a CRC-valid kset: bounds, generation (before the data CRC, quirk 12), then index.
+// `dirty_part`: the key lies at or after dirty_tail. Such a key still holds its segment
+// reference (GC never passes dirty_tail), so its segment cannot have been invalidated: a stale
+// key there means acknowledged data was lost, which is reported, never skipped silently.
 template <PmemDevice Pmem, BlockDevice Block>
-Status Cache<Pmem, Block>::replay_key(const format::KeyOnMedia& k, std::uint64_t where) {
+Status Cache<Pmem, Block>::replay_key(const format::KeyOnMedia& k, std::uint64_t where, bool dirty_part) {
 #ifndef PCACHE_MUTANT_M10
     PCACHE_TRY(format::validate_key(k, n_segs_, seg_data_bytes(), where));
     if (k.off + k.len > backing_bytes_)
@@ -109,6 +112,11 @@ Status Cache<Pmem, Block>::replay_key(const format::KeyOnMedia& k, std::uint64_t
                                    std::to_string(k.seg_gen) + " is newer than segment " +
                                    std::to_string(k.cache_seg_id) + "'s generation " + std::to_string(gen)};
     counters_.replay_keys += 1;
+    if (k.seg_gen < gen && dirty_part)
+        return {Errc::corrupt, "key.seg_gen at device offset " + std::to_string(where + 24) + ": key at or after "
+                               "dirty_tail is older (" + std::to_string(k.seg_gen) + ") than segment " +
+                               std::to_string(k.cache_seg_id) + "'s generation " + std::to_string(gen) +
+                               ": its segment was reclaimed while it still held unwritten data"};
     if (k.seg_gen < gen) {  // the segment was invalidated after this key: skip it entirely
         counters_.replay_stale_keys += 1;
         return {};
