@@ -61,6 +61,7 @@ protected:
         auto writes = kernel::basic_writes();
         ASSERT_TRUE(writes.ok()) << writes.status().to_string();
         CacheOptions o;
+        o.writeback_batch_ksets = 1;  // the kernel flushes the backing device after every kset
         o.data_crc = true;
         o.n_ksets = 1;
         auto opened = MemCache::open(ours_, our_backing_, o);

@@ -127,7 +127,10 @@ Status Cache<Pmem, Block>::read_from_key(const CacheKey& k, std::uint64_t from, 
             if (lo < hi) std::memcpy(out.data() + (lo - from), part.data() + (lo - at), hi - lo);
             at += n;
         }
-        if (crc != k.data_crc) return crc_error();
+        if (crc != k.data_crc) {
+            std::memset(out.data(), 0, out.size());  // none of the unverified bytes stays behind
+            return crc_error();
+        }
     } else {
         PCACHE_TRY(pmem_.read(data_addr(k.seg, k.seg_off + static_cast<std::uint32_t>(from - k.off)), out));
     }

@@ -1,15 +1,24 @@
-// Writeback [cache_writeback.c]: one kset per step, in log order.
+// Writeback [cache_writeback.c]: a bounded batch of ksets per step, in log order.
 //
-// Order, as the kernel: write the kset's dirty keys to the backing device (newest bytes only,
-// overlaps resolved within the kset), FLUSH the backing device, and only then advance and
-// persist dirty_tail. A crash in between replays the kset again: writeback is idempotent.
-// A backing-device error or a data CRC mismatch stops writeback (dirty_tail stays, nothing is
-// lost) and is reported; the next step retries.
+// Order, as the kernel: write the dirty keys of the ksets from dirty_tail to the backing device
+// (newest bytes only: overlaps resolved within each kset, ksets written one after the other),
+// FLUSH the backing device, and only then advance and persist dirty_tail past them. A crash in
+// between writes the same ksets again: writeback is idempotent. The kernel flushes after every
+// kset; a batch of up to kWritebackKsetsMax ksets (or kWritebackBytesMax bytes) per flush keeps
+// the same guarantee with fewer flushes (CacheOptions::writeback_batch_ksets; 1 = the kernel's). With data_crc on, every key's data is verified before
+// it is written: corrupt data never reaches the backing device. A backing-device error or a CRC
+// mismatch stops writeback (dirty_tail stays, nothing is lost) and is reported; the next step
+// retries.
 #pragma once
+
+#include <algorithm>
 
 #include "pcache/cache/cache.hpp"
 
 namespace pcache {
+
+inline constexpr std::uint32_t kWritebackKsetsMax = 32;
+inline constexpr std::uint64_t kWritebackBytesMax = 16ull << 20;
 
 template <PmemDevice Pmem, BlockDevice Block>
 typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
@@ -19,54 +28,68 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
         std::lock_guard g(tail_mutex_);
         pos = dirty_tail_.pos;
     }
-    if (pos == key_head()) return {};
+    const LogPos head = key_head();
+    if (pos == head) return {};
     auto fail = [this](Status s) {
         count(&CacheCounters::writeback_errors);
         return StepResult{false, s.with_context("writeback")};
     };
-    std::vector<std::byte> buf;
-    format::KsetView v;
-    if (Status s = decode_kset_at(pos, buf, v); !s.ok()) return fail(s);
-    if (v.kind == format::KsetKind::end)
-        return fail({Errc::corrupt, "no valid kset at dirty_tail " + std::to_string(pos.seg) + ":" +
-                                        std::to_string(pos.off) + " although key_head is further: " + v.end_reason});
-    LogPos next = v.kind == format::KsetKind::last ? LogPos{v.next_cache_seg_id(), 0}
-                                                   : LogPos{pos.seg, pos.off + static_cast<std::uint32_t>(v.size_bytes())};
-    std::uint64_t kset_dirty_bytes = 0;
-    if (v.kind == format::KsetKind::normal) {
+    std::vector<std::byte> buf, data;
+    std::uint64_t batch_dirty_bytes = 0, batch_written_bytes = 0;
+    std::uint32_t ksets = 0;
+    for (; ksets < std::clamp(opts_.writeback_batch_ksets, 1u, kWritebackKsetsMax) && !(pos == head) && batch_written_bytes < kWritebackBytesMax; ++ksets) {
+        format::KsetView v;
+        if (Status s = decode_kset_at(pos, buf, v); !s.ok()) return fail(s);
+        if (v.kind == format::KsetKind::end)
+            return fail({Errc::corrupt, "no valid kset at " + std::to_string(pos.seg) + ":" +
+                                            std::to_string(pos.off) + " although key_head is further: " + v.end_reason});
+        if (v.kind == format::KsetKind::last) {
+            pos = LogPos{v.next_cache_seg_id(), 0};
+            continue;
+        }
         Subtree newest;  // overlaps inside the kset: later keys win
         const std::uint64_t kset_addr = data_addr(pos.seg, pos.off);
         for (std::uint32_t i = 0; i < v.key_num(); ++i) {
             const auto k = v.key(i);
-            if (Status s = format::validate_key(k, n_segs_, seg_data_bytes(), kset_addr + format::kset_bytes(i)); !s.ok())
-                return fail(s);
+            const std::uint64_t where = kset_addr + format::kset_bytes(i);
+            if (Status s = format::validate_key(k, n_segs_, seg_data_bytes(), where); !s.ok()) return fail(s);
             if (k.flags & format::kKeyFlagClean) continue;
-            kset_dirty_bytes += k.len;
+            if (opts_.data_crc) {
+                data.resize(k.len);
+                if (Status s = pmem_.read(data_addr(k.cache_seg_id, k.cache_seg_off), data); !s.ok()) return fail(s);
+                if (crc::kcrc(data.data(), data.size()) != k.data_crc) {
+                    count(&CacheCounters::data_crc_errors);
+                    return fail({Errc::data_crc, "data of the key at device offset " + std::to_string(where) +
+                                                     " fails its CRC: not written to the backing device"});
+                }
+            }
+            batch_dirty_bytes += k.len;
             newest.insert(CacheKey{k.off, k.len, k.flags, k.cache_seg_id, k.cache_seg_off, k.seg_gen, k.data_crc, false},
                           [](const CacheKey&) { return false; }, [](const CacheKey&, CacheKey&) {});
         }
-        std::vector<std::byte> data;
         for (const auto& [off, k] : newest.keys()) {
             data.resize(k.len);
             if (Status s = pmem_.read(data_addr(k.seg, k.seg_off), data); !s.ok()) return fail(s);
             if (Status s = backing_.write(k.off, data, false); !s.ok()) return fail(s);
             count(&CacheCounters::backing_written_bytes, k.len);
+            batch_written_bytes += k.len;
         }
+        pos = LogPos{pos.seg, pos.off + static_cast<std::uint32_t>(v.size_bytes())};
     }
-    // Every write of this kset must be durable before dirty_tail passes it.
+    // Every write of the batch must be durable before dirty_tail passes it.
 #ifndef PCACHE_MUTANT_M4
     if (Status s = backing_.flush(); !s.ok()) return fail(s);
 #endif
     {
         std::lock_guard g(tail_mutex_);
-        dirty_tail_.pos = next;
+        dirty_tail_.pos = pos;
         if (Status s = write_tail(dirty_tail_, format::kDirtyTailOffsetBytes); !s.ok()) return fail(s);
     }
 #ifdef PCACHE_MUTANT_M4
     if (Status s = backing_.flush(); !s.ok()) return fail(s);
 #endif
-    dirty_bytes_.fetch_sub(std::min(kset_dirty_bytes, dirty_bytes_.load()), std::memory_order_relaxed);
-    count(&CacheCounters::writeback_ksets);
+    dirty_bytes_.fetch_sub(std::min(batch_dirty_bytes, dirty_bytes_.load()), std::memory_order_relaxed);
+    count(&CacheCounters::writeback_ksets, ksets);
     return {true, {}};
 }
 

@@ -21,6 +21,10 @@ struct CacheOptions {
     // A device whose superblock is valid but whose cache_info is not is refused unless the key
     // log is provably empty; force_format re-formats it anyway (losing what it held).
     bool force_format = false;
+    // Ksets written back per backing-device flush (1..32). The kernel flushes after every kset;
+    // batching keeps the same guarantee (dirty_tail moves only past flushed data) with fewer
+    // flushes. 1 reproduces the kernel's sequence of dirty_tail records exactly.
+    std::uint32_t writeback_batch_ksets = 32;
     // Progress of a long replay (a million keys take about a second): called every 256 ksets
     // with the ksets and keys replayed so far. Optional.
     std::function<void(std::uint64_t ksets, std::uint64_t keys)> replay_progress = {};
