@@ -19,6 +19,7 @@ namespace pcache {
 
 inline constexpr std::uint32_t kWritebackKsetsMax = 32;
 inline constexpr std::uint64_t kWritebackBytesMax = 16ull << 20;
+inline constexpr std::uint64_t kWritebackRunBytesMax = 1ull << 20;
 
 template <PmemDevice Pmem, BlockDevice Block>
 typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
@@ -67,12 +68,22 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
             newest.insert(CacheKey{k.off, k.len, k.flags, k.cache_seg_id, k.cache_seg_off, k.seg_gen, k.data_crc, false},
                           [](const CacheKey&) { return false; }, [](const CacheKey&, CacheKey&) {});
         }
-        for (const auto& [off, k] : newest.keys()) {
-            data.resize(k.len);
-            if (Status s = pmem_.read(data_addr(k.seg, k.seg_off), data); !s.ok()) return fail(s);
-            if (Status s = backing_.write(k.off, data, false); !s.ok()) return fail(s);
-            count(&CacheCounters::backing_written_bytes, k.len);
-            batch_written_bytes += k.len;
+        // Keys that continue each other both on the backing device and in pmem (a sequential
+        // write) go out as one request of up to kWritebackRunBytesMax.
+        const auto& keys = newest.keys();
+        for (auto it = keys.begin(); it != keys.end();) {
+            const CacheKey& first = it->second;
+            std::uint64_t run_bytes = first.len;
+            for (++it; it != keys.end() && run_bytes < kWritebackRunBytesMax; ++it) {
+                const CacheKey& k = it->second;
+                if (k.off != first.off + run_bytes || k.seg != first.seg || k.seg_off != first.seg_off + run_bytes) break;
+                run_bytes += k.len;
+            }
+            data.resize(run_bytes);
+            if (Status s = pmem_.read(data_addr(first.seg, first.seg_off), data); !s.ok()) return fail(s);
+            if (Status s = backing_.write(first.off, data, false); !s.ok()) return fail(s);
+            count(&CacheCounters::backing_written_bytes, run_bytes);
+            batch_written_bytes += run_bytes;
         }
         pos = LogPos{pos.seg, pos.off + static_cast<std::uint32_t>(v.size_bytes())};
     }
