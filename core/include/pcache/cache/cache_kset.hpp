@@ -111,12 +111,24 @@ void Cache<Pmem, Block>::fix_piece_crc(const CacheKey& whole, CacheKey& piece) {
     piece.data_crc = crc::kcrc(buf.data() + (piece.off - whole.off), piece.len);
 }
 
-// The bytes a kset at `pos` may occupy: up to 5144, never past the segment's data area.
+// The bytes of the kset at `pos`: its header, then as many bytes as the header says the kset
+// holds (never past the segment's data area, never more than 5144). Reading only those bytes
+// keeps writeback and GC, which read ksets below key_head, off the bytes a concurrent kset
+// close is writing at key_head.
 template <PmemDevice Pmem, BlockDevice Block>
 Status Cache<Pmem, Block>::read_window(LogPos pos, std::vector<std::byte>& buf) {
     assert(pos.seg < n_segs_ && pos.off <= seg_data_bytes());
-    buf.resize(std::min<std::uint64_t>(format::kKsetBytesMax, seg_data_bytes() - pos.off));
-    return pmem_.read(data_addr(pos.seg, pos.off), buf);
+    const std::uint64_t avail = std::min<std::uint64_t>(format::kKsetBytesMax, seg_data_bytes() - pos.off);
+    const std::uint64_t at = data_addr(pos.seg, pos.off);
+    buf.resize(std::min<std::uint64_t>(avail, format::kKsetHeaderBytes));
+    PCACHE_TRY(pmem_.read(at, buf));
+    if (buf.size() < format::kKsetHeaderBytes) return {};
+    const auto h = format::load<format::KsetHeader>(buf);
+    if (h.magic != format::kKsetMagic || (h.flags & format::kKsetFlagLast) || h.key_num_or_next > format::kKsetKeysMax)
+        return {};
+    const std::uint64_t want = std::min(avail, format::kset_bytes(h.key_num_or_next));
+    buf.resize(want);
+    return pmem_.read(at + format::kKsetHeaderBytes, std::span(buf).subspan(format::kKsetHeaderBytes));
 }
 
 template <PmemDevice Pmem, BlockDevice Block>
