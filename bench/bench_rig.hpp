@@ -21,11 +21,11 @@
 #include <benchmark/benchmark.h>
 #include <unistd.h>
 
-#include <ctime>
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <map>
 #include <memory>
 #include <span>
@@ -43,10 +43,14 @@ enum class Dev { shm_page, shm_cacheline, mem, dax };
 
 inline const char* dev_name(Dev d) {
     switch (d) {
-        case Dev::shm_page: return "shm-page";
-        case Dev::shm_cacheline: return "shm-cacheline";
-        case Dev::mem: return "mem";
-        case Dev::dax: return "dax";
+        case Dev::shm_page:
+            return "shm-page";
+        case Dev::shm_cacheline:
+            return "shm-cacheline";
+        case Dev::mem:
+            return "mem";
+        case Dev::dax:
+            return "dax";
     }
     return "?";
 }
@@ -69,7 +73,8 @@ inline double& bound_seconds() {
 
 inline std::string temp_path(const char* kind) {
     static int n = 0;
-    return "/dev/shm/pcache-bench-" + std::to_string(::getpid()) + "-" + std::to_string(n++) + "." + kind;
+    return "/dev/shm/pcache-bench-" + std::to_string(::getpid()) + "-" + std::to_string(n++) + "." +
+           kind;
 }
 
 // Zeroes the whole device: a blank cache (DAX keeps old contents), and every page mapped
@@ -79,7 +84,8 @@ void prefault(P& p) {
     const std::vector<std::byte> zeros(1 << 20);
     for (std::uint64_t off = 0; off < p.size(); off += zeros.size()) {
         const auto n = std::min<std::uint64_t>(zeros.size(), p.size() - off);
-        if (Status s = p.write(off, std::span(zeros).first(n), kPmemFlushCache); !s.ok()) die("prefault", s);
+        if (Status s = p.write(off, std::span(zeros).first(n), kPmemFlushCache); !s.ok())
+            die("prefault", s);
     }
     p.drain();
 }
@@ -236,7 +242,8 @@ double bound_pmem_read(Dev d, std::uint64_t size) {
 
 // Bytes/s of FileBlockDevice pwrite (`write` true) or pread of `size` bytes on /dev/shm.
 inline double bound_backing(bool write, std::uint64_t size) {
-    const std::string key = std::string(write ? "backing_write/" : "backing_read/") + std::to_string(size);
+    const std::string key =
+        std::string(write ? "backing_write/" : "backing_read/") + std::to_string(size);
     if (auto it = bound_memo().find(key); it != bound_memo().end()) return it->second;
     FileBlockDevice dev = make_backing(kBoundSpanBytes);
     std::vector<std::byte> buf(size, std::byte{0x5a});

@@ -14,7 +14,8 @@ using pcache::sim::CampaignConfig;
 
 // full: idempotence (second recovery) and writeback-to-clean checks on 1 image in 4, as the suite.
 // lean: recover + oracle read-back only.
-void crash_states(benchmark::State& state, bool full, std::uint32_t segs, std::uint64_t segment_bytes) {
+void crash_states(benchmark::State& state, bool full, std::uint32_t segs,
+                  std::uint64_t segment_bytes) {
     CampaignConfig c;
     c.seed = 7;
     c.ops = 60;

@@ -24,15 +24,18 @@ constexpr std::uint64_t kWorkingSetBytes = 64ull << 20;  // read/mixed working s
 using benchmark::Counter;
 using benchmark::State;
 
-std::vector<std::byte> pattern(std::uint64_t size) { return std::vector<std::byte>(size, std::byte{0xa5}); }
+std::vector<std::byte> pattern(std::uint64_t size) {
+    return std::vector<std::byte>(size, std::byte{0xa5});
+}
 
 // ratio_to_bound = (bytes / bound) per second of benchmark time: GB divides by the time and
 // sums over threads; dividing by `threads` compares with threads x the one-thread bound.
 void report(State& st, double bytes_per_iter, double bound_bytes_per_s) {
-    st.SetBytesProcessed(static_cast<std::int64_t>(static_cast<double>(st.iterations()) * bytes_per_iter));
-    st.counters["ratio_to_bound"] =
-        Counter(static_cast<double>(st.iterations()) * bytes_per_iter / bound_bytes_per_s / st.threads(),
-                Counter::kIsRate);
+    st.SetBytesProcessed(
+        static_cast<std::int64_t>(static_cast<double>(st.iterations()) * bytes_per_iter));
+    st.counters["ratio_to_bound"] = Counter(
+        static_cast<double>(st.iterations()) * bytes_per_iter / bound_bytes_per_s / st.threads(),
+        Counter::kIsRate);
     st.counters["bound_MBps"] = Counter(bound_bytes_per_s / 1e6, Counter::kAvgThreads);
 }
 
@@ -52,7 +55,8 @@ void BM_BoundPmemWrite(State& st, Dev d) {
     std::uint64_t i = 0;
     for (auto _ : st) {
         // Sequential, as the engine's data head fills a segment.
-        if (!pmem->write((i++ % (kBoundSpanBytes / size)) * size, buf, kPmemFlushCache).ok()) std::abort();
+        if (!pmem->write((i++ % (kBoundSpanBytes / size)) * size, buf, kPmemFlushCache).ok())
+            std::abort();
         pmem->drain();
     }
     st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations() * size));
@@ -63,7 +67,8 @@ void BM_BoundPmemRead(State& st, Dev d) {
     const auto size = static_cast<std::uint64_t>(st.range(0));
     auto pmem = make_pmem<P>(d, kBoundSpanBytes);
     auto buf = pattern(size);
-    for (std::uint64_t off = 0; off < kBoundSpanBytes; off += size) (void)pmem->write(off, buf, kPmemFlushCache);
+    for (std::uint64_t off = 0; off < kBoundSpanBytes; off += size)
+        (void)pmem->write(off, buf, kPmemFlushCache);
     pmem->drain();
     std::uint64_t i = 0;
     for (auto _ : st) {
@@ -77,7 +82,8 @@ void BM_BoundBacking(State& st, bool write) {
     const auto size = static_cast<std::uint64_t>(st.range(0));
     FileBlockDevice dev = make_backing(kBoundSpanBytes);
     auto buf = pattern(size);
-    for (std::uint64_t off = 0; off < kBoundSpanBytes; off += size) (void)dev.write(off, buf, false);
+    for (std::uint64_t off = 0; off < kBoundSpanBytes; off += size)
+        (void)dev.write(off, buf, false);
     std::uint64_t i = 0;
     for (auto _ : st) {
         const std::uint64_t off = (i++ % (kBoundSpanBytes / size)) * size;
@@ -121,7 +127,8 @@ void BM_ReadHit(State& st, Dev d, bool data_crc) {
     const auto key_size = static_cast<std::uint64_t>(st.range(1));
     Rig<P> rig(d, kPmemBytes, kBackingBytes, CacheOptions{.data_crc = data_crc});
     auto key = pattern(key_size);
-    for (std::uint64_t off = 0; off < kWorkingSetBytes; off += key_size) rig.write(nullptr, off, key);
+    for (std::uint64_t off = 0; off < kWorkingSetBytes; off += key_size)
+        rig.write(nullptr, off, key);
     const double bound = bound_pmem_read<P>(d, size);
     std::vector<std::byte> out(size);
     std::uint64_t i = 0;
@@ -130,7 +137,8 @@ void BM_ReadHit(State& st, Dev d, bool data_crc) {
         if (!rig.cache->read(slot_off(i++, size, kWorkingSetBytes), out).ok()) std::abort();
         benchmark::DoNotOptimize(out.data());
     }
-    if (rig.cache->counters().read_hits - hits0 != static_cast<std::uint64_t>(st.iterations())) st.SkipWithError("a read missed");
+    if (rig.cache->counters().read_hits - hits0 != static_cast<std::uint64_t>(st.iterations()))
+        st.SkipWithError("a read missed");
     report(st, static_cast<double>(size), bound);
 }
 
@@ -158,8 +166,9 @@ void BM_ReadMiss(State& st, Dev d, bool fill) {
         benchmark::DoNotOptimize(out.data());
     }
     report(st, static_cast<double>(size), bound);
-    st.counters["miss_fraction"] = static_cast<double>(rig.cache->counters().read_misses - misses0) /
-                                   static_cast<double>(std::max<benchmark::IterationCount>(st.iterations(), 1));
+    st.counters["miss_fraction"] =
+        static_cast<double>(rig.cache->counters().read_misses - misses0) /
+        static_cast<double>(std::max<benchmark::IterationCount>(st.iterations(), 1));
 }
 
 // 70 % reads, 30 % writes, 4 KiB, over a cached working set.
@@ -169,7 +178,8 @@ void BM_Mixed7030(State& st, Dev d) {
     Rig<P> rig(d, kPmemBytes, kBackingBytes);
     auto buf = pattern(kSize);
     for (std::uint64_t off = 0; off < kWorkingSetBytes; off += kSize) rig.write(nullptr, off, buf);
-    const double per_op_s = 0.7 / bound_pmem_read<P>(d, kSize) + 0.3 / bound_pmem_write<P>(d, kSize);
+    const double per_op_s =
+        0.7 / bound_pmem_read<P>(d, kSize) + 0.3 / bound_pmem_write<P>(d, kSize);
     std::uint64_t i = 0;
     for (auto _ : st) {
         const std::uint64_t off = slot_off(i, kSize, kWorkingSetBytes);
@@ -202,25 +212,28 @@ template <class P>
 void BM_Replay(State& st, Dev d) {
     const auto keys = static_cast<std::uint64_t>(st.range(0));
     const std::uint64_t data_bytes = keys * 512;
-    const std::uint64_t pmem_bytes =
-        std::max<std::uint64_t>(kPmemBytes, (data_bytes + data_bytes / 8 + (64ull << 20)) & ~((16ull << 20) - 1));
+    const std::uint64_t pmem_bytes = std::max<std::uint64_t>(
+        kPmemBytes, (data_bytes + data_bytes / 8 + (64ull << 20)) & ~((16ull << 20) - 1));
     Rig<P> rig(d, pmem_bytes, data_bytes);
     auto buf = pattern(512);
     for (std::uint64_t k = 0; k < keys; ++k) rig.write(nullptr, k * 512, buf);
     if (Status s = rig.cache->close(); !s.ok()) die("close", s);
     rig.cache.reset();
-    const double ksets = static_cast<double>((keys + format::kKsetKeysMax - 1) / format::kKsetKeysMax);
+    const double ksets =
+        static_cast<double>((keys + format::kKsetKeysMax - 1) / format::kKsetKeysMax);
     const double bound_s = ksets * static_cast<double>(format::kKsetBytesMax) /
                            bound_pmem_read<P>(d, format::kKsetBytesMax);
     for (auto _ : st) {
         auto c = Rig<P>::CacheT::open(*rig.pmem, rig.backing, {});
         if (!c.ok()) die("replay", c.status());
-        if (c.value()->counters().replay_keys != keys) st.SkipWithError("replayed a wrong number of keys");
+        if (c.value()->counters().replay_keys != keys)
+            st.SkipWithError("replayed a wrong number of keys");
         st.PauseTiming();
         c.value().reset();  // freeing a million index nodes is not replay
         st.ResumeTiming();
     }
-    st.counters["keys_per_s"] = Counter(static_cast<double>(keys), Counter::kIsIterationInvariantRate);
+    st.counters["keys_per_s"] =
+        Counter(static_cast<double>(keys), Counter::kIsIterationInvariantRate);
     st.counters["ratio_to_target"] =
         Counter(static_cast<double>(keys) / 1e6, Counter::kIsIterationInvariantRate);  // 1 M keys/s
     st.counters["ratio_to_bound"] = Counter(bound_s, Counter::kIsIterationInvariantRate);
@@ -258,8 +271,9 @@ template <class P>
 void BM_Gc(State& st, Dev d) {
     constexpr std::uint64_t kSize = 4096, kData = 32ull << 20;
     Rig<P> rig(d, kPmemBytes, kBackingBytes);
-    const double per_kset_s = static_cast<double>(format::kKsetBytesMax) / bound_pmem_read<P>(d, format::kKsetBytesMax) +
-                              64.0 / bound_pmem_write<P>(d, 64);
+    const double per_kset_s =
+        static_cast<double>(format::kKsetBytesMax) / bound_pmem_read<P>(d, format::kKsetBytesMax) +
+        64.0 / bound_pmem_write<P>(d, 64);
     auto buf = pattern(kSize);
     std::uint64_t retired = 0;
     for (auto _ : st) {
@@ -278,7 +292,8 @@ void BM_Gc(State& st, Dev d) {
         retired += rig.cache->counters().gc_ksets_retired - before;
     }
     st.counters["ksets_per_s"] = Counter(static_cast<double>(retired), Counter::kIsRate);
-    st.counters["ratio_to_bound"] = Counter(static_cast<double>(retired) * per_kset_s, Counter::kIsRate);
+    st.counters["ratio_to_bound"] =
+        Counter(static_cast<double>(retired) * per_kset_s, Counter::kIsRate);
 }
 
 // ---- registration ----
@@ -288,19 +303,29 @@ void register_device(Dev d, bool quick) {
     const std::string dn = dev_name(d);
     auto name = [&](const char* what) { return std::string(what) + "/" + dn; };
     benchmark::RegisterBenchmark(name("bound/pmem_write").c_str(), BM_BoundPmemWrite<P>, d)
-        ->Arg(4096)->Arg(65536);
+        ->Arg(4096)
+        ->Arg(65536);
     benchmark::RegisterBenchmark(name("bound/pmem_read").c_str(), BM_BoundPmemRead<P>, d)
-        ->Arg(4096)->Arg(65536);
-    benchmark::RegisterBenchmark(name("write_hit").c_str(), BM_WriteHit<P>, d)->Arg(4096)->Arg(65536);
+        ->Arg(4096)
+        ->Arg(65536);
+    benchmark::RegisterBenchmark(name("write_hit").c_str(), BM_WriteHit<P>, d)
+        ->Arg(4096)
+        ->Arg(65536);
     // Two threads: wall time (CPU time would add both threads up), against 2 x the bound.
     benchmark::RegisterBenchmark(name("write_hit").c_str(), BM_WriteHit<P>, d)
-        ->Arg(4096)->Arg(65536)->Threads(2)->UseRealTime();
+        ->Arg(4096)
+        ->Arg(65536)
+        ->Threads(2)
+        ->UseRealTime();
     benchmark::RegisterBenchmark(name("read_hit").c_str(), BM_ReadHit<P>, d, false)
-        ->Args({4096, 4096})->Args({65536, 65536});
+        ->Args({4096, 4096})
+        ->Args({65536, 65536});
     benchmark::RegisterBenchmark(name("read_hit_crc").c_str(), BM_ReadHit<P>, d, true)
-        ->Args({4096, 4096})->Args({4096, 65536});
+        ->Args({4096, 4096})
+        ->Args({4096, 65536});
     benchmark::RegisterBenchmark(name("read_miss").c_str(), BM_ReadMiss<P>, d, false)->Arg(4096);
-    benchmark::RegisterBenchmark(name("read_miss_fill").c_str(), BM_ReadMiss<P>, d, true)->Arg(4096);
+    benchmark::RegisterBenchmark(name("read_miss_fill").c_str(), BM_ReadMiss<P>, d, true)
+        ->Arg(4096);
     benchmark::RegisterBenchmark(name("mixed_70_30").c_str(), BM_Mixed7030<P>, d);
     benchmark::RegisterBenchmark(name("overwrite").c_str(), BM_Overwrite<P>, d);
     auto* replay = benchmark::RegisterBenchmark(name("replay").c_str(), BM_Replay<P>, d);
@@ -340,10 +365,13 @@ int main(int argc, char** argv) {
     register_device<pcache::MemPmem>(Dev::mem, quick);
     if (!dax_path().empty()) register_device<pcache::Pmem2Device>(Dev::dax, quick);
     for (bool write : {true, false}) {
-        benchmark::RegisterBenchmark(write ? "bound/backing_write" : "bound/backing_read", BM_BoundBacking, write)
-            ->Arg(4096)->Arg(65536);
+        benchmark::RegisterBenchmark(write ? "bound/backing_write" : "bound/backing_read",
+                                     BM_BoundBacking, write)
+            ->Arg(4096)
+            ->Arg(65536);
     }
-    benchmark::AddCustomContext("pcache_dax", dax_path().empty() ? "none (set PCACHE_BENCH_DAX)" : dax_path());
+    benchmark::AddCustomContext("pcache_dax",
+                                dax_path().empty() ? "none (set PCACHE_BENCH_DAX)" : dax_path());
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();
     return 0;

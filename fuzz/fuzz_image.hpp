@@ -31,13 +31,13 @@
 #include "pcache/pmem/mem_pmem.hpp"
 
 // A harness check: a failure is a finding (libFuzzer reports the abort and saves the input).
-#define PCACHE_FUZZ_CHECK(cond, what)                                                     \
-    do {                                                                                  \
-        if (!(cond)) {                                                                    \
-            std::fprintf(stderr, "%s:%d: fuzz check failed: %s\n", __FILE__, __LINE__,    \
-                         std::string(what).c_str());                                      \
-            std::abort();                                                                 \
-        }                                                                                 \
+#define PCACHE_FUZZ_CHECK(cond, what)                                                  \
+    do {                                                                               \
+        if (!(cond)) {                                                                 \
+            std::fprintf(stderr, "%s:%d: fuzz check failed: %s\n", __FILE__, __LINE__, \
+                         std::string(what).c_str());                                   \
+            std::abort();                                                              \
+        }                                                                              \
     } while (0)
 
 namespace pcache::fuzz {
@@ -59,15 +59,17 @@ inline CacheOptions options(bool data_crc) {
     o.n_ksets = 2;
     return o;
 }
-inline constexpr std::uint64_t seg_data_bytes() { return kSegmentBytes - format::kSegDataOffsetBytes; }
+inline constexpr std::uint64_t seg_data_bytes() {
+    return kSegmentBytes - format::kSegDataOffsetBytes;
+}
 
 enum class RegionKind { superblock, meta, kset_area, raw };
 
 struct Region {
     std::string name;
     RegionKind kind = RegionKind::raw;
-    std::uint64_t base = 0;   // device offset
-    std::uint32_t len = 0;    // bytes
+    std::uint64_t base = 0;          // device offset
+    std::uint32_t len = 0;           // bytes
     std::uint32_t record_bytes = 0;  // meta: size of the record (its CRC covers bytes 4..end)
     std::vector<std::uint32_t> kset_starts;  // kset_area: offsets of the ksets found at build
 };
@@ -90,8 +92,13 @@ struct Edit {
     std::uint32_t value = 0;
 };
 enum : std::uint8_t {
-    kOpSetByte = 0, kOpSetWord = 1, kOpAddWord = 2, kOpSetInteresting = 3,
-    kOpFixCrc = 1u << 2, kOpWide = 1u << 3, kOpNewKset = 1u << 4,
+    kOpSetByte = 0,
+    kOpSetWord = 1,
+    kOpAddWord = 2,
+    kOpSetInteresting = 3,
+    kOpFixCrc = 1u << 2,
+    kOpWide = 1u << 3,
+    kOpNewKset = 1u << 4,
 };
 
 inline std::array<std::byte, kEditBytes> encode(const Edit& e) {
@@ -114,10 +121,34 @@ inline Edit decode_edit(const std::uint8_t* p) {
 // Values that sit on the edges of the checks (segment counts, offsets, key counts, magics).
 inline std::uint64_t interesting(std::uint32_t pick) {
     const std::uint64_t d = seg_data_bytes();
-    const std::array<std::uint64_t, 28> v{
-        0, 1, 2, 7, 8, 24, 64, 127, 128, 129, 255, 256, kSegs - 1, kSegs, kSegs + 1,
-        d - 64, d - 24, d - 8, d, d + 8, format::kKsetBytesMax, 0x7fffffffu, 0x80000000u,
-        0xffffffffu, format::kKsetMagic, UINT64_MAX, kBackingBytes - 512, format::kSubtreeBytes - 512};
+    const std::array<std::uint64_t, 28> v{0,
+                                          1,
+                                          2,
+                                          7,
+                                          8,
+                                          24,
+                                          64,
+                                          127,
+                                          128,
+                                          129,
+                                          255,
+                                          256,
+                                          kSegs - 1,
+                                          kSegs,
+                                          kSegs + 1,
+                                          d - 64,
+                                          d - 24,
+                                          d - 8,
+                                          d,
+                                          d + 8,
+                                          format::kKsetBytesMax,
+                                          0x7fffffffu,
+                                          0x80000000u,
+                                          0xffffffffu,
+                                          format::kKsetMagic,
+                                          UINT64_MAX,
+                                          kBackingBytes - 512,
+                                          format::kSubtreeBytes - 512};
     return v[pick % v.size()];
 }
 
@@ -129,10 +160,16 @@ inline void fix_crc(std::span<std::byte> img, const Region& r, std::uint32_t rel
         std::memcpy(rec, &c, 4);
     };
     switch (r.kind) {
-    case RegionKind::superblock: seal(p, format::kSuperblockBytes); return;
-    case RegionKind::meta: seal(p, r.record_bytes); return;
-    case RegionKind::raw: return;
-    case RegionKind::kset_area: break;
+        case RegionKind::superblock:
+            seal(p, format::kSuperblockBytes);
+            return;
+        case RegionKind::meta:
+            seal(p, r.record_bytes);
+            return;
+        case RegionKind::raw:
+            return;
+        case RegionKind::kset_area:
+            break;
     }
     std::uint64_t start = 0;
     if (new_kset) {
@@ -145,12 +182,14 @@ inline void fix_crc(std::span<std::byte> img, const Region& r, std::uint32_t rel
     if (start + format::kKsetHeaderBytes > r.len) return;
     std::byte* k = p + start;
     if (new_kset) std::memcpy(k + 8, &format::kKsetMagic, 8);
-    auto h = format::load<format::KsetHeader>(std::span<const std::byte>(k, format::kKsetHeaderBytes));
+    auto h =
+        format::load<format::KsetHeader>(std::span<const std::byte>(k, format::kKsetHeaderBytes));
     // The CRC a reader would compute if it trusted key_num, even past the data area or past
     // 5144 bytes (that is exactly what the hardened reader must refuse to do); clamped to the
     // image so the harness itself stays in bounds.
-    std::uint64_t size = (h.flags & format::kKsetFlagLast) ? format::kKsetHeaderBytes
-                                                            : format::kset_bytes(0) + 40ull * h.key_num_or_next;
+    std::uint64_t size = (h.flags & format::kKsetFlagLast)
+                             ? format::kKsetHeaderBytes
+                             : format::kset_bytes(0) + 40ull * h.key_num_or_next;
     size = std::min<std::uint64_t>(size, img.size() - (r.base + start));
     seal(k, size);
 }
@@ -166,10 +205,18 @@ inline void apply(std::span<std::byte> img, const std::vector<Region>& regions, 
     std::memcpy(&cur, at, width);
     std::uint64_t next = cur;
     switch (e.op & 3) {
-    case kOpSetByte: next = e.value & 0xff; break;
-    case kOpSetWord: next = e.value; break;
-    case kOpAddWord: next = cur + std::uint64_t(std::int64_t(std::int32_t(e.value))); break;
-    case kOpSetInteresting: next = interesting(e.value); break;
+        case kOpSetByte:
+            next = e.value & 0xff;
+            break;
+        case kOpSetWord:
+            next = e.value;
+            break;
+        case kOpAddWord:
+            next = cur + std::uint64_t(std::int64_t(std::int32_t(e.value)));
+            break;
+        case kOpSetInteresting:
+            next = interesting(e.value);
+            break;
     }
     std::memcpy(at, &next, width);
     if (e.op & (kOpFixCrc | kOpNewKset)) fix_crc(img, r, rel, (e.op & kOpNewKset) != 0);
@@ -216,8 +263,12 @@ inline void index_regions(Template& t) {
     auto add_meta = [&](std::string n, std::uint64_t base, std::uint32_t bytes) {
         t.regions.push_back(Region{std::move(n), RegionKind::meta, base, bytes, bytes, {}});
     };
-    t.regions.push_back(Region{"superblock", RegionKind::superblock, kSuperblockOffsetBytes,
-                               kSuperblockBytes, kSuperblockBytes, {}});
+    t.regions.push_back(Region{"superblock",
+                               RegionKind::superblock,
+                               kSuperblockOffsetBytes,
+                               kSuperblockBytes,
+                               kSuperblockBytes,
+                               {}});
     add_meta("cache_info0", kCacheInfoOffsetBytes, kCacheInfoBytes);
     add_meta("cache_info1", kCacheInfoOffsetBytes + kCacheInfoSlotStrideBytes, kCacheInfoBytes);
     add_meta("key_tail0", kKeyTailOffsetBytes, kPosBytes);
@@ -229,7 +280,8 @@ inline void index_regions(Template& t) {
     LogPos pos = t.key_tail;
     for (int guard = 0; guard < 100000; ++guard) {
         const std::uint64_t at = geo.data_offset(pos.seg) + pos.off;
-        const std::uint64_t n = std::min<std::uint64_t>(kKsetBytesMax, geo.seg_data_bytes() - pos.off);
+        const std::uint64_t n =
+            std::min<std::uint64_t>(kKsetBytesMax, geo.seg_data_bytes() - pos.off);
         auto v = decode_kset(std::span<const std::byte>(t.image).subspan(at, n), kSegs, at);
         PCACHE_FUZZ_CHECK(v.ok(), "template " + t.name + ": " + v.status().to_string());
         starts[pos.seg].push_back(pos.off);  // the end marker too: edits there can extend the log
@@ -238,7 +290,8 @@ inline void index_regions(Template& t) {
         pos = v->kind == KsetKind::last ? LogPos{v->next_cache_seg_id(), 0}
                                         : LogPos{pos.seg, pos.off + std::uint32_t(v->size_bytes())};
     }
-    PCACHE_FUZZ_CHECK(pos == t.key_head, "template " + t.name + ": log walk does not end at key_head");
+    PCACHE_FUZZ_CHECK(pos == t.key_head,
+                      "template " + t.name + ": log walk does not end at key_head");
     for (std::uint32_t s = 0; s < kSegs; ++s) {
         const std::uint64_t seg = geo.segment_offset(s);
         const std::string n = "seg" + std::to_string(s);
@@ -251,7 +304,8 @@ inline void index_regions(Template& t) {
             t.regions.push_back(Region{n + ".log", RegionKind::kset_area, geo.data_offset(s),
                                        std::uint32_t(geo.seg_data_bytes()), 0, starts[s]});
         }
-        t.regions.push_back(Region{n + ".raw", RegionKind::raw, seg, std::uint32_t(kSegmentBytes - 1), 0, {}});
+        t.regions.push_back(
+            Region{n + ".raw", RegionKind::raw, seg, std::uint32_t(kSegmentBytes - 1), 0, {}});
     }
 }
 
@@ -321,7 +375,8 @@ inline void wrapped_workload(MemCache& c) {
     PCACHE_FUZZ_CHECK(c.key_head().seg != c.key_tail().seg, "template: no segment switch");
     for (int k = 0; k < 64; ++k) put();
     PCACHE_FUZZ_CHECK(c.flush().ok(), "template flush");
-    for (int k = 0; k < 2; ++k) PCACHE_FUZZ_CHECK(c.writeback_step().status.ok(), "template writeback");
+    for (int k = 0; k < 2; ++k)
+        PCACHE_FUZZ_CHECK(c.writeback_step().status.ok(), "template writeback");
     Status s = c.write(0, pattern_bytes(1024, 99), true);
     PCACHE_FUZZ_CHECK(s.ok(), "template write: " + s.to_string());
 }
@@ -363,7 +418,8 @@ inline const Template& prepare(Rig& rig, const std::uint8_t* data, std::size_t s
     std::span<std::byte> img(rig.pmem.raw_for_tests(), rig.pmem.size());
     std::memcpy(img.data(), t.image.data(), img.size());
     const std::size_t n = size == 0 ? 0 : std::min((size - 1) / kEditBytes, kEditsMax);
-    for (std::size_t i = 0; i < n; ++i) apply(img, t.regions, decode_edit(data + 1 + i * kEditBytes));
+    for (std::size_t i = 0; i < n; ++i)
+        apply(img, t.regions, decode_edit(data + 1 + i * kEditBytes));
     return t;
 }
 

@@ -40,7 +40,9 @@ Bytes le(T v) {
 Bytes slice(const Template& t, std::uint64_t at, std::uint64_t n) {
     return Bytes(t.image.begin() + std::ptrdiff_t(at), t.image.begin() + std::ptrdiff_t(at + n));
 }
-void put(const std::string& target, const std::string& name, Bytes b) { g_files[target + "/" + name] = std::move(b); }
+void put(const std::string& target, const std::string& name, Bytes b) {
+    g_files[target + "/" + name] = std::move(b);
+}
 
 // ---- superblock ------------------------------------------------------------------------
 void superblock_corpus() {
@@ -51,16 +53,19 @@ void superblock_corpus() {
         auto a = format::to_bytes(s);
         return Bytes(a.begin(), a.end());
     };
-    const Bytes tail_kernel = cat(le<std::uint64_t>(format::kCacheDevBytesMin), Bytes{std::byte{0}, std::byte{0}});
+    const Bytes tail_kernel =
+        cat(le<std::uint64_t>(format::kCacheDevBytesMin), Bytes{std::byte{0}, std::byte{0}});
     const Bytes tail_small = cat(le<std::uint64_t>(kPmemBytes), Bytes{std::byte{1}, std::byte{0}});
     put("superblock", "seed-kernel-512MiB", cat(sb(31, 0), tail_kernel));
-    put("superblock", "seed-small-template", cat(slice(templates()[0], format::kSuperblockOffsetBytes, 24), tail_small));
+    put("superblock", "seed-small-template",
+        cat(slice(templates()[0], format::kSuperblockOffsetBytes, 24), tail_small));
     put("superblock", "seed-unformatted", cat(Bytes(24), tail_kernel));
     put("superblock", "seed-truncated", Bytes(10, std::byte{0xef}));
     put("superblock", "regress-seg-num-beyond-device", cat(sb(32, 0), tail_kernel));
     put("superblock", "regress-seg-num-zero", cat(sb(0, 0), tail_kernel));
-    put("superblock", "regress-seg-num-above-max", cat(sb(format::kCacheSegsMax + 1, 0),
-                                                       le<std::uint64_t>(UINT64_MAX), Bytes{std::byte{1}, std::byte{0}}));
+    put("superblock", "regress-seg-num-above-max",
+        cat(sb(format::kCacheSegsMax + 1, 0), le<std::uint64_t>(UINT64_MAX),
+            Bytes{std::byte{1}, std::byte{0}}));
     put("superblock", "regress-bigendian-flag", cat(sb(31, 1), tail_kernel));
 }
 
@@ -68,16 +73,18 @@ void superblock_corpus() {
 void meta_corpus() {
     const Template& t = templates()[1];
     const auto head = [](std::uint8_t type, std::uint32_t bound, std::uint8_t fix) {
-        return cat(Bytes{std::byte{type}}, le<std::uint32_t>(bound), le<std::uint32_t>(std::uint32_t(seg_data_bytes())),
-                   Bytes{std::byte{fix}});
+        return cat(Bytes{std::byte{type}}, le<std::uint32_t>(bound),
+                   le<std::uint32_t>(std::uint32_t(seg_data_bytes())), Bytes{std::byte{fix}});
     };
     using namespace format;
-    put("meta", "seed-cache_info", cat(head(0, kSegs, 0), slice(t, kCacheInfoOffsetBytes, 24),
-                                       slice(t, kCacheInfoOffsetBytes + kCacheInfoSlotStrideBytes, 24)));
+    put("meta", "seed-cache_info",
+        cat(head(0, kSegs, 0), slice(t, kCacheInfoOffsetBytes, 24),
+            slice(t, kCacheInfoOffsetBytes + kCacheInfoSlotStrideBytes, 24)));
     put("meta", "seed-key_tail", cat(head(1, kSegs, 0), slice(t, kKeyTailOffsetBytes, 32)));
     put("meta", "seed-dirty_tail", cat(head(1, kSegs, 0), slice(t, kDirtyTailOffsetBytes, 32)));
     const std::uint64_t seg1 = t.opts.geometry.segment_offset(1);
-    put("meta", "seed-segment_info", cat(head(2, kSegs, 0), slice(t, seg1, 16), slice(t, seg1 + kSegInfoSlotStrideBytes, 16)));
+    put("meta", "seed-segment_info",
+        cat(head(2, kSegs, 0), slice(t, seg1, 16), slice(t, seg1 + kSegInfoSlotStrideBytes, 16)));
     put("meta", "seed-seg_gen", cat(head(3, kSegs, 0), slice(t, seg1 + kSegCtrlOffsetBytes, 32)));
     const auto pos = [](std::uint8_t seq, std::uint32_t seg, std::uint32_t off) {
         CachePos p{};
@@ -89,7 +96,8 @@ void meta_corpus() {
     };
     put("meta", "seed-seq-wrap", cat(head(1, kSegs, 0), pos(255, 1, 0), pos(0, 2, 64)));
     put("meta", "seed-seq-diff-128", cat(head(1, kSegs, 0), pos(1, 1, 0), pos(129, 2, 64)));
-    put("meta", "regress-tail-seg-out-of-range", cat(head(1, kSegs, 0), pos(1, kSegs, 0), pos(2, 0xffffffffu, 0)));
+    put("meta", "regress-tail-seg-out-of-range",
+        cat(head(1, kSegs, 0), pos(1, kSegs, 0), pos(2, 0xffffffffu, 0)));
     put("meta", "regress-tail-off-out-of-range",
         cat(head(1, kSegs, 0), pos(1, 0, std::uint32_t(seg_data_bytes())), pos(2, 0, 0xfffffff8u)));
     put("meta", "regress-tail-off-unaligned", cat(head(1, kSegs, 0), pos(3, 0, 4), pos(2, 0, 0)));
@@ -100,7 +108,8 @@ void kset_corpus() {
     const Template& t = templates()[1];
     const auto& geo = t.opts.geometry;
     const auto head = [](std::uint32_t n_segs, std::uint8_t fix) {
-        return cat(le<std::uint32_t>(n_segs), le<std::uint32_t>(std::uint32_t(seg_data_bytes())), Bytes{std::byte{fix}});
+        return cat(le<std::uint32_t>(n_segs), le<std::uint32_t>(std::uint32_t(seg_data_bytes())),
+                   Bytes{std::byte{fix}});
     };
     const auto window = [&](LogPos p) {
         return slice(t, geo.data_offset(p.seg) + p.off,
@@ -118,12 +127,13 @@ void kset_corpus() {
     PCACHE_FUZZ_CHECK(normal && last, "wrapped template lacks a normal or a LAST kset");
     put("kset", "seed-end-marker", cat(head(kSegs, 0), window(t.key_head)));
     // Crafted ksets: a header and keys, CRC re-sealed by the target (fix bit) or here.
-    const auto kset = [](std::uint32_t key_num_or_next, std::uint64_t flags, std::vector<format::KeyOnMedia> keys,
-                         std::size_t window_bytes) {
+    const auto kset = [](std::uint32_t key_num_or_next, std::uint64_t flags,
+                         std::vector<format::KeyOnMedia> keys, std::size_t window_bytes) {
         Bytes b(std::max<std::size_t>(window_bytes, 24 + 40 * keys.size()));
         format::KsetHeader h{0, key_num_or_next, format::kKsetMagic, flags};
         std::memcpy(b.data(), &h, sizeof h);
-        for (std::size_t i = 0; i < keys.size(); ++i) std::memcpy(b.data() + 24 + 40 * i, &keys[i], 40);
+        for (std::size_t i = 0; i < keys.size(); ++i)
+            std::memcpy(b.data() + 24 + 40 * i, &keys[i], 40);
         return b;
     };
     const format::KeyOnMedia good{0, 4096, 0, 1, 0, 0, 0, 0};
@@ -142,15 +152,26 @@ void kset_corpus() {
         past.resize(64);
     }
     put("kset", "regress-kset-past-segment", cat(head(kSegs, 0), past));
-    put("kset", "regress-last-seg-out-of-range", cat(head(kSegs, 1), kset(kSegs, format::kKsetFlagLast, {}, 24)));
+    put("kset", "regress-last-seg-out-of-range",
+        cat(head(kSegs, 1), kset(kSegs, format::kKsetFlagLast, {}, 24)));
     put("kset", "regress-key-off-past-segment",
-        cat(head(kSegs, 1), kset(2, 0, bad([](auto& k) { k.cache_seg_off = std::uint32_t(seg_data_bytes()) - 512; }), 0)));
+        cat(head(kSegs, 1), kset(2, 0, bad([](auto& k) {
+                                     k.cache_seg_off = std::uint32_t(seg_data_bytes()) - 512;
+                                 }),
+                                 0)));
     put("kset", "regress-key-len-huge",
-        cat(head(kSegs, 1), kset(2, 0, bad([](auto& k) { k.len = 0xffffffffu; k.cache_seg_off = 0xffffff00u; }), 0)));
-    put("kset", "regress-key-seg-out-of-range", cat(head(kSegs, 1), kset(2, 0, bad([](auto& k) { k.cache_seg_id = kSegs; }), 0)));
+        cat(head(kSegs, 1), kset(2, 0, bad([](auto& k) {
+                                     k.len = 0xffffffffu;
+                                     k.cache_seg_off = 0xffffff00u;
+                                 }),
+                                 0)));
+    put("kset", "regress-key-seg-out-of-range",
+        cat(head(kSegs, 1), kset(2, 0, bad([](auto& k) { k.cache_seg_id = kSegs; }), 0)));
     put("kset", "regress-key-crosses-subtree",
-        cat(head(kSegs, 1), kset(2, 0, bad([](auto& k) { k.off = format::kSubtreeBytes - 512; }), 0)));
-    put("kset", "regress-key-off-overflow", cat(head(kSegs, 1), kset(2, 0, bad([](auto& k) { k.off = UINT64_MAX - 100; }), 0)));
+        cat(head(kSegs, 1),
+            kset(2, 0, bad([](auto& k) { k.off = format::kSubtreeBytes - 512; }), 0)));
+    put("kset", "regress-key-off-overflow",
+        cat(head(kSegs, 1), kset(2, 0, bad([](auto& k) { k.off = UINT64_MAX - 100; }), 0)));
 }
 
 // ---- replay and replay_ops -------------------------------------------------------------
@@ -159,8 +180,10 @@ struct ReplayInput {
     std::uint8_t index;
     Bytes bytes;
     ReplayInput(std::uint8_t i) : t(templates()[i]), index(i), bytes{std::byte{i}} {}
-    ReplayInput& edit(const std::string& region, std::uint8_t op, std::uint32_t off, std::uint32_t value) {
-        const auto e = encode(Edit{op, std::uint8_t(region_index(t, region)), std::uint16_t(off), value});
+    ReplayInput& edit(const std::string& region, std::uint8_t op, std::uint32_t off,
+                      std::uint32_t value) {
+        const auto e =
+            encode(Edit{op, std::uint8_t(region_index(t, region)), std::uint16_t(off), value});
         bytes.insert(bytes.end(), e.begin(), e.end());
         return *this;
     }
@@ -182,11 +205,14 @@ void replay_corpus() {
         const std::string n = "seed-" + templates()[i].name;
         replay_put(n, ReplayInput(i));
         // flags bits 8..15 cleared: gc_percent 70 becomes 2 (data_crc and INIT_DONE kept).
-        replay_put(n + "-gc-percent", ReplayInput(i).edit("cache_info0", kOpSetByte | kOpFixCrc, 17, 0)
+        replay_put(n + "-gc-percent", ReplayInput(i)
+                                          .edit("cache_info0", kOpSetByte | kOpFixCrc, 17, 0)
                                           .edit("cache_info1", kOpSetByte | kOpFixCrc, 17, 0));
-        replay_put(n + "-seg-gen-bump", ReplayInput(i).edit("seg1.gen0", kOpAddWord | kOpFixCrc, 8, 1)
+        replay_put(n + "-seg-gen-bump", ReplayInput(i)
+                                            .edit("seg1.gen0", kOpAddWord | kOpFixCrc, 8, 1)
                                             .edit("seg1.gen1", kOpAddWord | kOpFixCrc, 8, 1));
-        replay_put(n + "-data-flip", ReplayInput(i).edit("seg1.raw", kOpSetByte, 12288 + 100, 0x5a));
+        replay_put(n + "-data-flip",
+                   ReplayInput(i).edit("seg1.raw", kOpSetByte, 12288 + 100, 0x5a));
     }
     const Template& w = templates()[1];
     // First normal kset and first LAST kset of the wrapped log.
@@ -202,10 +228,14 @@ void replay_corpus() {
     PCACHE_FUZZ_CHECK(have_normal && have_last, "wrapped template lacks a normal or a LAST kset");
     const LogPos kt = w.key_tail, kh = w.key_head;
     const std::uint32_t d = std::uint32_t(seg_data_bytes());
-    const auto key_field = [&](std::uint32_t key, std::uint32_t field) { return normal.off + 24 + 40 * key + field; };
+    const auto key_field = [&](std::uint32_t key, std::uint32_t field) {
+        return normal.off + 24 + 40 * key + field;
+    };
     const std::uint8_t set_fix = kOpSetWord | kOpFixCrc;
 
-    replay_put("seed-wrapped-key-seg-gen", ReplayInput(1).edit(log_region(normal.seg), kOpAddWord | kOpFixCrc, key_field(0, 24), 1));
+    replay_put(
+        "seed-wrapped-key-seg-gen",
+        ReplayInput(1).edit(log_region(normal.seg), kOpAddWord | kOpFixCrc, key_field(0, 24), 1));
     // 1. A kset running past the end of its segment's data area (3 keys, 64 bytes left), its
     //    CRC valid over bytes that belong to the next segment; both tails point at it.
     replay_put("regress-kset-past-segment",
@@ -213,30 +243,43 @@ void replay_corpus() {
                    .edit(log_region(kh.seg), kOpSetWord, d - 64 + 4, 3)
                    .edit(log_region(kh.seg), kOpSetWord, d - 64 + 16, 0)
                    .edit(log_region(kh.seg), kOpSetWord | kOpNewKset, d - 64, 0)
-                   .tail("key_tail", 8, kh.seg).tail("key_tail", 12, d - 64)
-                   .tail("dirty_tail", 8, kh.seg).tail("dirty_tail", 12, d - 64));
+                   .tail("key_tail", 8, kh.seg)
+                   .tail("key_tail", 12, d - 64)
+                   .tail("dirty_tail", 8, kh.seg)
+                   .tail("dirty_tail", 12, d - 64));
     // 2. A cycle in the LAST chain: the end marker becomes a LAST kset back to key_tail's
     //    segment, or to its own segment.
     replay_put("regress-last-cycle",
-               ReplayInput(1).edit(log_region(kh.seg), kOpSetWord, kh.off + 4, kt.seg)
+               ReplayInput(1)
+                   .edit(log_region(kh.seg), kOpSetWord, kh.off + 4, kt.seg)
                    .edit(log_region(kh.seg), kOpSetWord, kh.off + 16, 1)
                    .edit(log_region(kh.seg), kOpSetWord | kOpNewKset, kh.off, 0));
     replay_put("regress-last-self-loop",
-               ReplayInput(1).edit(log_region(kh.seg), kOpSetWord, kh.off + 4, kh.seg)
+               ReplayInput(1)
+                   .edit(log_region(kh.seg), kOpSetWord, kh.off + 4, kh.seg)
                    .edit(log_region(kh.seg), kOpSetWord, kh.off + 16, 1)
                    .edit(log_region(kh.seg), kOpSetWord | kOpNewKset, kh.off, 0));
     // 3. Key offset and length not within the segment.
-    replay_put("regress-key-off-past-segment", ReplayInput(1).edit(log_region(normal.seg), set_fix, key_field(0, 20), d - 256));
-    replay_put("regress-key-len-huge", ReplayInput(1).edit(log_region(normal.seg), set_fix, key_field(1, 8), 0xffffffffu));
-    replay_put("regress-key-seg-off-huge", ReplayInput(1).edit(log_region(normal.seg), set_fix, key_field(2, 20), 0xfffffe00u));
+    replay_put("regress-key-off-past-segment",
+               ReplayInput(1).edit(log_region(normal.seg), set_fix, key_field(0, 20), d - 256));
+    replay_put("regress-key-len-huge",
+               ReplayInput(1).edit(log_region(normal.seg), set_fix, key_field(1, 8), 0xffffffffu));
+    replay_put("regress-key-seg-off-huge",
+               ReplayInput(1).edit(log_region(normal.seg), set_fix, key_field(2, 20), 0xfffffe00u));
     // 4. key_num > 128 (CRC valid over what key_num claims).
-    replay_put("regress-key-num-129", ReplayInput(1).edit(log_region(normal.seg), set_fix, normal.off + 4, 129));
-    replay_put("regress-key-num-max-u32", ReplayInput(1).edit(log_region(normal.seg), set_fix, normal.off + 4, 0xffffffffu));
+    replay_put("regress-key-num-129",
+               ReplayInput(1).edit(log_region(normal.seg), set_fix, normal.off + 4, 129));
+    replay_put("regress-key-num-max-u32",
+               ReplayInput(1).edit(log_region(normal.seg), set_fix, normal.off + 4, 0xffffffffu));
     // 5. Out-of-range segment ids: in a key, in a LAST kset.
-    replay_put("regress-key-seg-out-of-range", ReplayInput(1).edit(log_region(normal.seg), set_fix, key_field(0, 16), kSegs));
-    replay_put("regress-key-seg-max-u32", ReplayInput(1).edit(log_region(normal.seg), set_fix, key_field(3, 16), 0xffffffffu));
-    replay_put("regress-last-seg-out-of-range", ReplayInput(1).edit(log_region(last.seg), set_fix, last.off + 4, kSegs));
-    replay_put("regress-last-seg-max-u32", ReplayInput(1).edit(log_region(last.seg), set_fix, last.off + 4, 0xffffffffu));
+    replay_put("regress-key-seg-out-of-range",
+               ReplayInput(1).edit(log_region(normal.seg), set_fix, key_field(0, 16), kSegs));
+    replay_put("regress-key-seg-max-u32",
+               ReplayInput(1).edit(log_region(normal.seg), set_fix, key_field(3, 16), 0xffffffffu));
+    replay_put("regress-last-seg-out-of-range",
+               ReplayInput(1).edit(log_region(last.seg), set_fix, last.off + 4, kSegs));
+    replay_put("regress-last-seg-max-u32",
+               ReplayInput(1).edit(log_region(last.seg), set_fix, last.off + 4, 0xffffffffu));
     // 6. Out-of-range tail positions.
     replay_put("regress-key-tail-seg-out-of-range", ReplayInput(1).tail("key_tail", 8, kSegs));
     replay_put("regress-key-tail-off-end", ReplayInput(1).tail("key_tail", 12, d));
@@ -247,28 +290,44 @@ void replay_corpus() {
     //    accepted it; the next segment switch then wrote its LAST kset across the end of the
     //    data area, over the next segment's segment_info (replay_ops: stray write).
     {
-        const std::uint32_t p = d - 80;  // a 1-key kset (64 B) ending 16 B before the end
+        const std::uint32_t p = d - 80;   // a 1-key kset (64 B) ending 16 B before the end
         std::uint32_t stale_seg = kSegs;  // a data segment with gen > 0: the key is stale
         for (std::uint32_t s = 0; s < kSegs && stale_seg == kSegs; ++s) {
             const std::uint64_t g = w.opts.geometry.segment_offset(s) + format::kSegCtrlOffsetBytes;
             const std::span<const std::byte> img(w.image);
-            auto gen = format::select_latest<format::SegGen>(img.subspan(g, 16), g, img.subspan(g + 16, 16), g + 16);
+            auto gen = format::select_latest<format::SegGen>(img.subspan(g, 16), g,
+                                                             img.subspan(g + 16, 16), g + 16);
             if (s != kh.seg && s != kt.seg && gen && gen->record.gen > 0) stale_seg = s;
         }
         PCACHE_FUZZ_CHECK(stale_seg < kSegs, "wrapped template has no segment with gen > 0");
         ReplayInput in(1);
         const std::string r = log_region(kh.seg);
         const std::pair<std::uint32_t, std::uint32_t> words[] = {
-            {4, 1}, {16, 0}, {20, 0},                        // key_num 1, flags 0
-            {24 + 0, 0}, {24 + 4, 0}, {24 + 8, 512}, {24 + 12, 0},  // off 0, len 512, dirty
-            {24 + 16, stale_seg}, {24 + 20, 0}, {24 + 24, 0}, {24 + 28, 0}, {24 + 32, 0}, {24 + 36, 0}};
+            {4, 1},
+            {16, 0},
+            {20, 0},  // key_num 1, flags 0
+            {24 + 0, 0},
+            {24 + 4, 0},
+            {24 + 8, 512},
+            {24 + 12, 0},  // off 0, len 512, dirty
+            {24 + 16, stale_seg},
+            {24 + 20, 0},
+            {24 + 24, 0},
+            {24 + 28, 0},
+            {24 + 32, 0},
+            {24 + 36, 0}};
         for (const auto& [at, value] : words) in.edit(r, kOpSetWord, p + at, value);
         in.edit(r, kOpSetWord | kOpNewKset, p, 0);
-        in.tail("key_tail", 8, kh.seg).tail("key_tail", 12, p).tail("dirty_tail", 8, kh.seg).tail("dirty_tail", 12, p);
+        in.tail("key_tail", 8, kh.seg)
+            .tail("key_tail", 12, p)
+            .tail("dirty_tail", 8, kh.seg)
+            .tail("dirty_tail", 12, p);
         replay_put("regress-kset-no-room-for-last", in);
     }
     // Not a kernel class but the same family: a cycle in the segment chain.
-    replay_put("regress-segment-chain-cycle", ReplayInput(0).edit("seg1.info0", set_fix, 12, 0).edit("seg1.info1", set_fix, 12, 0));
+    replay_put(
+        "regress-segment-chain-cycle",
+        ReplayInput(0).edit("seg1.info0", set_fix, 12, 0).edit("seg1.info1", set_fix, 12, 0));
 }
 
 int write_or_check(const std::filesystem::path& root, bool check) {
@@ -293,8 +352,10 @@ int write_or_check(const std::filesystem::path& root, bool check) {
             return 1;
         }
     }
-    std::cout << (check ? "checked " : "wrote ") << g_files.size() << " corpus files under " << root << "\n";
-    if (bad) std::cerr << bad << " corpus files differ: run pcache_fuzz_gen_corpus " << root << "\n";
+    std::cout << (check ? "checked " : "wrote ") << g_files.size() << " corpus files under " << root
+              << "\n";
+    if (bad)
+        std::cerr << bad << " corpus files differ: run pcache_fuzz_gen_corpus " << root << "\n";
     return bad ? 1 : 0;
 }
 

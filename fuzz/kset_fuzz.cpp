@@ -21,7 +21,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (!window.empty()) std::memcpy(window.data(), data + kHead, window.size());
     if ((data[8] & 1) && window.size() >= kKsetHeaderBytes) {
         auto h = load<KsetHeader>(window);
-        std::uint64_t len = (h.flags & kKsetFlagLast) ? kKsetHeaderBytes : 24 + 40ull * h.key_num_or_next;
+        std::uint64_t len =
+            (h.flags & kKsetFlagLast) ? kKsetHeaderBytes : 24 + 40ull * h.key_num_or_next;
         len = std::min<std::uint64_t>(len, window.size());
         const std::uint32_t c = pcache::crc::kcrc(window.data() + 4, len - 4);
         std::memcpy(window.data(), &c, 4);

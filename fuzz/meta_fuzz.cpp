@@ -16,7 +16,8 @@ namespace {
 using namespace pcache::format;
 
 template <MetaRecord T>
-void one(const std::uint8_t* p, std::size_t n, std::uint32_t bound, std::uint64_t data_bytes, std::uint8_t fix) {
+void one(const std::uint8_t* p, std::size_t n, std::uint32_t bound, std::uint64_t data_bytes,
+         std::uint8_t fix) {
     const std::size_t l0 = std::min(n, sizeof(T));
     const std::size_t l1 = std::min(n - l0, sizeof(T));
     std::vector<std::byte> s0(l0), s1(l1);  // exact sizes: ASan catches any overread
@@ -33,7 +34,8 @@ void one(const std::uint8_t* p, std::size_t n, std::uint32_t bound, std::uint64_
     const auto v0 = decode_meta<T>(s0, 8192), v1 = decode_meta<T>(s1, 12288);
     PCACHE_FUZZ_CHECK(latest.has_value() == (v0.ok() || v1.ok()), "a valid copy was not selected");
     if (!latest) return;
-    PCACHE_FUZZ_CHECK(record_crc(latest->record) == latest->record.header.crc, "selected a bad CRC");
+    PCACHE_FUZZ_CHECK(record_crc(latest->record) == latest->record.header.crc,
+                      "selected a bad CRC");
     if (v0.ok() && v1.ok()) {
         const bool one_newer = seq_after(v1->header.seq, v0->header.seq);
         PCACHE_FUZZ_CHECK(latest->slot == (one_newer ? 1u : 0u), "wrong copy selected");
@@ -41,14 +43,16 @@ void one(const std::uint8_t* p, std::size_t n, std::uint32_t bound, std::uint64_
     pcache::Status s;
     if constexpr (std::is_same_v<T, CacheInfo>) {
         s = validate_cache_info(latest->record, bound, 8192);
-        if (s.ok()) PCACHE_FUZZ_CHECK(latest->record.seg_id < bound && latest->record.n_segs <= bound &&
-                                          gc_percent_of(latest->record.flags) <= kGcPercentMax,
-                                      "accepted an impossible cache_info");
+        if (s.ok())
+            PCACHE_FUZZ_CHECK(latest->record.seg_id < bound && latest->record.n_segs <= bound &&
+                                  gc_percent_of(latest->record.flags) <= kGcPercentMax,
+                              "accepted an impossible cache_info");
     } else if constexpr (std::is_same_v<T, CachePos>) {
         s = validate_pos(latest->record, bound, data_bytes, "key_tail", 16384);
-        if (s.ok()) PCACHE_FUZZ_CHECK(latest->record.cache_seg_id < bound &&
-                                          latest->record.seg_off + kKsetHeaderBytes <= data_bytes,
-                                      "accepted an out-of-range position");
+        if (s.ok())
+            PCACHE_FUZZ_CHECK(latest->record.cache_seg_id < bound &&
+                                  latest->record.seg_off + kKsetHeaderBytes <= data_bytes,
+                              "accepted an out-of-range position");
     } else if constexpr (std::is_same_v<T, SegmentInfo>) {
         s = validate_segment_info(latest->record, bound, 20480);
         if (s.ok() && (latest->record.flags & kSegInfoFlagHasNext))
@@ -69,10 +73,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::uint8_t* p = data + kHead;
     const std::size_t n = size - kHead;
     switch (data[0] % 4) {
-    case 0: one<CacheInfo>(p, n, bound, data_bytes, fix); break;
-    case 1: one<CachePos>(p, n, bound, data_bytes, fix); break;
-    case 2: one<SegmentInfo>(p, n, bound, data_bytes, fix); break;
-    default: one<SegGen>(p, n, bound, data_bytes, fix); break;
+        case 0:
+            one<CacheInfo>(p, n, bound, data_bytes, fix);
+            break;
+        case 1:
+            one<CachePos>(p, n, bound, data_bytes, fix);
+            break;
+        case 2:
+            one<SegmentInfo>(p, n, bound, data_bytes, fix);
+            break;
+        default:
+            one<SegGen>(p, n, bound, data_bytes, fix);
+            break;
     }
     return 0;
 }

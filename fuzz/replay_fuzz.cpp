@@ -13,7 +13,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const Template& t = prepare(rig, data, size);
     auto opened = MemCache::open(rig.pmem, rig.backing, t.opts);
     static const bool verbose = std::getenv("PCACHE_FUZZ_VERBOSE") != nullptr;
-    if (verbose) std::fprintf(stderr, "template %s: open: %s\n", t.name.c_str(), opened.status().to_string().c_str());
+    if (verbose)
+        std::fprintf(stderr, "template %s: open: %s\n", t.name.c_str(),
+                     opened.status().to_string().c_str());
     if (!opened.ok()) {
         PCACHE_FUZZ_CHECK(!opened.status().message().empty(), "an error without a message");
         return 0;

@@ -18,8 +18,8 @@ struct ReadRange {
 };
 // The template workloads' hot spots: both subtrees, the 4 MiB boundary, the wrapped log's span.
 constexpr ReadRange kReads[] = {
-    {0, 16384}, {pcache::format::kSubtreeBytes - 8192, 16384}, {1 << 20, 8192}, {64 * 1024, 4096},
-    {pcache::fuzz::kBackingBytes - 65536, 65536},
+    {0, 16384},        {pcache::format::kSubtreeBytes - 8192, 16384}, {1 << 20, 8192},
+    {64 * 1024, 4096}, {pcache::fuzz::kBackingBytes - 65536, 65536},
 };
 
 // Bytes an opened cache may never write: all but the records it rewrites and the data areas.
@@ -27,11 +27,14 @@ void check_no_stray_write(std::span<const std::byte> before, std::span<const std
     using namespace pcache::format;
     const auto same = [&](std::uint64_t from, std::uint64_t to) {
         const bool ok = std::memcmp(before.data() + from, after.data() + from, to - from) == 0;
-        PCACHE_FUZZ_CHECK(ok, "stray write in device bytes [" + std::to_string(from) + ", " + std::to_string(to) + ")");
+        PCACHE_FUZZ_CHECK(ok, "stray write in device bytes [" + std::to_string(from) + ", " +
+                                  std::to_string(to) + ")");
     };
     same(0, kCacheInfoOffsetBytes);  // unused page and superblock
-    same(kCacheInfoOffsetBytes + kCacheInfoBytes, kCacheInfoOffsetBytes + kCacheInfoSlotStrideBytes);
-    same(kCacheInfoOffsetBytes + kCacheInfoSlotStrideBytes + kCacheInfoBytes, kCacheCtrlOffsetBytes);
+    same(kCacheInfoOffsetBytes + kCacheInfoBytes,
+         kCacheInfoOffsetBytes + kCacheInfoSlotStrideBytes);
+    same(kCacheInfoOffsetBytes + kCacheInfoSlotStrideBytes + kCacheInfoBytes,
+         kCacheCtrlOffsetBytes);
     same(kCacheCtrlOffsetBytes + kCacheCtrlBytes, kSegmentsOffsetBytes);
     for (std::uint32_t s = 0; s < pcache::fuzz::kSegs; ++s) {
         const std::uint64_t seg = kSegmentsOffsetBytes + s * pcache::fuzz::kSegmentBytes;
@@ -45,10 +48,12 @@ bool loads_existing(std::span<const std::byte> img) {
     using namespace pcache::format;
     Geometry geo;
     geo.segment_bytes = pcache::fuzz::kSegmentBytes;
-    if (!decode_superblock(img.subspan(kSuperblockOffsetBytes, kSuperblockBytes), img.size(), geo).ok()) return false;
+    if (!decode_superblock(img.subspan(kSuperblockOffsetBytes, kSuperblockBytes), img.size(), geo)
+             .ok())
+        return false;
     const std::uint64_t s1 = kCacheInfoOffsetBytes + kCacheInfoSlotStrideBytes;
-    return select_latest<CacheInfo>(img.subspan(kCacheInfoOffsetBytes, kCacheInfoBytes), kCacheInfoOffsetBytes,
-                                    img.subspan(s1, kCacheInfoBytes), s1)
+    return select_latest<CacheInfo>(img.subspan(kCacheInfoOffsetBytes, kCacheInfoBytes),
+                                    kCacheInfoOffsetBytes, img.subspan(s1, kCacheInfoBytes), s1)
         .has_value();
 }
 
@@ -67,7 +72,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto opened = MemCache::open(rig.pmem, rig.backing, t.opts);
     if (!opened.ok()) {
         // A refused device is never modified (cache.hpp).
-        if (existing) PCACHE_FUZZ_CHECK(std::memcmp(before.data(), img.data(), img.size()) == 0, "refused open wrote");
+        if (existing)
+            PCACHE_FUZZ_CHECK(std::memcmp(before.data(), img.data(), img.size()) == 0,
+                              "refused open wrote");
         return 0;
     }
     auto c = std::move(*opened);

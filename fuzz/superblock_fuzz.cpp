@@ -24,16 +24,21 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     // An exactly sized heap copy, so ASan sees any read past the span.
     std::vector<std::byte> sb(sb_len);
     if (sb_len) std::memcpy(sb.data(), data, sb_len);
-    if (fix && sb_len == kSuperblockBytes) pcache::fuzz::fix_crc(sb, {"sb", pcache::fuzz::RegionKind::superblock, 0,
-                                                                     std::uint32_t(kSuperblockBytes), 0, {}}, 0, false);
+    if (fix && sb_len == kSuperblockBytes)
+        pcache::fuzz::fix_crc(
+            sb,
+            {"sb", pcache::fuzz::RegionKind::superblock, 0, std::uint32_t(kSuperblockBytes), 0, {}},
+            0, false);
     auto r = decode_superblock(sb, device_bytes, geo);
     if (!r.ok()) {
         PCACHE_FUZZ_CHECK(!r.status().message().empty(), "an error without a message");
         return 0;
     }
     PCACHE_FUZZ_CHECK(sb_len == kSuperblockBytes, "accepted a truncated superblock");
-    PCACHE_FUZZ_CHECK(r->magic == kSuperblockMagic && record_crc(*r) == r->crc, "accepted a bad magic or CRC");
-    PCACHE_FUZZ_CHECK(r->seg_num > 0 && r->seg_num <= geo.seg_num_for(device_bytes) && r->seg_num <= kCacheSegsMax,
+    PCACHE_FUZZ_CHECK(r->magic == kSuperblockMagic && record_crc(*r) == r->crc,
+                      "accepted a bad magic or CRC");
+    PCACHE_FUZZ_CHECK(r->seg_num > 0 && r->seg_num <= geo.seg_num_for(device_bytes) &&
+                          r->seg_num <= kCacheSegsMax,
                       "accepted seg_num " + std::to_string(r->seg_num));
     PCACHE_FUZZ_CHECK(r->flags == 0, "accepted flags");
     return 0;

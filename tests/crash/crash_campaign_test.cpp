@@ -25,9 +25,11 @@ namespace pcache::sim {
 namespace {
 
 std::string summary(const CampaignResult& r) {
-    std::string s = "ops " + std::to_string(r.ops_run) + ", points " + std::to_string(r.persist_points) +
-                    ", explored " + std::to_string(r.crash_points_explored) + ", states " +
-                    std::to_string(r.states_checked) + ", recovery crashes " + std::to_string(r.recovery_crashes);
+    std::string s = "ops " + std::to_string(r.ops_run) + ", points " +
+                    std::to_string(r.persist_points) + ", explored " +
+                    std::to_string(r.crash_points_explored) + ", states " +
+                    std::to_string(r.states_checked) + ", recovery crashes " +
+                    std::to_string(r.recovery_crashes);
     for (const auto& f : r.failures) s += "\n  " + f;
     return s;
 }
@@ -39,8 +41,9 @@ rc::Gen<WorkloadOp> gen_op() {
     using rc::gen::inRange;
     using K = WorkloadOp::Kind;
     constexpr std::uint64_t sectors = kBackingBytes / 512;
-    auto lens = rc::gen::weightedOneOf<std::uint32_t>(
-        {{6, inRange<std::uint32_t>(1, 9)}, {3, inRange<std::uint32_t>(9, 33)}, {1, inRange<std::uint32_t>(33, 257)}});
+    auto lens = rc::gen::weightedOneOf<std::uint32_t>({{6, inRange<std::uint32_t>(1, 9)},
+                                                       {3, inRange<std::uint32_t>(9, 33)},
+                                                       {1, inRange<std::uint32_t>(33, 257)}});
     auto starts = rc::gen::weightedOneOf<std::uint64_t>(
         {{2, inRange<std::uint64_t>(0, 128)}, {1, inRange<std::uint64_t>(0, sectors)}});
     auto clamp = [](std::uint64_t s, std::uint32_t n, bool aligned) {
@@ -52,18 +55,26 @@ rc::Gen<WorkloadOp> gen_op() {
         return std::pair<std::uint64_t, std::uint32_t>{s * 512, n * 512};
     };
     return rc::gen::weightedOneOf<WorkloadOp>({
-        {11, rc::gen::apply([clamp](std::uint64_t s, std::uint32_t n, bool aligned, bool fua) {
-             auto [off, len] = clamp(s, n, aligned);
-             return WorkloadOp{K::write, off, len, fua, 0};
-         }, starts, lens, rc::gen::arbitrary<bool>(), rc::gen::weightedElement<bool>({{4, false}, {1, true}}))},
-        {3, rc::gen::apply([clamp](std::uint64_t s, std::uint32_t n) {
-             auto [off, len] = clamp(s, n, false);
-             return WorkloadOp{K::read, off, len, false, 0};
-         }, starts, lens)},
+        {11, rc::gen::apply(
+                 [clamp](std::uint64_t s, std::uint32_t n, bool aligned, bool fua) {
+                     auto [off, len] = clamp(s, n, aligned);
+                     return WorkloadOp{K::write, off, len, fua, 0};
+                 },
+                 starts, lens, rc::gen::arbitrary<bool>(),
+                 rc::gen::weightedElement<bool>({{4, false}, {1, true}}))},
+        {3, rc::gen::apply(
+                [clamp](std::uint64_t s, std::uint32_t n) {
+                    auto [off, len] = clamp(s, n, false);
+                    return WorkloadOp{K::read, off, len, false, 0};
+                },
+                starts, lens)},
         {3, rc::gen::just(WorkloadOp{K::flush})},
         {3, rc::gen::just(WorkloadOp{K::writeback})},
         {2, rc::gen::just(WorkloadOp{K::gc})},
-        {1, rc::gen::map(inRange<std::uint32_t>(0, 91), [](std::uint32_t p) { return WorkloadOp{K::gc_percent, 0, 0, false, p}; })},
+        {1, rc::gen::map(inRange<std::uint32_t>(0, 91),
+                         [](std::uint32_t p) {
+                             return WorkloadOp{K::gc_percent, 0, 0, false, p};
+                         })},
         {1, rc::gen::just(WorkloadOp{K::reopen})},
     });
 }
@@ -185,14 +196,16 @@ TEST(CrashSuite, SameSeedSameTraceHash) {
     EXPECT_TRUE(a.failures.empty()) << summary(a);
 }
 
-// ---- must-detect: corrupt but CRC-valid metadata is refused, and replay is bounded ---------------
-// Runs `fn` in a child process; a child that does not finish within the bound is a hang.
+// ---- must-detect: corrupt but CRC-valid metadata is refused, and replay is bounded
+// --------------- Runs `fn` in a child process; a child that does not finish within the bound is a
+// hang.
 int run_bounded(const std::function<int()>& fn) {
     const pid_t pid = ::fork();
     if (pid == 0) ::_exit(fn());
     int status = 0;
     for (int tick = 0; tick < 500; ++tick) {  // 5 s
-        if (::waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 100;
+        if (::waitpid(pid, &status, WNOHANG) == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 100;
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     ::kill(pid, SIGKILL);
@@ -201,8 +214,9 @@ int run_bounded(const std::function<int()>& fn) {
 }
 
 TEST(CrashDetect, OutOfBoundsKeyIsRefused) {
-    for (auto kind : {testutil::KeyCorruption::seg_off_past_data_area, testutil::KeyCorruption::off_past_backing,
-                      testutil::KeyCorruption::zero_len}) {
+    for (auto kind :
+         {testutil::KeyCorruption::seg_off_past_data_area,
+          testutil::KeyCorruption::off_past_backing, testutil::KeyCorruption::zero_len}) {
         const int rc = run_bounded([kind] { return testutil::open_with_corrupt_key(kind); });
         EXPECT_EQ(rc, 0) << "corruption " << int(kind) << ": " << testutil::corruption_verdict(rc);
     }
@@ -214,14 +228,17 @@ TEST(CrashDetect, KsetChainCycleIsRefused) {
 }
 
 // ---- controls: correct protocols must pass in the modes they are correct for ------------------
-TEST(CrashControl, SameLinePublishX86) { EXPECT_EQ(testutil::control_same_line(PmemMode::x86), ""); }
+TEST(CrashControl, SameLinePublishX86) {
+    EXPECT_EQ(testutil::control_same_line(PmemMode::x86), "");
+}
 TEST(CrashControl, CommitWordAllModes) {
     for (PmemMode m : {PmemMode::x86, PmemMode::eadr, PmemMode::any})
         EXPECT_EQ(testutil::control_commit_word(m), "") << pmem_mode_name(m);
 }
 TEST(CrashControl, EadrWithoutFlushes) { EXPECT_EQ(testutil::control_eadr_no_flush(), ""); }
 
-// ---- triage: `any` mode produces states no x86 machine can; findings are reported only -----------
+// ---- triage: `any` mode produces states no x86 machine can; findings are reported only
+// -----------
 TEST(CrashTriage, AnyMode) {
     CampaignConfig c;
     c.mode = PmemMode::any;

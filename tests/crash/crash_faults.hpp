@@ -29,12 +29,18 @@ constexpr std::uint64_t kCorruptionBackingBytes = 1 << 20;
 
 inline std::string corruption_verdict(int rc) {
     switch (rc) {
-        case 0: return "refused as corrupt";
-        case 1: return "ACCEPTED a corrupt image";
-        case 2: return "refused with the wrong error";
-        case 100: return "recovery CRASHED on a corrupt image";
-        case 101: return "recovery HUNG on a corrupt image";
-        default: return "unexpected exit " + std::to_string(rc);
+        case 0:
+            return "refused as corrupt";
+        case 1:
+            return "ACCEPTED a corrupt image";
+        case 2:
+            return "refused with the wrong error";
+        case 100:
+            return "recovery CRASHED on a corrupt image";
+        case 101:
+            return "recovery HUNG on a corrupt image";
+        default:
+            return "unexpected exit " + std::to_string(rc);
     }
 }
 
@@ -70,8 +76,12 @@ inline int open_with_corrupt_key(KeyCorruption kind) {
         case KeyCorruption::seg_off_past_data_area:
             key.cache_seg_off = static_cast<std::uint32_t>(seg_data_bytes - 512);
             break;
-        case KeyCorruption::off_past_backing: key.off = std::uint64_t{1} << 40; break;
-        case KeyCorruption::zero_len: key.len = 0; break;
+        case KeyCorruption::off_past_backing:
+            key.off = std::uint64_t{1} << 40;
+            break;
+        case KeyCorruption::zero_len:
+            key.len = 0;
+            break;
     }
     std::memcpy(kset.data() + format::kKsetHeaderBytes, &key, sizeof key);
     format::seal_kset(kset);  // CRC-valid: only the key's meaning is wrong
@@ -119,7 +129,8 @@ inline std::string control_same_line(PmemMode mode) {
     return every_image(pmem, [&](const SimPmem& p) -> std::string {
         if (word_at(p, 56) != 1) return {};
         for (std::uint64_t i = 0; i < 7; ++i)
-            if (word_at(p, i * 8) != payload[i]) return "flag set, payload word " + std::to_string(i) + " missing";
+            if (word_at(p, i * 8) != payload[i])
+                return "flag set, payload word " + std::to_string(i) + " missing";
         return {};
     });
 }
@@ -150,7 +161,8 @@ inline std::string control_eadr_no_flush() {
     (void)pmem.write(0, std::as_bytes(std::span(&flag, 1)), kPmemNoFlush | kPmemNoDrain);
     // Before any fence: program-order prefixes, so the flag never precedes the payload.
     std::string why = every_image(pmem, [&](const SimPmem& p) -> std::string {
-        if (word_at(p, 0) == 1 && word_at(p, 128 + 23 * 8) != 0x77ull) return "eadr: flag before payload";
+        if (word_at(p, 0) == 1 && word_at(p, 128 + 23 * 8) != 0x77ull)
+            return "eadr: flag before payload";
         return {};
     });
     if (!why.empty()) return why;

@@ -34,7 +34,8 @@ int main(int argc, char** argv) {
     for (const auto& f : files) {
         std::fprintf(stderr, "input: %s\n", f.c_str());
         std::ifstream in(f, std::ios::binary);
-        const std::vector<char> bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+        const std::vector<char> bytes{std::istreambuf_iterator<char>(in),
+                                      std::istreambuf_iterator<char>()};
         if (!in.eof() && !in.good()) {
             std::fprintf(stderr, "cannot read %s\n", f.c_str());
             return 2;

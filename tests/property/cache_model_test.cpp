@@ -30,29 +30,42 @@ struct Op {
 };
 
 void showValue(const Op& op, std::ostream& os) {
-    static const char* names[] = {"write", "read", "flush", "reopen", "writeback", "gc", "gc_percent"};
-    os << names[op.kind] << "(off=" << op.off << " len=" << op.len << (op.fua ? " fua" : "") << " v=" << op.value << ")";
+    static const char* names[] = {"write",     "read", "flush",     "reopen",
+                                  "writeback", "gc",   "gc_percent"};
+    os << names[op.kind] << "(off=" << op.off << " len=" << op.len << (op.fua ? " fua" : "")
+       << " v=" << op.value << ")";
 }
 
 rc::Gen<Op> gen_op() {
     using rc::gen::inRange;
-    auto sectors = rc::gen::weightedOneOf<std::uint32_t>(
-        {{6, inRange<std::uint32_t>(1, 17)}, {3, inRange<std::uint32_t>(17, 257)}, {1, inRange<std::uint32_t>(257, 2049)}});
+    auto sectors = rc::gen::weightedOneOf<std::uint32_t>({{6, inRange<std::uint32_t>(1, 17)},
+                                                          {3, inRange<std::uint32_t>(17, 257)},
+                                                          {1, inRange<std::uint32_t>(257, 2049)}});
     return rc::gen::weightedOneOf<Op>({
-        {10, rc::gen::apply([](std::uint64_t s, std::uint32_t n, bool fua, std::uint32_t seed) {
-             n = static_cast<std::uint32_t>(std::min<std::uint64_t>(n, kDiskBytes / 512 - s));
-             return Op{Op::write, s * 512, n * 512, fua, seed};
-         }, inRange<std::uint64_t>(0, kDiskBytes / 512 - 1), sectors, rc::gen::weightedElement<bool>({{4, false}, {1, true}}),
-                            rc::gen::arbitrary<std::uint32_t>())},
-        {5, rc::gen::apply([](std::uint64_t s, std::uint32_t n) {
-             n = static_cast<std::uint32_t>(std::min<std::uint64_t>(n, kDiskBytes / 512 - s));
-             return Op{Op::read, s * 512, n * 512, false, 0};
-         }, inRange<std::uint64_t>(0, kDiskBytes / 512 - 1), sectors)},
+        {10, rc::gen::apply(
+                 [](std::uint64_t s, std::uint32_t n, bool fua, std::uint32_t seed) {
+                     n = static_cast<std::uint32_t>(
+                         std::min<std::uint64_t>(n, kDiskBytes / 512 - s));
+                     return Op{Op::write, s * 512, n * 512, fua, seed};
+                 },
+                 inRange<std::uint64_t>(0, kDiskBytes / 512 - 1), sectors,
+                 rc::gen::weightedElement<bool>({{4, false}, {1, true}}),
+                 rc::gen::arbitrary<std::uint32_t>())},
+        {5, rc::gen::apply(
+                [](std::uint64_t s, std::uint32_t n) {
+                    n = static_cast<std::uint32_t>(
+                        std::min<std::uint64_t>(n, kDiskBytes / 512 - s));
+                    return Op{Op::read, s * 512, n * 512, false, 0};
+                },
+                inRange<std::uint64_t>(0, kDiskBytes / 512 - 1), sectors)},
         {2, rc::gen::just(Op{Op::flush})},
         {1, rc::gen::just(Op{Op::reopen})},
         {3, rc::gen::just(Op{Op::writeback})},
         {3, rc::gen::just(Op{Op::gc})},
-        {1, rc::gen::map(inRange<std::uint32_t>(0, 91), [](std::uint32_t p) { return Op{Op::gc_percent, 0, 0, false, p}; })},
+        {1, rc::gen::map(inRange<std::uint32_t>(0, 91),
+                         [](std::uint32_t p) {
+                             return Op{Op::gc_percent, 0, 0, false, p};
+                         })},
     });
 }
 
@@ -79,7 +92,8 @@ struct MemPmemHost {
 struct Pmem2Host {
     explicit Pmem2Host(std::uint64_t bytes) : size(bytes) {
         static std::atomic<int> serial{0};
-        path = "/dev/shm/pcache-model-" + std::to_string(::getpid()) + "-" + std::to_string(serial++) + ".pmem";
+        path = "/dev/shm/pcache-model-" + std::to_string(::getpid()) + "-" +
+               std::to_string(serial++) + ".pmem";
         std::remove(path.c_str());
         remap(true);
     }
@@ -109,45 +123,53 @@ void run_model(bool data_crc, std::uint32_t segs) {
     auto c = std::move(opened.value());
     for (const Op& op : ops) {
         switch (op.kind) {
-        case Op::write: {
-            const auto d = pattern(op.len, op.value);
-            Status s;
-            std::uint64_t done = 0;
-            for (int tries = 0; tries < 200; ++tries) {
-                std::uint64_t now = 0;
-                s = c->write(op.off + done, std::span(d).subspan(done), op.fua, &now);
-                done += now;
-                if (s.code() != Errc::busy) break;
-                make_room(*c);
+            case Op::write: {
+                const auto d = pattern(op.len, op.value);
+                Status s;
+                std::uint64_t done = 0;
+                for (int tries = 0; tries < 200; ++tries) {
+                    std::uint64_t now = 0;
+                    s = c->write(op.off + done, std::span(d).subspan(done), op.fua, &now);
+                    done += now;
+                    if (s.code() != Errc::busy) break;
+                    make_room(*c);
+                }
+                if (!s.ok()) RC_FAIL(s.to_string() + " status " + c->status_line());
+                std::copy(d.begin(), d.end(), model.begin() + op.off);
+                break;
             }
-            if (!s.ok()) RC_FAIL(s.to_string() + " status " + c->status_line());
-            std::copy(d.begin(), d.end(), model.begin() + op.off);
-            break;
-        }
-        case Op::read: {
-            std::vector<std::byte> out(op.len);
-            RC_ASSERT(c->read(op.off, out).ok());
-            RC_ASSERT(std::equal(out.begin(), out.end(), model.begin() + op.off));
-            break;
-        }
-        case Op::flush: RC_ASSERT(c->flush().ok() || c->flush().code() == Errc::busy); break;
-        case Op::reopen: {
-            Status s = c->close();
-            for (int tries = 0; tries < 50 && s.code() == Errc::busy; ++tries) {
-                make_room(*c);
-                s = c->close();
+            case Op::read: {
+                std::vector<std::byte> out(op.len);
+                RC_ASSERT(c->read(op.off, out).ok());
+                RC_ASSERT(std::equal(out.begin(), out.end(), model.begin() + op.off));
+                break;
             }
-            RC_ASSERT(s.ok());
-            c.reset();
-            host.remap();
-            auto r = C::open(host.get(), disk, opts);
-            RC_ASSERT(r.ok());
-            c = std::move(r.value());
-            break;
-        }
-        case Op::writeback: RC_ASSERT(c->writeback_step().status.ok()); break;
-        case Op::gc: RC_ASSERT(c->gc_step().status.ok()); break;
-        case Op::gc_percent: RC_ASSERT(c->set_gc_percent(op.value).ok() == (op.value <= 90)); break;
+            case Op::flush:
+                RC_ASSERT(c->flush().ok() || c->flush().code() == Errc::busy);
+                break;
+            case Op::reopen: {
+                Status s = c->close();
+                for (int tries = 0; tries < 50 && s.code() == Errc::busy; ++tries) {
+                    make_room(*c);
+                    s = c->close();
+                }
+                RC_ASSERT(s.ok());
+                c.reset();
+                host.remap();
+                auto r = C::open(host.get(), disk, opts);
+                RC_ASSERT(r.ok());
+                c = std::move(r.value());
+                break;
+            }
+            case Op::writeback:
+                RC_ASSERT(c->writeback_step().status.ok());
+                break;
+            case Op::gc:
+                RC_ASSERT(c->gc_step().status.ok());
+                break;
+            case Op::gc_percent:
+                RC_ASSERT(c->set_gc_percent(op.value).ok() == (op.value <= 90));
+                break;
         }
         RC_ASSERT(c->check_invariants().ok());
     }

@@ -27,24 +27,28 @@ void check_meta_roundtrip(T rec, std::uint8_t seq, std::size_t pos, std::uint8_t
     RC_ASSERT(!decode_meta<T>(raw, 0).ok());
 }
 
-RC_GTEST_PROP(FormatRoundTrip, CacheInfo, (std::uint32_t a, std::uint32_t b, std::uint32_t c,
-                                           std::uint8_t seq, std::size_t pos, std::uint8_t mask)) {
+RC_GTEST_PROP(FormatRoundTrip, CacheInfo,
+              (std::uint32_t a, std::uint32_t b, std::uint32_t c, std::uint8_t seq, std::size_t pos,
+               std::uint8_t mask)) {
     check_meta_roundtrip(CacheInfo{{}, a, b, c, 0}, seq, pos, mask);
 }
-RC_GTEST_PROP(FormatRoundTrip, CachePos, (std::uint32_t a, std::uint32_t b, std::uint8_t seq,
-                                          std::size_t pos, std::uint8_t mask)) {
+RC_GTEST_PROP(FormatRoundTrip, CachePos,
+              (std::uint32_t a, std::uint32_t b, std::uint8_t seq, std::size_t pos,
+               std::uint8_t mask)) {
     check_meta_roundtrip(CachePos{{}, a, b}, seq, pos, mask);
 }
-RC_GTEST_PROP(FormatRoundTrip, SegmentInfo, (std::uint32_t a, std::uint32_t b, std::uint8_t seq,
-                                             std::size_t pos, std::uint8_t mask)) {
+RC_GTEST_PROP(FormatRoundTrip, SegmentInfo,
+              (std::uint32_t a, std::uint32_t b, std::uint8_t seq, std::size_t pos,
+               std::uint8_t mask)) {
     check_meta_roundtrip(SegmentInfo{{}, a, b}, seq, pos, mask);
 }
-RC_GTEST_PROP(FormatRoundTrip, SegGen, (std::uint64_t g, std::uint8_t seq, std::size_t pos,
-                                        std::uint8_t mask)) {
+RC_GTEST_PROP(FormatRoundTrip, SegGen,
+              (std::uint64_t g, std::uint8_t seq, std::size_t pos, std::uint8_t mask)) {
     check_meta_roundtrip(SegGen{{}, g}, seq, pos, mask);
 }
 
-RC_GTEST_PROP(FormatRoundTrip, Superblock, (std::uint32_t seg_num, std::size_t pos, std::uint8_t mask)) {
+RC_GTEST_PROP(FormatRoundTrip, Superblock,
+              (std::uint32_t seg_num, std::size_t pos, std::uint8_t mask)) {
     const Geometry g = Geometry::kernel();
     const std::uint32_t n = 1 + seg_num % 1000;
     const std::uint64_t dev = kSegmentsOffsetBytes + std::uint64_t(n) * g.segment_bytes;

@@ -35,7 +35,8 @@ std::vector<std::byte> bytes_of(const T& v) {
     return {a.begin(), a.end()};
 }
 
-inline void flip_byte(std::span<std::byte> bytes, std::size_t at, std::byte mask = std::byte{0x01}) {
+inline void flip_byte(std::span<std::byte> bytes, std::size_t at,
+                      std::byte mask = std::byte{0x01}) {
     bytes[at] ^= mask;
 }
 

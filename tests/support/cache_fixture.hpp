@@ -38,8 +38,6 @@ inline std::uint64_t small_pmem_bytes(std::uint32_t segs) {
     return format::kSegmentsOffsetBytes + std::uint64_t(segs) * 256 * 1024;
 }
 
-inline std::vector<std::byte> snapshot(const MemPmem& p) {
-    return {p.data(), p.data() + p.size()};
-}
+inline std::vector<std::byte> snapshot(const MemPmem& p) { return {p.data(), p.data() + p.size()}; }
 
 }  // namespace pcache::testutil

@@ -46,7 +46,9 @@ TEST(CacheOpen, FreshImageMatchesAppendixA) {
     MemBlockDevice disk(256 << 20);
     auto c = open_ok(pmem, disk, CacheOptions{});
     const std::byte* d = pmem.data();
-    auto rd = [&](std::uint64_t off, std::size_t n) { return std::span<const std::byte>(d + off, n); };
+    auto rd = [&](std::uint64_t off, std::size_t n) {
+        return std::span<const std::byte>(d + off, n);
+    };
     // cache_info: slot 1 seq 1 (advance-then-write), slot 0 untouched.
     auto ci1 = format::decode_meta<format::CacheInfo>(rd(12288, 24), 12288);
     ASSERT_TRUE(ci1.ok());
@@ -64,7 +66,8 @@ TEST(CacheOpen, FreshImageMatchesAppendixA) {
     EXPECT_EQ(s0->flags, 3u);
     EXPECT_EQ(s0->next_seg, 1u);
     EXPECT_EQ(s1->flags, 2u);
-    auto last = format::decode_meta<format::SegmentInfo>(rd(20480 + 62ull * (16 << 20) + 4096, 16), 0);
+    auto last =
+        format::decode_meta<format::SegmentInfo>(rd(20480 + 62ull * (16 << 20) + 4096, 16), 0);
     ASSERT_TRUE(last.ok());
     EXPECT_EQ(last->flags, 2u);
     EXPECT_EQ(format::decode_meta<format::SegGen>(rd(20480 + 8192 + 16, 16), 0)->header.seq, 1);
@@ -79,7 +82,8 @@ TEST(CacheOpen, RefusesCorruptSuperblockAndWritesNothing) {
     auto c = MemCache::open(pmem, disk, small_options());
     ASSERT_FALSE(c.ok());
     EXPECT_EQ(c.code(), Errc::corrupt);
-    EXPECT_NE(c.status().message().find("superblock.crc"), std::string::npos) << c.status().message();
+    EXPECT_NE(c.status().message().find("superblock.crc"), std::string::npos)
+        << c.status().message();
     EXPECT_EQ(testutil::snapshot(pmem), before);
 }
 
@@ -153,7 +157,8 @@ TEST(CacheIo, WriteSpanningSubtreesAndSegments) {
     MemBlockDevice disk(16 << 20);
     auto c = open_ok(pmem, disk, small_options());
     const auto a = pattern(1 << 20, 7);
-    const std::uint64_t off = (4 << 20) - 8192;  // crosses a 4 MiB subtree, several 244 KiB segments
+    const std::uint64_t off =
+        (4 << 20) - 8192;  // crosses a 4 MiB subtree, several 244 KiB segments
     ASSERT_TRUE(c->write(off, a).ok());
     EXPECT_EQ(read(*c, off, a.size()), a);
     ASSERT_TRUE(c->flush().ok());
@@ -174,10 +179,10 @@ TEST(CacheIo, OverlapsThroughTheCache) {
         std::copy(d.begin(), d.end(), model.begin() + off);
     };
     put(0, 16384, 1);
-    put(4096, 4096, 2);    // inside: split
-    put(12288, 8192, 3);   // tail overlap
-    put(0, 2048, 4);       // head
-    put(1024, 30720, 5);   // covers many
+    put(4096, 4096, 2);   // inside: split
+    put(12288, 8192, 3);  // tail overlap
+    put(0, 2048, 4);      // head
+    put(1024, 30720, 5);  // covers many
     EXPECT_EQ(read(*c, 0, 65536), model);
     ASSERT_TRUE(c->flush().ok());
     c.reset();

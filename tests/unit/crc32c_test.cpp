@@ -1,7 +1,7 @@
 // CRC-32C: known answers from dm-pcache-format.md 1.5, and both implementations against
 // Boost.CRC (the oracle) on random buffers of random lengths and alignments.
-#include <boost/crc.hpp>
 #include <gtest/gtest.h>
+#include <boost/crc.hpp>
 
 #include <random>
 #include <string_view>

@@ -16,17 +16,23 @@ constexpr std::uint64_t kOneGiB = 1ull << 30;
 
 // Bytes copied from the kernel image (xxd of device offsets 0x1000, 0x3000, 0x4000, 0x5000, ...).
 const auto kSbBytes = from_hex("db12 7f09 0000 0000 ef96 c596 fa5e b065 3f00 0000 0000 0000");
-const auto kCacheInfoSlot1 = from_hex("6c33 a5a6 0100 0000 0000 0000 3f00 0000 8311 0000 0000 0000");
+const auto kCacheInfoSlot1 =
+    from_hex("6c33 a5a6 0100 0000 0000 0000 3f00 0000 8311 0000 0000 0000");
 const auto kTailSeq1 = from_hex("b0df f56e 0100 0000 0000 0000 0000 0000");
 const auto kSeg0Info0 = from_hex("318e 663b 0200 0000 0300 0000 0100 0000");
 const auto kSeg0Info1 = from_hex("fe25 8dfc 0100 0000 0200 0000 0000 0000");
 const auto kKset5 = from_hex(
     "2cd7 b762 0500 0000 1a4f 164e a694 6867 0000 0000 0000 0000"
-    "0000 0000 0000 0000 0010 0000 0000 0000 0100 0000 0000 0000 0000 0000 0000 0000 86a8 bfed 0000 0000"
-    "0010 0000 0000 0000 0010 0000 0000 0000 0100 0000 0010 0000 0000 0000 0000 0000 d885 7fab 0000 0000"
-    "0000 1000 0000 0000 0010 0000 0000 0000 0100 0000 0020 0000 0000 0000 0000 0000 bd4c 646a 0000 0000"
-    "0000 8000 0000 0000 0000 1000 0000 0000 0100 0000 0030 0000 0000 0000 0000 0000 5925 e9fd 0000 0000"
-    "0000 0004 0000 0000 0010 0000 0000 0000 0100 0000 0030 1000 0000 0000 0000 0000 0116 e4e7 0000 0000");
+    "0000 0000 0000 0000 0010 0000 0000 0000 0100 0000 0000 0000 0000 0000 0000 0000 86a8 bfed "
+    "0000 0000"
+    "0010 0000 0000 0000 0010 0000 0000 0000 0100 0000 0010 0000 0000 0000 0000 0000 d885 7fab "
+    "0000 0000"
+    "0000 1000 0000 0000 0010 0000 0000 0000 0100 0000 0020 0000 0000 0000 0000 0000 bd4c 646a "
+    "0000 0000"
+    "0000 8000 0000 0000 0000 1000 0000 0000 0100 0000 0030 0000 0000 0000 0000 0000 5925 e9fd "
+    "0000 0000"
+    "0000 0004 0000 0000 0010 0000 0000 0000 0100 0000 0030 1000 0000 0000 0000 0000 0116 e4e7 "
+    "0000 0000");
 
 TEST(FormatGolden, SuperblockEncodesToKernelBytes) {
     const Superblock sb = make_superblock(63);
@@ -123,7 +129,8 @@ TEST(FormatDecode, SuperblockErrorsNameFieldAndOffset) {
     auto r = decode_superblock(b, kOneGiB, Geometry::kernel());
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.code(), Errc::corrupt);
-    EXPECT_NE(r.status().message().find("superblock.magic at device offset 4104"), std::string::npos)
+    EXPECT_NE(r.status().message().find("superblock.magic at device offset 4104"),
+              std::string::npos)
         << r.status().message();
 
     b = kSbBytes;
@@ -155,10 +162,10 @@ TEST(FormatDecode, SelectLatestFollowsSerialArithmetic) {
     };
     EXPECT_EQ(pick(1, 2), 1u);
     EXPECT_EQ(pick(3, 2), 0u);
-    EXPECT_EQ(pick(255, 0), 1u);   // wrap: 0 is after 255
+    EXPECT_EQ(pick(255, 0), 1u);  // wrap: 0 is after 255
     EXPECT_EQ(pick(0, 255), 0u);
-    EXPECT_EQ(pick(7, 7), 0u);     // tie: slot 0
-    EXPECT_EQ(pick(0, 128), 0u);   // difference 128: neither is after, slot 0
+    EXPECT_EQ(pick(7, 7), 0u);    // tie: slot 0
+    EXPECT_EQ(pick(0, 128), 0u);  // difference 128: neither is after, slot 0
     EXPECT_EQ(pick(128, 0), 0u);
     auto bad = rec(9);
     bad[10] ^= std::byte{4};
@@ -229,8 +236,9 @@ TEST(FormatDecode, CacheInfoValidation) {
     EXPECT_EQ(validate_cache_info(ci, 63, 8192).code(), Errc::unsupported);
     ci.flags = kCacheFlagInitDone;
     ci.n_segs = 64;
-    EXPECT_NE(validate_cache_info(ci, 63, 8192).message().find("cache_info.n_segs at device offset 8204"),
-              std::string::npos);
+    EXPECT_NE(
+        validate_cache_info(ci, 63, 8192).message().find("cache_info.n_segs at device offset 8204"),
+        std::string::npos);
 }
 
 TEST(FormatGeometry, KernelSegmentCounts) {

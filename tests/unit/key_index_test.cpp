@@ -32,7 +32,8 @@ std::vector<Span> spans(const Subtree& st) {
 }
 
 void insert(Subtree& st, const CacheKey& k) {
-    st.insert(k, [](const CacheKey&) { return false; }, [](const CacheKey&, CacheKey&) {});
+    st.insert(
+        k, [](const CacheKey&) { return false; }, [](const CacheKey&, CacheKey&) {});
     ASSERT_TRUE(st.check_invariants());
 }
 
@@ -66,7 +67,8 @@ TEST(KeyIndex, OldCoversNewSplits) {
     Subtree st;
     insert(st, key(0, 4096, 0));
     insert(st, key(1024, 1024, 100000));
-    EXPECT_EQ(spans(st), (std::vector<Span>{{0, 1024, 0}, {1024, 1024, 100000}, {2048, 2048, 2048}}));
+    EXPECT_EQ(spans(st),
+              (std::vector<Span>{{0, 1024, 0}, {1024, 1024, 100000}, {2048, 2048, 2048}}));
 }
 
 TEST(KeyIndex, HeadOverlapCutsOldBack) {
@@ -100,10 +102,12 @@ TEST(KeyIndex, StaleKeysAreDropped) {
     Subtree st;
     insert(st, key(0, 512, 0));
     CacheKey fresh = key(4096, 512, 512);
-    st.insert(fresh, [](const CacheKey& k) { return k.off == 0; }, [](const CacheKey&, CacheKey&) {});
+    st.insert(
+        fresh, [](const CacheKey& k) { return k.off == 0; }, [](const CacheKey&, CacheKey&) {});
     // The stale key was only met if it overlapped the walk; a lookup over it drops it.
     int seen = 0;
-    st.for_each_overlap(0, 8192, [](const CacheKey& k) { return k.off == 0; }, [&](const CacheKey&) { ++seen; });
+    st.for_each_overlap(
+        0, 8192, [](const CacheKey& k) { return k.off == 0; }, [&](const CacheKey&) { ++seen; });
     EXPECT_EQ(seen, 1);
     EXPECT_EQ(st.size(), 1u);
 }
@@ -112,12 +116,13 @@ TEST(KeyIndex, PieceCallbackSeesEveryCut) {
     Subtree st;
     insert(st, key(0, 4096, 0));
     int pieces = 0;
-    st.insert(key(1024, 512, 9000), [](const CacheKey&) { return false; },
-              [&](const CacheKey& whole, CacheKey& piece) {
-                  EXPECT_EQ(whole.off, 0u);
-                  EXPECT_TRUE(piece.off == 0 || piece.off == 1536);
-                  ++pieces;
-              });
+    st.insert(
+        key(1024, 512, 9000), [](const CacheKey&) { return false; },
+        [&](const CacheKey& whole, CacheKey& piece) {
+            EXPECT_EQ(whole.off, 0u);
+            EXPECT_TRUE(piece.off == 0 || piece.off == 1536);
+            ++pieces;
+        });
     EXPECT_EQ(pieces, 2);
 }
 

@@ -61,7 +61,8 @@ TEST(Runtime, ConcurrentOverlappingWritesReadsFlushes) {
             for (std::uint32_t i = 0; i < 150; ++i) {
                 const std::uint64_t block = (i * 7 + t) % 64;
                 const std::uint64_t off = block * 65536 + (i % 8) * 4096;
-                if (!rt.write_blocking(off, pattern(12288, t * 1000 + i), i % 9 == 0).ok()) ++failures;
+                if (!rt.write_blocking(off, pattern(12288, t * 1000 + i), i % 9 == 0).ok())
+                    ++failures;
                 if (!c->read((i * 13 % 200) * 8192, out).ok()) ++failures;
                 if (i % 17 == 0 && !rt.flush_blocking().ok()) ++failures;
             }

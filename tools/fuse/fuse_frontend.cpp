@@ -88,7 +88,8 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* /*fi*/) {
     fuse_reply_attr(req, &st, kAttrTimeoutS);
 }
 
-void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* /*fi*/) {
+void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
+                fuse_file_info* /*fi*/) {
     const Context& c = ctx(req);
     if (ino == kFileIno && (to_set & FUSE_SET_ATTR_SIZE) &&
         static_cast<std::uint64_t>(attr->st_size) != c.backend->size_bytes()) {
@@ -111,7 +112,8 @@ void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
     const fuse_ino_t inos[] = {kRootIno, kRootIno, kFileIno};
     for (off_t i = off; i < 3; ++i) {
         struct stat st = attr_of(c, inos[i]);
-        const std::size_t n = fuse_add_direntry(req, buf.data() + used, size - used, names[i], &st, i + 1);
+        const std::size_t n =
+            fuse_add_direntry(req, buf.data() + used, size - used, names[i], &st, i + 1);
         if (n > size - used) break;
         used += n;
     }
@@ -130,7 +132,8 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 void op_read(fuse_req_t req, fuse_ino_t /*ino*/, size_t size, off_t off, fuse_file_info* /*fi*/) {
     Backend& b = *ctx(req).backend;
     const std::uint64_t dev = b.size_bytes(), at = static_cast<std::uint64_t>(off);
-    const std::size_t n = at >= dev ? 0 : static_cast<std::size_t>(std::min<std::uint64_t>(size, dev - at));
+    const std::size_t n =
+        at >= dev ? 0 : static_cast<std::size_t>(std::min<std::uint64_t>(size, dev - at));
     thread_local std::vector<std::byte> buf;
     if (buf.size() < n) buf.resize(n);
     if (n) {
@@ -158,7 +161,9 @@ void op_fsync(fuse_req_t req, fuse_ino_t /*ino*/, int /*datasync*/, fuse_file_in
     reply_status(req, "fsync", ctx(req).backend->flush());
 }
 
-void op_flush(fuse_req_t req, fuse_ino_t /*ino*/, fuse_file_info* /*fi*/) { fuse_reply_err(req, 0); }
+void op_flush(fuse_req_t req, fuse_ino_t /*ino*/, fuse_file_info* /*fi*/) {
+    fuse_reply_err(req, 0);
+}
 
 fuse_lowlevel_ops make_ops() {
     fuse_lowlevel_ops ops{};
@@ -198,9 +203,11 @@ private:
 Status serve_fuse(Backend& backend, const FuseOptions& options) {
     struct stat mp {};
     if (::stat(options.mountpoint.c_str(), &mp) != 0)
-        return {Errc::invalid_argument, "mount point '" + options.mountpoint + "': " + std::strerror(errno)};
+        return {Errc::invalid_argument,
+                "mount point '" + options.mountpoint + "': " + std::strerror(errno)};
     if (!S_ISDIR(mp.st_mode))
-        return {Errc::invalid_argument, "mount point '" + options.mountpoint + "': expected a directory"};
+        return {Errc::invalid_argument,
+                "mount point '" + options.mountpoint + "': expected a directory"};
 
     std::string mount_opts = "fsname=pcache,subtype=pcache,default_permissions";
     if (options.allow_other) mount_opts += ",allow_other";
@@ -215,7 +222,8 @@ Status serve_fuse(Backend& backend, const FuseOptions& options) {
     fuse_session* raw = fuse_session_new(&args, &ops, sizeof ops, &c);
     if (!raw) return {Errc::io, "fuse_session_new failed (see libfuse's message above)"};
     Session se(raw);
-    if (fuse_set_signal_handlers(se.get()) != 0) return {Errc::io, "cannot install signal handlers"};
+    if (fuse_set_signal_handlers(se.get()) != 0)
+        return {Errc::io, "cannot install signal handlers"};
     se.handlers_ = true;
     if (fuse_session_mount(se.get(), options.mountpoint.c_str()) != 0)
         return {Errc::io, "cannot mount FUSE on '" + options.mountpoint +

@@ -19,11 +19,11 @@
 namespace pcache::serve {
 
 struct FuseOptions {
-    std::string mountpoint;         // an existing directory
+    std::string mountpoint;  // an existing directory
     std::string file_name = "pcache";
-    unsigned max_threads = 16;      // FUSE worker threads at most
-    bool allow_other = false;       // let other users open the file (root always can)
-    bool debug = false;             // libfuse's request trace on stderr
+    unsigned max_threads = 16;  // FUSE worker threads at most
+    bool allow_other = false;   // let other users open the file (root always can)
+    bool debug = false;         // libfuse's request trace on stderr
 };
 
 // Mounts, serves until SIGINT, SIGTERM or SIGHUP (or an unmount), then unmounts. The caller

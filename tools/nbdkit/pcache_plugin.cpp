@@ -40,21 +40,28 @@ int error_out(const Status& s) {
 
 int config(const char* key, const char* value) {
     const std::string k = key, v = value;
-    if (k == "pmem") g_options.pmem_path = v;
-    else if (k == "backing") g_options.backing_path = v;
-    else if (k == "segment_size") g_segment_size = v;
+    if (k == "pmem")
+        g_options.pmem_path = v;
+    else if (k == "backing")
+        g_options.backing_path = v;
+    else if (k == "segment_size")
+        g_segment_size = v;
     else if (k == "data_crc" || k == "format") {
         auto b = pcache::serve::parse_switch(v, key);
         if (!b.ok()) return error_out(b.status());
-        if (k == "format") g_options.format = *b;
-        else g_options.data_crc = *b;
+        if (k == "format")
+            g_options.format = *b;
+        else
+            g_options.data_crc = *b;
     } else if (k == "ksets") {
         auto n = pcache::serve::parse_count(v, key, 1, 1024);
         if (!n.ok()) return error_out(n.status());
         g_options.n_ksets = *n;
     } else {
-        nbdkit_error("pcache: unknown parameter '%s' (expected pmem, backing, data_crc, format, "
-                     "segment_size, ksets)", key);
+        nbdkit_error(
+            "pcache: unknown parameter '%s' (expected pmem, backing, data_crc, format, "
+            "segment_size, ksets)",
+            key);
         return -1;
     }
     return 0;
@@ -87,13 +94,16 @@ int after_fork() {
 
 void cleanup() {
     if (!g_backend) return;
-    if (Status s = g_backend->close(); !s.ok()) nbdkit_error("pcache: clean shutdown failed: %s", s.to_string().c_str());
+    if (Status s = g_backend->close(); !s.ok())
+        nbdkit_error("pcache: clean shutdown failed: %s", s.to_string().c_str());
     g_backend.reset();
 }
 
 void* open_handle(int /*readonly*/) { return g_backend.get(); }
 
-int64_t get_size(void* h) { return static_cast<int64_t>(static_cast<CacheBackend*>(h)->size_bytes()); }
+int64_t get_size(void* h) {
+    return static_cast<int64_t>(static_cast<CacheBackend*>(h)->size_bytes());
+}
 int can_flush(void*) { return 1; }
 int can_fua(void*) { return NBDKIT_FUA_NATIVE; }
 int can_multi_conn(void*) { return 1; }
@@ -106,7 +116,8 @@ int block_size(void*, uint32_t* minimum, uint32_t* preferred, uint32_t* maximum)
 }
 
 int plugin_pread(void* h, void* buf, uint32_t count, uint64_t offset, uint32_t /*flags*/) {
-    Status s = static_cast<CacheBackend*>(h)->read(offset, std::span(static_cast<std::byte*>(buf), count));
+    Status s =
+        static_cast<CacheBackend*>(h)->read(offset, std::span(static_cast<std::byte*>(buf), count));
     return s.ok() ? 0 : error_out(s);
 }
 

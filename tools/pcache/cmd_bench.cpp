@@ -36,14 +36,17 @@ std::string find_bench_binary() {
 
 int run_bench(const std::vector<std::string>& args) {
     po::options_description desc(
-        "usage: pcache bench [--quick] [--dax PATH] [--filter REGEX] [--json FILE] [-- BENCHMARK_ARGS...]\n"
-        "Runs the engine benchmarks, each with its ratio to the hardware bound measured in the same run\n"
+        "usage: pcache bench [--quick] [--dax PATH] [--filter REGEX] [--json FILE] [-- "
+        "BENCHMARK_ARGS...]\n"
+        "Runs the engine benchmarks, each with its ratio to the hardware bound measured in the "
+        "same run\n"
         "(docs/PERFORMANCE.md). Options");
     bool quick = false;
     std::string dax, filter, json;
     desc.add_options()("help,h", "this help")("quick", po::bool_switch(&quick),
                                               "a short run: few iterations, no 1 M-key replay")(
-        "dax", po::value(&dax), "also benchmark this device-DAX path (/dev/daxX.Y); its contents are lost")(
+        "dax", po::value(&dax),
+        "also benchmark this device-DAX path (/dev/daxX.Y); its contents are lost")(
         "filter", po::value(&filter), "only benchmarks whose name matches this regex")(
         "json", po::value(&json), "also write the results as JSON to this file");
     std::vector<std::string> ours = args, passthrough;
@@ -68,8 +71,9 @@ int run_bench(const std::vector<std::string>& args) {
     }
     const std::string bin = find_bench_binary();
     if (bin.empty()) {
-        std::fprintf(stderr, "pcache bench: cannot find the pcache_bench binary (expected next to pcache, "
-                             "in ../bench or ../libexec/pcache; or set PCACHE_BENCH_BINARY)\n");
+        std::fprintf(stderr,
+                     "pcache bench: cannot find the pcache_bench binary (expected next to pcache, "
+                     "in ../bench or ../libexec/pcache; or set PCACHE_BENCH_BINARY)\n");
         return pcache::tool::kExitProblems;
     }
     std::vector<std::string> argv_s{bin};

@@ -40,7 +40,8 @@ int say(const std::string& msg, int code) {
     return code;
 }
 int fail(const Status& s) {
-    return say(s.message(), s.code() == Errc::io || s.code() == Errc::not_found ? kExitIo : kExitProblems);
+    return say(s.message(),
+               s.code() == Errc::io || s.code() == Errc::not_found ? kExitIo : kExitProblems);
 }
 int usage(const std::string& msg) { return say(msg + " (see pcache serve --help)", kExitUsage); }
 
@@ -65,9 +66,12 @@ std::string find_plugin() {
 
 int exec_nbdkit(const po::variables_map& vm) {
     std::vector<std::string> a = {"nbdkit", "--foreground"};
-    if (vm.count("nbd")) a.insert(a.end(), {"--unix", vm["nbd"].as<std::string>()});
-    else a.insert(a.end(), {"--port", vm["nbd-port"].as<std::string>()});
-    if (vm.count("threads")) a.insert(a.end(), {"--threads", std::to_string(vm["threads"].as<unsigned>())});
+    if (vm.count("nbd"))
+        a.insert(a.end(), {"--unix", vm["nbd"].as<std::string>()});
+    else
+        a.insert(a.end(), {"--port", vm["nbd-port"].as<std::string>()});
+    if (vm.count("threads"))
+        a.insert(a.end(), {"--threads", std::to_string(vm["threads"].as<unsigned>())});
     a.push_back(find_plugin());
     a.push_back("pmem=" + vm["pmem"].as<std::string>());
     a.push_back("backing=" + vm["backing"].as<std::string>());
@@ -126,7 +130,8 @@ serve::FuseOptions fuse_options(const po::variables_map& vm) {
 int serve_memory(const po::variables_map& vm) {
     auto size = serve::parse_size(vm["memory"].as<std::string>(), "--memory");
     if (!size.ok()) return usage(size.status().message());
-    if (*size == 0 || *size % 512) return usage("--memory: expected a non-zero multiple of 512 bytes");
+    if (*size == 0 || *size % 512)
+        return usage("--memory: expected a non-zero multiple of 512 bytes");
     serve::MemoryBackend mem(*size);
     Status s = serve::serve_fuse(mem, fuse_options(vm));
     return s.ok() ? kExitOk : fail(s);
@@ -150,24 +155,25 @@ int serve_cache_fuse(const po::variables_map& vm) {
 
 int run_serve(const std::vector<std::string>& args) {
     po::options_description opts("pcache serve options");
-    opts.add_options()
-        ("help,h", "print this help")
-        ("pmem", po::value<std::string>(), "cache device: pmem file or device-DAX")
-        ("backing", po::value<std::string>(), "backing file or block device")
-        ("fuse", po::value<std::string>(), "serve as a FUSE file DIR/NAME (DIR must exist)")
-        ("nbd", po::value<std::string>(), "serve over NBD on this Unix socket (runs nbdkit)")
-        ("nbd-port", po::value<std::string>(), "serve over NBD on this TCP port (runs nbdkit)")
-        ("format", "format the cache device if it holds no cache (never overwrites one)")
-        ("data-crc", po::value<std::string>(), "on|off: per-key data CRC for a new cache "
-                                               "(an existing cache keeps its own; a mismatch is refused)")
-        ("segment-size", po::value<std::string>()->default_value("16M"), "segment size (16M: kernel)")
-        ("ksets", po::value<unsigned>(), "kset buffers (default: one per CPU)")
-        ("threads", po::value<unsigned>(), "front-end worker threads (FUSE default 16)")
-        ("name", po::value<std::string>()->default_value("pcache"), "FUSE: the file's name")
-        ("allow-other", "FUSE: let other users open the file")
-        ("debug", "FUSE: trace every request on stderr")
-        ("memory", po::value<std::string>(), "serve SIZE bytes of memory instead of a cache")
-        ("dry-run", "NBD: print the nbdkit command line instead of running it");
+    opts.add_options()("help,h", "print this help")("pmem", po::value<std::string>(),
+                                                    "cache device: pmem file or device-DAX")(
+        "backing", po::value<std::string>(), "backing file or block device")(
+        "fuse", po::value<std::string>(), "serve as a FUSE file DIR/NAME (DIR must exist)")(
+        "nbd", po::value<std::string>(), "serve over NBD on this Unix socket (runs nbdkit)")(
+        "nbd-port", po::value<std::string>(), "serve over NBD on this TCP port (runs nbdkit)")(
+        "format", "format the cache device if it holds no cache (never overwrites one)")(
+        "data-crc", po::value<std::string>(),
+        "on|off: per-key data CRC for a new cache "
+        "(an existing cache keeps its own; a mismatch is refused)")(
+        "segment-size", po::value<std::string>()->default_value("16M"),
+        "segment size (16M: kernel)")("ksets", po::value<unsigned>(),
+                                      "kset buffers (default: one per CPU)")(
+        "threads", po::value<unsigned>(), "front-end worker threads (FUSE default 16)")(
+        "name", po::value<std::string>()->default_value("pcache"), "FUSE: the file's name")(
+        "allow-other", "FUSE: let other users open the file")(
+        "debug", "FUSE: trace every request on stderr")(
+        "memory", po::value<std::string>(), "serve SIZE bytes of memory instead of a cache")(
+        "dry-run", "NBD: print the nbdkit command line instead of running it");
     po::variables_map vm;
     try {
         po::store(po::command_line_parser(args).options(opts).positional({}).run(), vm);
@@ -185,11 +191,14 @@ int run_serve(const std::vector<std::string>& args) {
     const int fronts = int(vm.count("fuse")) + int(vm.count("nbd")) + int(vm.count("nbd-port"));
     if (fronts != 1) return usage("expected exactly one of --fuse, --nbd, --nbd-port");
     if (vm.count("memory")) {
-        if (!vm.count("fuse")) return usage("--memory works with --fuse (for NBD use nbdkit's memory plugin)");
-        if (vm.count("pmem") || vm.count("backing")) return usage("--memory replaces --pmem and --backing");
+        if (!vm.count("fuse"))
+            return usage("--memory works with --fuse (for NBD use nbdkit's memory plugin)");
+        if (vm.count("pmem") || vm.count("backing"))
+            return usage("--memory replaces --pmem and --backing");
         return serve_memory(vm);
     }
-    if (!vm.count("pmem") || !vm.count("backing")) return usage("--pmem and --backing are required");
+    if (!vm.count("pmem") || !vm.count("backing"))
+        return usage("--pmem and --backing are required");
     if (vm.count("fuse")) return serve_cache_fuse(vm);
     auto o = serve_options(vm);  // validate here: nbdkit's own messages are less direct
     if (!o.ok()) return usage(o.status().message());
@@ -198,4 +207,5 @@ int run_serve(const std::vector<std::string>& args) {
 
 }  // namespace
 
-PCACHE_COMMAND(serve, "serve a cache to unmodified programs: a FUSE file or an NBD export", run_serve);
+PCACHE_COMMAND(serve, "serve a cache to unmodified programs: a FUSE file or an NBD export",
+               run_serve);

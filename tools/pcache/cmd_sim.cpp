@@ -25,35 +25,42 @@ int run_sim(const std::vector<std::string>& args) {
     std::uint64_t seed = 1, ops = 100, seconds = 0, segment_kib = 64, backing_kib = 1024;
     std::uint32_t segs = 8, n_ksets = 1, explore_one_in = 1;
     std::uint64_t crash_at = sim::CampaignConfig::kAll, state = sim::CampaignConfig::kAll;
-    std::uint64_t recovery_at = sim::CampaignConfig::kAll, recovery_state = sim::CampaignConfig::kAll;
+    std::uint64_t recovery_at = sim::CampaignConfig::kAll,
+                  recovery_state = sim::CampaignConfig::kAll;
     std::string mode_name = "x86";
-    opts.add_options()
-        ("seed", po::value(&seed), "first (or only) seed")
-        ("seconds", po::value(&seconds), "run consecutive seeds until this many seconds have passed")
-        ("ops", po::value(&ops), "operations per workload")
-        ("mode", po::value(&mode_name), "pmem model: x86, eadr or any (any: findings only)")
-        ("segment-kib", po::value(&segment_kib), "segment size in KiB (16384: kernel geometry)")
-        ("segs", po::value(&segs), "segments in the simulated cache device")
-        ("backing-kib", po::value(&backing_kib), "simulated backing device size in KiB")
-        ("n-ksets", po::value(&n_ksets), "kset buffers")
-        ("data-crc", "per-key data CRC on")
-        ("tear-block-writes", "unflushed backing writes may tear at 512-byte sectors")
-        ("recovery-crashes", "also crash recovery at its persistence points")
-        ("explore-one-in", po::value(&explore_one_in), "explore one persistence point in N (seeded)")
-        ("crash-at", po::value(&crash_at), "replay: only this persistence point")
-        ("state", po::value(&state), "replay: only this crash image")
-        ("recovery-at", po::value(&recovery_at), "replay: only this recovery persistence point (0-based)")
-        ("recovery-state", po::value(&recovery_state), "replay: only this image of the recovery crash");
+    opts.add_options()("seed", po::value(&seed), "first (or only) seed")(
+        "seconds", po::value(&seconds),
+        "run consecutive seeds until this many seconds have passed")("ops", po::value(&ops),
+                                                                     "operations per workload")(
+        "mode", po::value(&mode_name), "pmem model: x86, eadr or any (any: findings only)")(
+        "segment-kib", po::value(&segment_kib), "segment size in KiB (16384: kernel geometry)")(
+        "segs", po::value(&segs), "segments in the simulated cache device")(
+        "backing-kib", po::value(&backing_kib), "simulated backing device size in KiB")(
+        "n-ksets", po::value(&n_ksets), "kset buffers")("data-crc", "per-key data CRC on")(
+        "tear-block-writes", "unflushed backing writes may tear at 512-byte sectors")(
+        "recovery-crashes", "also crash recovery at its persistence points")(
+        "explore-one-in", po::value(&explore_one_in),
+        "explore one persistence point in N (seeded)")("crash-at", po::value(&crash_at),
+                                                       "replay: only this persistence point")(
+        "state", po::value(&state), "replay: only this crash image")(
+        "recovery-at", po::value(&recovery_at),
+        "replay: only this recovery persistence point (0-based)")(
+        "recovery-state", po::value(&recovery_state),
+        "replay: only this image of the recovery crash");
     po::variables_map vm;
-    const int parsed = parse_args("sim", "[--seed S | --seconds N] [options]", opts, nullptr, args, vm);
+    const int parsed =
+        parse_args("sim", "[--seed S | --seconds N] [options]", opts, nullptr, args, vm);
     if (parsed >= 0) return parsed;
     const auto mode = sim::parse_pmem_mode(mode_name);
-    if (!mode || *mode == sim::PmemMode::unsafe_shutdown) return usage_error("sim", "--mode: expected x86, eadr or any");
+    if (!mode || *mode == sim::PmemMode::unsafe_shutdown)
+        return usage_error("sim", "--mode: expected x86, eadr or any");
     if (ops == 0 || segs < 2 || backing_kib < 128 || backing_kib % 4 != 0)
-        return usage_error("sim", "expected --ops >= 1, --segs >= 2, --backing-kib >= 128 and a multiple of 4");
+        return usage_error(
+            "sim", "expected --ops >= 1, --segs >= 2, --backing-kib >= 128 and a multiple of 4");
     if (segment_kib < 64 || segment_kib > 16384 || segment_kib % 4 != 0)
         return usage_error("sim", "--segment-kib: expected a multiple of 4 between 64 and 16384");
-    if (segment_kib == 16384 && segs < 32) return usage_error("sim", "kernel geometry needs --segs >= 32 (512 MiB)");
+    if (segment_kib == 16384 && segs < 32)
+        return usage_error("sim", "kernel geometry needs --segs >= 32 (512 MiB)");
 
     sim::CampaignConfig base;
     base.mode = *mode;
@@ -97,37 +104,48 @@ int run_sim(const std::vector<std::string>& args) {
         }
         const double t = elapsed_s();
         if (tty)
-            std::fprintf(stderr, "\r\033[Ksim: seed %llu, %llu runs, %.0f states/s, %llu crash points, %zu failures",
-                         static_cast<unsigned long long>(c.seed), static_cast<unsigned long long>(runs),
-                         t > 0 ? double(states) / t : 0.0, static_cast<unsigned long long>(explored), failures.size());
-        if (seconds == 0 || t >= double(seconds) || (!failures.empty() && *mode != sim::PmemMode::any)) break;
+            std::fprintf(
+                stderr,
+                "\r\033[Ksim: seed %llu, %llu runs, %.0f states/s, %llu crash points, %zu failures",
+                static_cast<unsigned long long>(c.seed), static_cast<unsigned long long>(runs),
+                t > 0 ? double(states) / t : 0.0, static_cast<unsigned long long>(explored),
+                failures.size());
+        if (seconds == 0 || t >= double(seconds) ||
+            (!failures.empty() && *mode != sim::PmemMode::any))
+            break;
     }
     if (tty) std::fputs("\n", stderr);
     const double t = elapsed_s();
-    std::printf("pcache sim: mode %s, %llu seed(s) from %llu, %llu ops each, segment %llu KiB x %u%s\n",
-                mode_name.c_str(), static_cast<unsigned long long>(runs), static_cast<unsigned long long>(seed),
-                static_cast<unsigned long long>(ops), static_cast<unsigned long long>(segment_kib), segs,
-                base.data_crc ? ", data_crc" : "");
-    std::printf("  persistence points %llu, explored %llu, crash states checked %llu (%llu in recovery crashes)\n",
-                static_cast<unsigned long long>(points), static_cast<unsigned long long>(explored),
-                static_cast<unsigned long long>(states), static_cast<unsigned long long>(recovery_crashes));
-    std::printf("  %.1f s, %.0f states/s, trace hash %016llx\n", t, t > 0 ? double(states) / t : 0.0,
-                static_cast<unsigned long long>(hash));
+    std::printf(
+        "pcache sim: mode %s, %llu seed(s) from %llu, %llu ops each, segment %llu KiB x %u%s\n",
+        mode_name.c_str(), static_cast<unsigned long long>(runs),
+        static_cast<unsigned long long>(seed), static_cast<unsigned long long>(ops),
+        static_cast<unsigned long long>(segment_kib), segs, base.data_crc ? ", data_crc" : "");
+    std::printf(
+        "  persistence points %llu, explored %llu, crash states checked %llu (%llu in recovery "
+        "crashes)\n",
+        static_cast<unsigned long long>(points), static_cast<unsigned long long>(explored),
+        static_cast<unsigned long long>(states), static_cast<unsigned long long>(recovery_crashes));
+    std::printf("  %.1f s, %.0f states/s, trace hash %016llx\n", t,
+                t > 0 ? double(states) / t : 0.0, static_cast<unsigned long long>(hash));
     if (replay && states == 0)
-        std::printf("  note: crash point %llu has no image %llu (or the workload has fewer points)\n",
-                    static_cast<unsigned long long>(crash_at), static_cast<unsigned long long>(state));
+        std::printf(
+            "  note: crash point %llu has no image %llu (or the workload has fewer points)\n",
+            static_cast<unsigned long long>(crash_at), static_cast<unsigned long long>(state));
     if (failures.empty()) {
         std::printf("  no failures\n");
         return kExitOk;
     }
-    std::printf("  %zu %s; replay the first with:\n    %s\n", failures.size(),
-                *mode == sim::PmemMode::any ? "finding(s) (any mode: triage, not failures)" : "FAILURE(S)",
-                failures.front().substr(failures.front().find("cmd: ") + 5).c_str());
+    std::printf(
+        "  %zu %s; replay the first with:\n    %s\n", failures.size(),
+        *mode == sim::PmemMode::any ? "finding(s) (any mode: triage, not failures)" : "FAILURE(S)",
+        failures.front().substr(failures.front().find("cmd: ") + 5).c_str());
     return *mode == sim::PmemMode::any ? kExitOk : kExitProblems;
 }
 
 }  // namespace
 
-PCACHE_COMMAND(sim, "crash campaign on simulated pmem and disk: seeds, crash points, oracle", run_sim);
+PCACHE_COMMAND(sim, "crash campaign on simulated pmem and disk: seeds, crash points, oracle",
+               run_sim);
 
 }  // namespace pcache::tool

@@ -12,10 +12,11 @@
 namespace pcache::tool {
 
 // Exit codes: never change their meaning.
-inline constexpr int kExitOk = 0;        // success; for `check`: the cache is clean
-inline constexpr int kExitProblems = 1;  // `check` found problems; other commands: operation refused or failed
-inline constexpr int kExitUsage = 2;     // bad command line
-inline constexpr int kExitIo = 3;        // an I/O error on a device or file
+inline constexpr int kExitOk = 0;  // success; for `check`: the cache is clean
+inline constexpr int kExitProblems =
+    1;  // `check` found problems; other commands: operation refused or failed
+inline constexpr int kExitUsage = 2;  // bad command line
+inline constexpr int kExitIo = 3;     // an I/O error on a device or file
 
 using CommandFn = int (*)(const std::vector<std::string>& args);
 struct Command {
@@ -29,7 +30,9 @@ inline std::map<std::string, Command>& registry() {
 }
 
 struct Registrar {
-    Registrar(const char* name, const char* summary, CommandFn fn) { registry()[name] = Command{summary, fn}; }
+    Registrar(const char* name, const char* summary, CommandFn fn) {
+        registry()[name] = Command{summary, fn};
+    }
 };
 
 }  // namespace pcache::tool

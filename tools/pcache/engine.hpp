@@ -46,8 +46,9 @@ inline int open_live(const char* cmd, const std::string& pmem_path, const std::s
     const bool tty = ::isatty(STDERR_FILENO) == 1;
     if (tty && !opts.replay_progress)
         opts.replay_progress = [cmd](std::uint64_t ksets, std::uint64_t keys) {
-            std::fprintf(stderr, "\rpcache %s: replaying the key log: %llu ksets, %llu keys   ", cmd,
-                         static_cast<unsigned long long>(ksets), static_cast<unsigned long long>(keys));
+            std::fprintf(stderr, "\rpcache %s: replaying the key log: %llu ksets, %llu keys   ",
+                         cmd, static_cast<unsigned long long>(ksets),
+                         static_cast<unsigned long long>(keys));
         };
     auto c = RealCache::open(*out.pmem, *out.backing, opts);
     if (tty && c.ok() && (*c)->counters().replay_ksets >= 256) std::fputc('\n', stderr);

@@ -9,8 +9,11 @@
 namespace {
 
 void usage(std::FILE* out) {
-    std::fprintf(out, "usage: pcache <command> [options]   (pcache <command> --help for details)\n\ncommands:\n");
-    for (const auto& [name, cmd] : pcache::tool::registry()) std::fprintf(out, "  %-10s %s\n", name.c_str(), cmd.summary);
+    std::fprintf(
+        out,
+        "usage: pcache <command> [options]   (pcache <command> --help for details)\n\ncommands:\n");
+    for (const auto& [name, cmd] : pcache::tool::registry())
+        std::fprintf(out, "  %-10s %s\n", name.c_str(), cmd.summary);
 }
 
 }  // namespace
@@ -20,7 +23,8 @@ int main(int argc, char** argv) {
         usage(stderr);
         return pcache::tool::kExitUsage;
     }
-    if (!std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
+    if (!std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") ||
+        !std::strcmp(argv[1], "help")) {
         usage(stdout);
         return pcache::tool::kExitOk;
     }

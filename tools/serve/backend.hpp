@@ -56,7 +56,8 @@ public:
     Status flush() override { return {}; }
     Status close() override { return {}; }
     std::string describe() const override {
-        return "memory (" + std::to_string(size_bytes_) + " B, not persistent: a benchmark ceiling)";
+        return "memory (" + std::to_string(size_bytes_) +
+               " B, not persistent: a benchmark ceiling)";
     }
 
 private:

@@ -23,8 +23,9 @@ Status admit_image(const Pmem2Device& pmem, ServeOptions& o, bool& blank) {
     if (blank) {
         if (!o.format)
             return {Errc::invalid_argument,
-                    "'" + o.pmem_path + "' holds no cache (superblock magic is 0); pass --format to "
-                    "create one there, or run pcache format first (nothing was written)"};
+                    "'" + o.pmem_path +
+                        "' holds no cache (superblock magic is 0); pass --format to "
+                        "create one there, or run pcache format first (nothing was written)"};
         return {};
     }
     if (h->state != inspect::State::cache)
@@ -61,7 +62,8 @@ Result<std::unique_ptr<CacheBackend>> CacheBackend::open(const ServeOptions& opt
     if (!p.ok()) return p.status().with_context("opening the cache device '" + o.pmem_path + "'");
     b->pmem_.emplace(std::move(*p));
     auto f = FileBlockDevice::open(o.backing_path);
-    if (!f.ok()) return f.status().with_context("opening the backing device '" + o.backing_path + "'");
+    if (!f.ok())
+        return f.status().with_context("opening the backing device '" + o.backing_path + "'");
     b->backing_.emplace(std::move(*f));
     bool blank = false;
     PCACHE_TRY(admit_image(*b->pmem_, o, blank));
@@ -122,9 +124,7 @@ Status CacheBackend::write_unaligned(std::uint64_t off, std::span<const std::byt
     return runtime_->write_blocking(begin, buf, fua);
 }
 
-Status CacheBackend::flush() {
-    return runtime_->flush_blocking();
-}
+Status CacheBackend::flush() { return runtime_->flush_blocking(); }
 
 Status CacheBackend::close() {
     std::lock_guard g(close_mutex_);

@@ -31,10 +31,10 @@ namespace pcache::serve {
 struct ServeOptions {
     std::string pmem_path;
     std::string backing_path;
-    bool format = false;               // format the pmem image if it is blank
-    std::optional<bool> data_crc;      // new caches: default off; existing: must match if given
+    bool format = false;           // format the pmem image if it is blank
+    std::optional<bool> data_crc;  // new caches: default off; existing: must match if given
     format::Geometry geometry = format::Geometry::kernel();
-    std::uint32_t n_ksets = 0;         // 0: one per online CPU, as the kernel does
+    std::uint32_t n_ksets = 0;  // 0: one per online CPU, as the kernel does
 };
 
 class CacheBackend final : public Backend {

@@ -18,8 +18,8 @@
 namespace pcache {
 
 template <class B>
-concept BlockDevice = requires(B& b, const B& cb, std::uint64_t off,
-                               std::span<const std::byte> src, std::span<std::byte> dst, bool fua) {
+concept BlockDevice = requires(B& b, const B& cb, std::uint64_t off, std::span<const std::byte> src,
+                               std::span<std::byte> dst, bool fua) {
     { cb.size() } -> std::same_as<std::uint64_t>;
     { b.read(off, dst) } -> std::same_as<Status>;
     { b.write(off, src, fua) } -> std::same_as<Status>;

@@ -42,7 +42,8 @@ inline constexpr auto kTables = make_tables();
 }  // namespace detail
 
 // Portable slice-by-8 update of the raw register.
-inline std::uint32_t update_portable(std::uint32_t crc, const void* data, std::size_t len) noexcept {
+inline std::uint32_t update_portable(std::uint32_t crc, const void* data,
+                                     std::size_t len) noexcept {
     const auto* p = static_cast<const unsigned char*>(data);
     const auto& t = detail::kTables;
     while (len >= 8) {
@@ -63,8 +64,8 @@ inline std::uint32_t update_portable(std::uint32_t crc, const void* data, std::s
 // Hardware update: one crc32q per 8 bytes. Compiled for SSE4.2 regardless of -march; only
 // called when CPUID says the instruction exists.
 __attribute__((target("sse4.2"))) inline std::uint32_t update_sse42(std::uint32_t crc,
-                                                                     const void* data,
-                                                                     std::size_t len) noexcept {
+                                                                    const void* data,
+                                                                    std::size_t len) noexcept {
     const auto* p = static_cast<const unsigned char*>(data);
     std::uint64_t c = crc;
     while (len >= 8) {

@@ -26,9 +26,9 @@
 namespace pcache {
 
 enum PmemWriteFlags : unsigned {
-    kPmemDefault = 0,          // copy, flush and drain: durable on return
-    kPmemNoFlush = 1u << 0,    // PMEM2_F_MEM_NOFLUSH
-    kPmemNoDrain = 1u << 1,    // no fence
+    kPmemDefault = 0,            // copy, flush and drain: durable on return
+    kPmemNoFlush = 1u << 0,      // PMEM2_F_MEM_NOFLUSH
+    kPmemNoDrain = 1u << 1,      // no fence
     kPmemNonTemporal = 1u << 2,  // PMEM2_F_MEM_NONTEMPORAL
 };
 // The kernel's memcpy_flushcache: non-temporal copy, fence left to the caller.

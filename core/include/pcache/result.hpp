@@ -28,15 +28,24 @@ enum class Errc {
 
 constexpr std::string_view errc_name(Errc c) noexcept {
     switch (c) {
-    case Errc::ok: return "ok";
-    case Errc::invalid_argument: return "invalid argument";
-    case Errc::corrupt: return "corrupt";
-    case Errc::io: return "I/O error";
-    case Errc::no_space: return "no space";
-    case Errc::busy: return "busy";
-    case Errc::not_found: return "not found";
-    case Errc::unsupported: return "unsupported";
-    case Errc::data_crc: return "data CRC mismatch";
+        case Errc::ok:
+            return "ok";
+        case Errc::invalid_argument:
+            return "invalid argument";
+        case Errc::corrupt:
+            return "corrupt";
+        case Errc::io:
+            return "I/O error";
+        case Errc::no_space:
+            return "no space";
+        case Errc::busy:
+            return "busy";
+        case Errc::not_found:
+            return "not found";
+        case Errc::unsupported:
+            return "unsupported";
+        case Errc::data_crc:
+            return "data CRC mismatch";
     }
     return "unknown";
 }
@@ -76,9 +85,18 @@ public:
 
     bool ok() const noexcept { return std::holds_alternative<T>(v_); }
     explicit operator bool() const noexcept { return ok(); }
-    T& value() & { assert(ok()); return std::get<T>(v_); }
-    const T& value() const& { assert(ok()); return std::get<T>(v_); }
-    T&& value() && { assert(ok()); return std::get<T>(std::move(v_)); }
+    T& value() & {
+        assert(ok());
+        return std::get<T>(v_);
+    }
+    const T& value() const& {
+        assert(ok());
+        return std::get<T>(v_);
+    }
+    T&& value() && {
+        assert(ok());
+        return std::get<T>(std::move(v_));
+    }
     T* operator->() { return &value(); }
     const T* operator->() const { return &value(); }
     T& operator*() & { return value(); }
@@ -93,8 +111,8 @@ private:
 }  // namespace pcache
 
 // Propagates a failed Status from the current function.
-#define PCACHE_TRY(expr)                                 \
-    do {                                                 \
-        ::pcache::Status pcache_try_status_ = (expr);    \
+#define PCACHE_TRY(expr)                                         \
+    do {                                                         \
+        ::pcache::Status pcache_try_status_ = (expr);            \
         if (!pcache_try_status_.ok()) return pcache_try_status_; \
     } while (0)

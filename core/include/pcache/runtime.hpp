@@ -32,8 +32,8 @@ class Runtime {
 public:
     using Clock = std::chrono::steady_clock;
     struct Intervals {
-        std::chrono::milliseconds idle_poll{5000};    // writeback and GC when nothing happens
-        std::chrono::milliseconds kset_flush{1000};   // buffered keys become durable within this
+        std::chrono::milliseconds idle_poll{5000};   // writeback and GC when nothing happens
+        std::chrono::milliseconds kset_flush{1000};  // buffered keys become durable within this
     };
 
     explicit Runtime(CacheT& cache) : Runtime(cache, Intervals{}) {}
@@ -87,7 +87,8 @@ public:
             const std::uint64_t seen = progress_seq();
             wake();
             std::unique_lock l(mutex_);
-            progress_.wait_for(l, std::chrono::milliseconds(100), [&] { return progress_seq_ != seen || !running_; });
+            progress_.wait_for(l, std::chrono::milliseconds(100),
+                               [&] { return progress_seq_ != seen || !running_; });
             if (progress_seq_ != seen) deadline = Clock::now() + timeout;
             if (!running_) return s;
             if (Clock::now() > deadline)

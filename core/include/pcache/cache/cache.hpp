@@ -77,7 +77,7 @@ public:
     Status flush_ksets() { return flush(); }
 
     // ---- status and messages (cache_status.hpp) ----
-    std::string status_line() const;  // the kernel's dmsetup status fields, same format
+    std::string status_line() const;          // the kernel's dmsetup status fields, same format
     Status message(const std::string& text);  // "gc_percent N"
     Status set_gc_percent(std::uint32_t percent);
     CacheCounters counters() const;
@@ -150,7 +150,9 @@ private:
     Result<Allocation> data_alloc(std::uint32_t len);
 
     // cache_kset.hpp
-    KsetBuffer& kset_for(std::uint64_t off) { return ksets_[(off >> format::kSubtreeShift) % ksets_.size()]; }
+    KsetBuffer& kset_for(std::uint64_t off) {
+        return ksets_[(off >> format::kSubtreeShift) % ksets_.size()];
+    }
     Status kset_close_locked(KsetBuffer& kb);
     Status insert_and_append(Subtree& st, const CacheKey& key, bool force_close, bool& appended);
     void append_key_locked(KsetBuffer& kb, const CacheKey& key);
@@ -202,8 +204,8 @@ private:
     mutable std::mutex tail_mutex_;  // key_tail_, dirty_tail_ and their records
     Tail key_tail_;
     Tail dirty_tail_;
-    std::mutex writeback_mutex_;     // one writeback step at a time
-    std::mutex gc_mutex_;            // one GC step at a time
+    std::mutex writeback_mutex_;  // one writeback step at a time
+    std::mutex gc_mutex_;         // one GC step at a time
     std::atomic<bool> gc_failed_{false};
 
     std::atomic<std::uint64_t> dirty_bytes_{0};

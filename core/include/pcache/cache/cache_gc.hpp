@@ -36,13 +36,15 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::gc_step() {
     if (Status s = decode_kset_at(kt, buf, v); !s.ok()) return fail(s);
     if (v.kind == format::KsetKind::end)
         return fail({Errc::corrupt, "no valid kset at key_tail " + std::to_string(kt.seg) + ":" +
-                                        std::to_string(kt.off) + " although dirty_tail is further"});
+                                        std::to_string(kt.off) +
+                                        " although dirty_tail is further"});
     if (v.kind == format::KsetKind::last) {
         if (dt.seg == kt.seg) return {};
         {
             std::lock_guard g(tail_mutex_);
             key_tail_.pos = LogPos{v.next_cache_seg_id(), 0};
-            if (Status s = write_tail(key_tail_, format::kKeyTailOffsetBytes); !s.ok()) return fail(s);
+            if (Status s = write_tail(key_tail_, format::kKeyTailOffsetBytes); !s.ok())
+                return fail(s);
         }
         std::lock_guard sg(seg_mutex_);
         if (seg_used_[kt.seg]) {
@@ -55,14 +57,17 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::gc_step() {
     const std::uint64_t kset_addr = data_addr(kt.seg, kt.off);
     for (std::uint32_t i = 0; i < v.key_num(); ++i) {
         const auto k = v.key(i);
-        if (Status s = format::validate_key(k, n_segs_, seg_data_bytes(), kset_addr + format::kset_bytes(i)); !s.ok())
+        if (Status s = format::validate_key(k, n_segs_, seg_data_bytes(),
+                                            kset_addr + format::kset_bytes(i));
+            !s.ok())
             return fail(s);
     }
     {
         std::lock_guard sg(seg_mutex_);
         for (std::uint32_t i = 0; i < v.key_num(); ++i) {
             const auto k = v.key(i);
-            if (k.seg_gen == segs_[k.cache_seg_id].gen.load(std::memory_order_relaxed)) seg_put_locked(k.cache_seg_id);
+            if (k.seg_gen == segs_[k.cache_seg_id].gen.load(std::memory_order_relaxed))
+                seg_put_locked(k.cache_seg_id);
         }
     }
     {

@@ -43,9 +43,11 @@ Status Cache<Pmem, Block>::kset_close_locked(KsetBuffer& kb) {
     PCACHE_TRY(pmem_.write(at + size, zeros, kPmemFlushCache));
     pmem_.drain();
     const auto kset = std::span<const std::byte>(kb.image).first(size);
-#if defined(PCACHE_MUTANT_M2)  // seeded bug: kset flushed (clwb) but not fenced before FLUSH returns
+#if defined(PCACHE_MUTANT_M2)  // seeded bug: kset flushed (clwb) but not fenced before FLUSH
+                               // returns
     PCACHE_TRY(pmem_.write(at, kset, kPmemNoDrain));
-#elif defined(PCACHE_MUTANT_M3)  // seeded bug: the fence placed before the kset copy, key_head published after
+#elif defined(PCACHE_MUTANT_M3)   // seeded bug: the fence placed before the kset copy, key_head
+                                  // published after
     pmem_.drain();
     PCACHE_TRY(pmem_.write(at, kset, kPmemFlushCache));
 #elif defined(PCACHE_MUTANT_M14)  // seeded bug: non-temporal kset copy, no drain before publishing
@@ -54,7 +56,7 @@ Status Cache<Pmem, Block>::kset_close_locked(KsetBuffer& kb) {
     {
         std::vector<std::byte> unsealed(kset.begin(), kset.end());
         std::memset(unsealed.data(), 0, 4);
-        PCACHE_TRY(pmem_.write(at, unsealed, kPmemNoDrain));  // copy + clwb
+        PCACHE_TRY(pmem_.write(at, unsealed, kPmemNoDrain));                      // copy + clwb
         PCACHE_TRY(pmem_.write(at, kset.first(8), kPmemNoFlush | kPmemNoDrain));  // after the clwb
         pmem_.drain();
     }
@@ -72,11 +74,18 @@ Status Cache<Pmem, Block>::kset_close_locked(KsetBuffer& kb) {
 template <PmemDevice Pmem, BlockDevice Block>
 void Cache<Pmem, Block>::append_key_locked(KsetBuffer& kb, const CacheKey& key) {
     assert(kb.key_num < format::kKsetKeysMax);
-    const format::KeyOnMedia k{key.off, key.len, key.flags, key.seg, key.seg_off, key.gen,
-                               opts_.data_crc ? key.data_crc : 0u, 0};
+    const format::KeyOnMedia k{key.off,
+                               key.len,
+                               key.flags,
+                               key.seg,
+                               key.seg_off,
+                               key.gen,
+                               opts_.data_crc ? key.data_crc : 0u,
+                               0};
     std::memcpy(kb.image.data() + format::kset_bytes(kb.key_num), &k, sizeof k);
     ++kb.key_num;
-    if (!(key.flags & format::kKeyFlagClean)) dirty_bytes_.fetch_add(key.len, std::memory_order_relaxed);
+    if (!(key.flags & format::kKeyFlagClean))
+        dirty_bytes_.fetch_add(key.len, std::memory_order_relaxed);
 }
 
 // Under the subtree lock: make room in the kset buffer (the only step that can fail, before
@@ -89,8 +98,9 @@ Status Cache<Pmem, Block>::insert_and_append(Subtree& st, const CacheKey& key, b
     std::lock_guard g(kb.mutex);
     appended = false;
     if (kb.key_num == format::kKsetKeysMax) PCACHE_TRY(kset_close_locked(kb));
-    st.insert(key, [this](const CacheKey& k) { return key_is_stale(k); },
-              [this](const CacheKey& whole, CacheKey& piece) { fix_piece_crc(whole, piece); });
+    st.insert(
+        key, [this](const CacheKey& k) { return key_is_stale(k); },
+        [this](const CacheKey& whole, CacheKey& piece) { fix_piece_crc(whole, piece); });
     append_key_locked(kb, key);
     appended = true;
     if (kb.key_num == format::kKsetKeysMax || force_close) return kset_close_locked(kb);
@@ -118,21 +128,25 @@ void Cache<Pmem, Block>::fix_piece_crc(const CacheKey& whole, CacheKey& piece) {
 template <PmemDevice Pmem, BlockDevice Block>
 Status Cache<Pmem, Block>::read_window(LogPos pos, std::vector<std::byte>& buf) {
     assert(pos.seg < n_segs_ && pos.off <= seg_data_bytes());
-    const std::uint64_t avail = std::min<std::uint64_t>(format::kKsetBytesMax, seg_data_bytes() - pos.off);
+    const std::uint64_t avail =
+        std::min<std::uint64_t>(format::kKsetBytesMax, seg_data_bytes() - pos.off);
     const std::uint64_t at = data_addr(pos.seg, pos.off);
     buf.resize(std::min<std::uint64_t>(avail, format::kKsetHeaderBytes));
     PCACHE_TRY(pmem_.read(at, buf));
     if (buf.size() < format::kKsetHeaderBytes) return {};
     const auto h = format::load<format::KsetHeader>(buf);
-    if (h.magic != format::kKsetMagic || (h.flags & format::kKsetFlagLast) || h.key_num_or_next > format::kKsetKeysMax)
+    if (h.magic != format::kKsetMagic || (h.flags & format::kKsetFlagLast) ||
+        h.key_num_or_next > format::kKsetKeysMax)
         return {};
     const std::uint64_t want = std::min(avail, format::kset_bytes(h.key_num_or_next));
     buf.resize(want);
-    return pmem_.read(at + format::kKsetHeaderBytes, std::span(buf).subspan(format::kKsetHeaderBytes));
+    return pmem_.read(at + format::kKsetHeaderBytes,
+                      std::span(buf).subspan(format::kKsetHeaderBytes));
 }
 
 template <PmemDevice Pmem, BlockDevice Block>
-Status Cache<Pmem, Block>::decode_kset_at(LogPos pos, std::vector<std::byte>& buf, format::KsetView& v) {
+Status Cache<Pmem, Block>::decode_kset_at(LogPos pos, std::vector<std::byte>& buf,
+                                          format::KsetView& v) {
     PCACHE_TRY(read_window(pos, buf));
     auto r = format::decode_kset(buf, n_segs_, data_addr(pos.seg, pos.off));
     if (!r.ok()) return r.status();

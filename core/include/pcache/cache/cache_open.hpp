@@ -18,16 +18,18 @@ Cache<Pmem, Block>::Cache(Pmem& pmem, Block& backing, CacheOptions opts)
 
 template <PmemDevice Pmem, BlockDevice Block>
 Result<std::unique_ptr<Cache<Pmem, Block>>> Cache<Pmem, Block>::open(Pmem& pmem, Block& backing,
-                                                                      CacheOptions opts) {
+                                                                     CacheOptions opts) {
     PCACHE_TRY(opts.geometry.validate());
     if (opts.n_ksets == 0 || opts.n_ksets > 1024)
-        return Status(Errc::invalid_argument, "n_ksets " + std::to_string(opts.n_ksets) + ": expected 1..1024");
+        return Status(Errc::invalid_argument,
+                      "n_ksets " + std::to_string(opts.n_ksets) + ": expected 1..1024");
     if (pmem.size() < opts.geometry.device_bytes_min())
         return Status(Errc::no_space, "cache device of " + std::to_string(pmem.size()) +
                                           " B is smaller than the minimum of " +
                                           std::to_string(opts.geometry.device_bytes_min()) + " B");
     if (backing.size() == 0 || backing.size() % format::kSectorBytes != 0)
-        return Status(Errc::invalid_argument, "backing device of " + std::to_string(backing.size()) +
+        return Status(Errc::invalid_argument, "backing device of " +
+                                                  std::to_string(backing.size()) +
                                                   " B: expected a non-zero multiple of 512 B");
     std::unique_ptr<Cache> c(new Cache(pmem, backing, opts));
     PCACHE_TRY(c->load_or_format().with_context("opening cache"));
@@ -46,7 +48,8 @@ Status Cache<Pmem, Block>::load_or_format() {
     } else {
         blank = true;
         const std::uint64_t n = opts_.geometry.seg_num_for(pmem_.size());
-        sb_ = format::make_superblock(static_cast<std::uint32_t>(std::min<std::uint64_t>(n, format::kCacheSegsMax)));
+        sb_ = format::make_superblock(
+            static_cast<std::uint32_t>(std::min<std::uint64_t>(n, format::kCacheSegsMax)));
     }
     bool existing = false;
     if (!blank) {
@@ -73,7 +76,8 @@ Status Cache<Pmem, Block>::load_or_format() {
         PCACHE_TRY(init_tails_new());
     }
     seg_used_.assign(n_segs_, false);
-    subtrees_ = std::vector<Subtree>((backing_bytes_ + format::kSubtreeBytes - 1) / format::kSubtreeBytes);
+    subtrees_ =
+        std::vector<Subtree>((backing_bytes_ + format::kSubtreeBytes - 1) / format::kSubtreeBytes);
     ksets_ = std::vector<KsetBuffer>(opts_.n_ksets);
     const std::uint64_t replay_start_ns = opts_.clock_ns ? opts_.clock_ns() : 0;
     PCACHE_TRY(replay());
@@ -127,9 +131,10 @@ Result<bool> Cache<Pmem, Block>::load_cache_info() {
     PCACHE_TRY(format::validate_cache_info(latest->record, sb_.seg_num, where));
     const bool image_crc = (latest->record.flags & format::kCacheFlagDataCrc) != 0;
     if (image_crc != opts_.data_crc)
-        return Status(Errc::invalid_argument,
-                      std::string("data_crc option is ") + (opts_.data_crc ? "true" : "false") +
-                          " but the cache was created with data_crc " + (image_crc ? "true" : "false"));
+        return Status(Errc::invalid_argument, std::string("data_crc option is ") +
+                                                  (opts_.data_crc ? "true" : "false") +
+                                                  " but the cache was created with data_crc " +
+                                                  (image_crc ? "true" : "false"));
     info_ = latest->record;
     info_index_ = latest->slot;
     return true;
@@ -144,25 +149,29 @@ Status Cache<Pmem, Block>::require_empty_log_for_reformat() {
     PCACHE_TRY(pmem_.read(format::kCacheCtrlOffsetBytes, ctrl));
     const auto b = std::span<const std::byte>(ctrl);
     auto kt = format::select_latest<format::CachePos>(b.subspan(0, 16), format::kKeyTailOffsetBytes,
-                                                      b.subspan(16, 16), format::kKeyTailOffsetBytes + 16);
+                                                      b.subspan(16, 16),
+                                                      format::kKeyTailOffsetBytes + 16);
     if (!kt) return {};
     const auto& p = kt->record;
-    if (p.cache_seg_id >= sb_.seg_num || p.seg_off + format::kKsetHeaderBytes > seg_data_bytes()) return {};
+    if (p.cache_seg_id >= sb_.seg_num || p.seg_off + format::kKsetHeaderBytes > seg_data_bytes())
+        return {};
     // Before cache_info exists the chain is the formatter's: cache segment i is physical i.
     const std::uint64_t addr = opts_.geometry.data_offset(p.cache_seg_id) + p.seg_off;
-    std::vector<std::byte> win(std::min<std::uint64_t>(format::kKsetBytesMax, seg_data_bytes() - p.seg_off));
+    std::vector<std::byte> win(
+        std::min<std::uint64_t>(format::kKsetBytesMax, seg_data_bytes() - p.seg_off));
     PCACHE_TRY(pmem_.read(addr, win));
     auto v = format::decode_kset(win, sb_.seg_num, addr);
     if (v.ok() && v->kind == format::KsetKind::end) return {};
-    return {Errc::corrupt, "superblock is valid but no cache_info copy is, and the key log at device offset " +
-                               std::to_string(addr) +
-                               " is not empty: refusing to re-format a cache that may hold data "
-                               "(format with force to discard it)"};
+    return {Errc::corrupt,
+            "superblock is valid but no cache_info copy is, and the key log at device offset " +
+                std::to_string(addr) +
+                " is not empty: refusing to re-format a cache that may hold data "
+                "(format with force to discard it)"};
 }
 
 template <PmemDevice Pmem, BlockDevice Block>
-Status Cache<Pmem, Block>::write_meta(std::uint64_t slot0_addr, std::uint64_t stride, unsigned index,
-                                      std::span<const std::byte> record) {
+Status Cache<Pmem, Block>::write_meta(std::uint64_t slot0_addr, std::uint64_t stride,
+                                      unsigned index, std::span<const std::byte> record) {
 #if defined(PCACHE_MUTANT_M8)  // seeded bug: both copies written in one persistence epoch
     PCACHE_TRY(pmem_.write(slot0_addr + stride * index, record, kPmemFlushCache));
     PCACHE_TRY(pmem_.write(slot0_addr + stride * (index ^ 1u), record, kPmemFlushCache));
@@ -229,12 +238,14 @@ Status Cache<Pmem, Block>::load_segments() {
         std::array<std::byte, format::kSegInfoBytes> i0{}, i1{};
         PCACHE_TRY(pmem_.read(base, i0));
         PCACHE_TRY(pmem_.read(base + format::kSegInfoSlotStrideBytes, i1));
-        auto info = format::select_latest<format::SegmentInfo>(i0, base, i1, base + format::kSegInfoSlotStrideBytes);
+        auto info = format::select_latest<format::SegmentInfo>(
+            i0, base, i1, base + format::kSegInfoSlotStrideBytes);
         if (!info)
-            return {Errc::corrupt, "cache segment " + std::to_string(i) + " (physical " + std::to_string(phys) +
-                                       "): no valid segment_info copy at device offset " + std::to_string(base)};
-        PCACHE_TRY(format::validate_segment_info(info->record, sb_.seg_num,
-                                                 base + info->slot * format::kSegInfoSlotStrideBytes));
+            return {Errc::corrupt,
+                    "cache segment " + std::to_string(i) + " (physical " + std::to_string(phys) +
+                        "): no valid segment_info copy at device offset " + std::to_string(base)};
+        PCACHE_TRY(format::validate_segment_info(
+            info->record, sb_.seg_num, base + info->slot * format::kSegInfoSlotStrideBytes));
         Segment& s = segs_[i];
         s.phys = phys;
         s.info = info->record;
@@ -274,9 +285,13 @@ Status Cache<Pmem, Block>::load_tails() {
     PCACHE_TRY(pmem_.read(format::kCacheCtrlOffsetBytes, ctrl));
     const auto b = std::span<const std::byte>(ctrl);
     auto load = [&](Tail& t, std::uint64_t addr, std::size_t at, const char* name) -> Status {
-        auto p = format::select_latest<format::CachePos>(b.subspan(at, 16), addr, b.subspan(at + 16, 16), addr + 16);
-        if (!p) return {Errc::corrupt, std::string("no valid ") + name + " copy at device offset " + std::to_string(addr)};
-        PCACHE_TRY(format::validate_pos(p->record, n_segs_, seg_data_bytes(), name, addr + 16 * p->slot));
+        auto p = format::select_latest<format::CachePos>(b.subspan(at, 16), addr,
+                                                         b.subspan(at + 16, 16), addr + 16);
+        if (!p)
+            return {Errc::corrupt, std::string("no valid ") + name + " copy at device offset " +
+                                       std::to_string(addr)};
+        PCACHE_TRY(
+            format::validate_pos(p->record, n_segs_, seg_data_bytes(), name, addr + 16 * p->slot));
         t.pos = LogPos{p->record.cache_seg_id, p->record.seg_off};
         t.seq = p->record.header.seq;
         // The kernel next overwrites the newest copy (write-then-advance from the slot found);

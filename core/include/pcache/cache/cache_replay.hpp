@@ -25,14 +25,16 @@ Status Cache<Pmem, Block>::replay() {
     }
     bool dirty_tail_seen = false;
     std::uint64_t ksets = 0, hops = 0;
-    const std::uint64_t ksets_max = std::uint64_t(n_segs_) * (seg_data_bytes() / format::kset_bytes(1) + 1);
+    const std::uint64_t ksets_max =
+        std::uint64_t(n_segs_) * (seg_data_bytes() / format::kset_bytes(1) + 1);
     std::vector<std::byte> buf;
     for (;;) {
         if (pos == dirty_tail_.pos) dirty_tail_seen = true;
 #ifdef PCACHE_MUTANT_M11  // seeded bug: no bound on the kset chain walk
         (void)++ksets, (void)ksets_max;
 #else
-        if (++ksets > ksets_max) return {Errc::corrupt, "replay: more ksets than the cache can hold"};
+        if (++ksets > ksets_max)
+            return {Errc::corrupt, "replay: more ksets than the cache can hold"};
 #endif
         format::KsetView v;
         PCACHE_TRY(decode_kset_at(pos, buf, v).with_context("replay"));
@@ -49,8 +51,9 @@ Status Cache<Pmem, Block>::replay() {
             if (++hops > n_segs_ || kset_segs[next])
 #endif
                 return {Errc::corrupt, "replay: LAST kset at " + std::to_string(pos.seg) + ":" +
-                                           std::to_string(pos.off) + " leads back to kset segment " +
-                                           std::to_string(next) + " (cycle in the kset chain)"};
+                                           std::to_string(pos.off) +
+                                           " leads back to kset segment " + std::to_string(next) +
+                                           " (cycle in the kset chain)"};
             kset_segs[next] = true;
             if (!seg_used_[next]) {
                 seg_used_[next] = true;
@@ -64,8 +67,9 @@ Status Cache<Pmem, Block>::replay() {
         // that leaves less would put key_head there, and the next segment switch would write
         // its LAST kset past the data area, over the next segment's segment_info.
         if (pos.off + v.size_bytes() + format::kKsetHeaderBytes > seg_data_bytes())
-            return {Errc::corrupt, "replay: kset at device offset " + std::to_string(kset_addr) + " (" +
-                                       std::to_string(v.size_bytes()) + " B) leaves no room for a LAST kset before "
+            return {Errc::corrupt, "replay: kset at device offset " + std::to_string(kset_addr) +
+                                       " (" + std::to_string(v.size_bytes()) +
+                                       " B) leaves no room for a LAST kset before "
                                        "the end of the segment's data area"};
         for (std::uint32_t i = 0; i < v.key_num(); ++i) {
             const std::uint64_t where = kset_addr + format::kset_bytes(i);
@@ -82,7 +86,8 @@ Status Cache<Pmem, Block>::replay() {
         return {Errc::corrupt, "replay: the key log ends at " + std::to_string(pos.seg) + ":" +
                                    std::to_string(pos.off) + " before reaching dirty_tail " +
                                    std::to_string(dirty_tail_.pos.seg) + ":" +
-                                   std::to_string(dirty_tail_.pos.off) + " (a kset in the middle is corrupt)"};
+                                   std::to_string(dirty_tail_.pos.off) +
+                                   " (a kset in the middle is corrupt)"};
     for (std::uint32_t s = 0; s < n_segs_; ++s) {
         if (kset_segs[s] && segs_[s].refs > 0)
             return {Errc::corrupt, "replay: cache segment " + std::to_string(s) +
@@ -97,26 +102,32 @@ Status Cache<Pmem, Block>::replay() {
 // reference (GC never passes dirty_tail), so its segment cannot have been invalidated: a stale
 // key there means acknowledged data was lost, which is reported, never skipped silently.
 template <PmemDevice Pmem, BlockDevice Block>
-Status Cache<Pmem, Block>::replay_key(const format::KeyOnMedia& k, std::uint64_t where, bool dirty_part) {
+Status Cache<Pmem, Block>::replay_key(const format::KeyOnMedia& k, std::uint64_t where,
+                                      bool dirty_part) {
 #ifndef PCACHE_MUTANT_M10
     PCACHE_TRY(format::validate_key(k, n_segs_, seg_data_bytes(), where));
     if (k.off + k.len > backing_bytes_)
         return {Errc::corrupt, "key.off at device offset " + std::to_string(where) + ": [" +
                                    std::to_string(k.off) + ", +" + std::to_string(k.len) +
-                                   ") is beyond the backing device (" + std::to_string(backing_bytes_) + " B)"};
+                                   ") is beyond the backing device (" +
+                                   std::to_string(backing_bytes_) + " B)"};
 #endif
     Segment& s = segs_[k.cache_seg_id];
     const std::uint64_t gen = s.gen.load(std::memory_order_relaxed);
     if (k.seg_gen > gen)
         return {Errc::corrupt, "key.seg_gen at device offset " + std::to_string(where + 24) + ": " +
                                    std::to_string(k.seg_gen) + " is newer than segment " +
-                                   std::to_string(k.cache_seg_id) + "'s generation " + std::to_string(gen)};
+                                   std::to_string(k.cache_seg_id) + "'s generation " +
+                                   std::to_string(gen)};
     counters_.replay_keys += 1;
     if (k.seg_gen < gen && dirty_part)
-        return {Errc::corrupt, "key.seg_gen at device offset " + std::to_string(where + 24) + ": key at or after "
-                               "dirty_tail is older (" + std::to_string(k.seg_gen) + ") than segment " +
-                               std::to_string(k.cache_seg_id) + "'s generation " + std::to_string(gen) +
-                               ": its segment was reclaimed while it still held unwritten data"};
+        return {Errc::corrupt,
+                "key.seg_gen at device offset " + std::to_string(where + 24) +
+                    ": key at or after "
+                    "dirty_tail is older (" +
+                    std::to_string(k.seg_gen) + ") than segment " + std::to_string(k.cache_seg_id) +
+                    "'s generation " + std::to_string(gen) +
+                    ": its segment was reclaimed while it still held unwritten data"};
     if (k.seg_gen < gen) {  // the segment was invalidated after this key: skip it entirely
         counters_.replay_stale_keys += 1;
         return {};
@@ -126,7 +137,8 @@ Status Cache<Pmem, Block>::replay_key(const format::KeyOnMedia& k, std::uint64_t
         ++segs_used_;
     }
     s.refs += 1;  // live keys hold a reference; GC drops one per live key it retires
-    CacheKey key{k.off, k.len, k.flags, k.cache_seg_id, k.cache_seg_off, k.seg_gen, k.data_crc, false};
+    CacheKey key{k.off,           k.len,     k.flags,    k.cache_seg_id,
+                 k.cache_seg_off, k.seg_gen, k.data_crc, false};
     if (opts_.data_crc) {
         std::vector<std::byte> data(k.len);
         Status rs = pmem_.read(data_addr(k.cache_seg_id, k.cache_seg_off), data);
@@ -135,8 +147,9 @@ Status Cache<Pmem, Block>::replay_key(const format::KeyOnMedia& k, std::uint64_t
             counters_.data_crc_errors += 1;
         }
     }
-    subtree_for(k.off).insert(key, [this](const CacheKey& e) { return key_is_stale(e); },
-                              [this](const CacheKey& whole, CacheKey& piece) { fix_piece_crc(whole, piece); });
+    subtree_for(k.off).insert(
+        key, [this](const CacheKey& e) { return key_is_stale(e); },
+        [this](const CacheKey& whole, CacheKey& piece) { fix_piece_crc(whole, piece); });
     return {};
 }
 

@@ -20,7 +20,8 @@ template <PmemDevice Pmem, BlockDevice Block>
 Status Cache<Pmem, Block>::check_io(const char* what, std::uint64_t off, std::uint64_t len) const {
     if (len == 0 || off % format::kSectorBytes || len % format::kSectorBytes)
         return {Errc::invalid_argument, std::string(what) + " [" + std::to_string(off) + ", +" +
-                                            std::to_string(len) + "): expected a non-empty 512-byte aligned range"};
+                                            std::to_string(len) +
+                                            "): expected a non-empty 512-byte aligned range"};
     if (off > backing_bytes_ || len > backing_bytes_ - off)
         return {Errc::invalid_argument, std::string(what) + " [" + std::to_string(off) + ", +" +
                                             std::to_string(len) + ") is beyond the device (" +
@@ -36,8 +37,8 @@ Status Cache<Pmem, Block>::write(std::uint64_t off, std::span<const std::byte> d
     PCACHE_TRY(check_io("write", off, data.size()));
     while (done < data.size()) {
         const std::uint64_t at = off + done;
-        const std::uint64_t piece = std::min<std::uint64_t>(data.size() - done,
-                                                            format::kSubtreeBytes - (at & format::kSubtreeMask));
+        const std::uint64_t piece = std::min<std::uint64_t>(
+            data.size() - done, format::kSubtreeBytes - (at & format::kSubtreeMask));
         std::uint32_t written = 0;
         Status st = write_piece(at, data.subspan(done, piece), fua, written);
         if (!st.ok()) {
@@ -93,8 +94,8 @@ Status Cache<Pmem, Block>::read(std::uint64_t off, std::span<std::byte> out) {
     std::uint64_t done = 0;
     while (done < out.size()) {
         const std::uint64_t at = off + done;
-        const std::uint64_t piece = std::min<std::uint64_t>(out.size() - done,
-                                                            format::kSubtreeBytes - (at & format::kSubtreeMask));
+        const std::uint64_t piece = std::min<std::uint64_t>(
+            out.size() - done, format::kSubtreeBytes - (at & format::kSubtreeMask));
         PCACHE_TRY(read_piece(at, out.subspan(done, piece)));
         done += piece;
     }
@@ -103,11 +104,13 @@ Status Cache<Pmem, Block>::read(std::uint64_t off, std::span<std::byte> out) {
 
 // Copies [from, from + out.size()) of key k. With data_crc the whole key is verified first.
 template <PmemDevice Pmem, BlockDevice Block>
-Status Cache<Pmem, Block>::read_from_key(const CacheKey& k, std::uint64_t from, std::span<std::byte> out) {
+Status Cache<Pmem, Block>::read_from_key(const CacheKey& k, std::uint64_t from,
+                                         std::span<std::byte> out) {
     assert(from >= k.off && from + out.size() <= k.end());
     auto crc_error = [&] {
         count(&CacheCounters::data_crc_errors);
-        return Status(Errc::data_crc, "cached data for [" + std::to_string(k.off) + ", +" + std::to_string(k.len) +
+        return Status(Errc::data_crc, "cached data for [" + std::to_string(k.off) + ", +" +
+                                          std::to_string(k.len) +
                                           ") fails its CRC: refusing to return it");
     };
     if (k.crc_bad) return crc_error();
@@ -119,9 +122,11 @@ Status Cache<Pmem, Block>::read_from_key(const CacheKey& k, std::uint64_t from, 
         std::array<std::byte, 16384> chunk;
         std::uint32_t crc = format::kCrcSeed;
         for (std::uint64_t at = k.off; at < k.end();) {
-            const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), k.end() - at));
+            const auto n =
+                static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), k.end() - at));
             const auto part = std::span(chunk).first(n);
-            PCACHE_TRY(pmem_.read(data_addr(k.seg, k.seg_off + static_cast<std::uint32_t>(at - k.off)), part));
+            PCACHE_TRY(pmem_.read(
+                data_addr(k.seg, k.seg_off + static_cast<std::uint32_t>(at - k.off)), part));
             crc = crc::update(crc, part.data(), n);
             const std::uint64_t lo = std::max(at, from), hi = std::min(at + n, from + out.size());
             if (lo < hi) std::memcpy(out.data() + (lo - from), part.data() + (lo - at), hi - lo);
@@ -132,7 +137,8 @@ Status Cache<Pmem, Block>::read_from_key(const CacheKey& k, std::uint64_t from, 
             return crc_error();
         }
     } else {
-        PCACHE_TRY(pmem_.read(data_addr(k.seg, k.seg_off + static_cast<std::uint32_t>(from - k.off)), out));
+        PCACHE_TRY(pmem_.read(
+            data_addr(k.seg, k.seg_off + static_cast<std::uint32_t>(from - k.off)), out));
     }
     count(&CacheCounters::pmem_read_bytes, out.size());
     return {};
@@ -144,8 +150,9 @@ Status Cache<Pmem, Block>::read_piece(std::uint64_t off, std::span<std::byte> ou
     Subtree& st = subtree_for(off);
     std::lock_guard g(st.mutex);
     boost::container::small_vector<CacheKey, 8> hits;  // no heap allocation for a typical read
-    st.for_each_overlap(off, end, [this](const CacheKey& k) { return key_is_stale(k); },
-                        [&](const CacheKey& k) { hits.push_back(k); });
+    st.for_each_overlap(
+        off, end, [this](const CacheKey& k) { return key_is_stale(k); },
+        [&](const CacheKey& k) { hits.push_back(k); });
     std::uint64_t cursor = off;
     bool missed = false;
     auto miss = [&](std::uint64_t to) -> Status {
@@ -162,7 +169,8 @@ Status Cache<Pmem, Block>::read_piece(std::uint64_t off, std::span<std::byte> ou
         PCACHE_TRY(read_from_key(k, from, out.subspan(from - off, to - from)));
         // Invalidation bumps the generation before the segment can be reused: a changed
         // generation after the copy means the bytes may belong to someone else.
-        if (key_is_stale(k)) return {Errc::io, "cache segment reclaimed during a read (index out of date)"};
+        if (key_is_stale(k))
+            return {Errc::io, "cache segment reclaimed during a read (index out of date)"};
         cursor = to;
     }
     if (cursor < end) PCACHE_TRY(miss(end));
@@ -172,7 +180,8 @@ Status Cache<Pmem, Block>::read_piece(std::uint64_t off, std::span<std::byte> ou
 
 // Keeps backing data read for a miss as CLEAN keys (best effort: a full cache skips it).
 template <PmemDevice Pmem, BlockDevice Block>
-void Cache<Pmem, Block>::fill_miss_locked(Subtree& st, std::uint64_t off, std::span<const std::byte> data) {
+void Cache<Pmem, Block>::fill_miss_locked(Subtree& st, std::uint64_t off,
+                                          std::span<const std::byte> data) {
     std::uint64_t done = 0;
     while (done < data.size()) {
         auto a = data_alloc(static_cast<std::uint32_t>(data.size() - done));
@@ -186,11 +195,15 @@ void Cache<Pmem, Block>::fill_miss_locked(Subtree& st, std::uint64_t off, std::s
             KsetBuffer& kb = kset_for(key.off);
             std::lock_guard g(kb.mutex);
             if (kb.key_num < format::kKsetKeysMax) {
-                st.insert(key, [this](const CacheKey& k) { return key_is_stale(k); },
-                          [this](const CacheKey& whole, CacheKey& piece) { fix_piece_crc(whole, piece); });
+                st.insert(
+                    key, [this](const CacheKey& k) { return key_is_stale(k); },
+                    [this](const CacheKey& whole, CacheKey& piece) {
+                        fix_piece_crc(whole, piece);
+                    });
                 append_key_locked(kb, key);
                 count(&CacheCounters::pmem_written_bytes, a->len);
-                if (kb.key_num == format::kKsetKeysMax) (void)kset_close_locked(kb);  // retried later
+                if (kb.key_num == format::kKsetKeysMax)
+                    (void)kset_close_locked(kb);  // retried later
                 done += a->len;
                 continue;
             }

@@ -18,8 +18,8 @@ Status Cache<Pmem, Block>::write_seg_info(std::uint32_t seg) {
     Segment& s = segs_[seg];
     s.info_index = (s.info_index + 1) % format::kMetaIndexMax;
     format::seal(s.info, static_cast<std::uint8_t>(s.info.header.seq + 1));
-    return write_meta(opts_.geometry.segment_offset(s.phys), format::kSegInfoSlotStrideBytes, s.info_index,
-                      format::to_bytes(s.info));
+    return write_meta(opts_.geometry.segment_offset(s.phys), format::kSegInfoSlotStrideBytes,
+                      s.info_index, format::to_bytes(s.info));
 }
 
 template <PmemDevice Pmem, BlockDevice Block>
@@ -82,7 +82,8 @@ Result<typename Cache<Pmem, Block>::Allocation> Cache<Pmem, Block>::data_alloc(s
     }
     Segment& s = segs_[data_head_seg_];
     const std::uint64_t remain = seg_data_bytes() - data_head_off_;
-    Allocation a{data_head_seg_, data_head_off_, static_cast<std::uint32_t>(std::min<std::uint64_t>(len, remain)),
+    Allocation a{data_head_seg_, data_head_off_,
+                 static_cast<std::uint32_t>(std::min<std::uint64_t>(len, remain)),
                  s.gen.load(std::memory_order_relaxed)};
     s.refs += 1;  // the key's reference
     data_head_off_ += a.len;

@@ -53,18 +53,21 @@ std::string Cache<Pmem, Block>::status_line() const {
     }
     const LogPos kh = key_head(), dt = dirty_tail(), kt = key_tail();
     char buf[160];
-    std::snprintf(buf, sizeof buf, "%x %u %u %u %u %x %u:%u %u:%u %u:%u", sb_.flags, sb_.seg_num, n_segs_,
-                  segs_used(), format::gc_percent_of(flags), flags, kh.seg, kh.off, dt.seg, dt.off, kt.seg, kt.off);
+    std::snprintf(buf, sizeof buf, "%x %u %u %u %u %x %u:%u %u:%u %u:%u", sb_.flags, sb_.seg_num,
+                  n_segs_, segs_used(), format::gc_percent_of(flags), flags, kh.seg, kh.off, dt.seg,
+                  dt.off, kt.seg, kt.off);
     return buf;
 }
 
 template <PmemDevice Pmem, BlockDevice Block>
 Status Cache<Pmem, Block>::set_gc_percent(std::uint32_t percent) {
     if (percent > format::kGcPercentMax)
-        return {Errc::invalid_argument, "gc_percent " + std::to_string(percent) + ": expected 0..90"};
+        return {Errc::invalid_argument,
+                "gc_percent " + std::to_string(percent) + ": expected 0..90"};
     {
         std::lock_guard g(info_mutex_);
-        info_.flags = (info_.flags & ~format::kCacheFlagGcPercentMask) | (percent << format::kCacheFlagGcPercentShift);
+        info_.flags = (info_.flags & ~format::kCacheFlagGcPercentMask) |
+                      (percent << format::kCacheFlagGcPercentShift);
     }
     return write_cache_info();
 }
@@ -76,12 +79,15 @@ Status Cache<Pmem, Block>::message(const std::string& text) {
     std::string key, value, extra;
     in >> key >> value;
     if (key.empty() || value.empty() || (in >> extra))
-        return {Errc::invalid_argument, "message \"" + text + "\": expected \"gc_percent <0..90>\""};
+        return {Errc::invalid_argument,
+                "message \"" + text + "\": expected \"gc_percent <0..90>\""};
     for (char& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     if (key != "gc_percent")
-        return {Errc::invalid_argument, "unknown message \"" + key + "\": the only message is gc_percent"};
+        return {Errc::invalid_argument,
+                "unknown message \"" + key + "\": the only message is gc_percent"};
     if (value.size() > 9 || value.find_first_not_of("0123456789") != std::string::npos)
-        return {Errc::invalid_argument, "gc_percent \"" + value + "\": expected a decimal number 0..90"};
+        return {Errc::invalid_argument,
+                "gc_percent \"" + value + "\": expected a decimal number 0..90"};
     return set_gc_percent(static_cast<std::uint32_t>(std::stoul(value)));
 }
 
@@ -103,19 +109,22 @@ Status Cache<Pmem, Block>::check_invariants() {
         format::KsetView v;
         PCACHE_TRY(decode_kset_at(pos, buf, v));
         if (v.kind == format::KsetKind::end)
-            return {Errc::corrupt, "log ends at " + std::to_string(pos.seg) + ":" + std::to_string(pos.off) +
-                                       " before key_head " + std::to_string(kh.seg) + ":" + std::to_string(kh.off)};
+            return {Errc::corrupt, "log ends at " + std::to_string(pos.seg) + ":" +
+                                       std::to_string(pos.off) + " before key_head " +
+                                       std::to_string(kh.seg) + ":" + std::to_string(kh.off)};
         for (std::uint32_t i = 0; dirty && i < v.key_num(); ++i) {
             const auto k = v.key(i);
             std::lock_guard sg(seg_mutex_);
             if (k.cache_seg_id >= n_segs_ || !seg_used_[k.cache_seg_id] ||
                 k.seg_gen != segs_[k.cache_seg_id].gen.load() || segs_[k.cache_seg_id].refs == 0)
-                return {Errc::corrupt, "dirty key at log position " + std::to_string(pos.seg) + ":" +
-                                           std::to_string(pos.off) + " points into a reclaimed segment " +
+                return {Errc::corrupt, "dirty key at log position " + std::to_string(pos.seg) +
+                                           ":" + std::to_string(pos.off) +
+                                           " points into a reclaimed segment " +
                                            std::to_string(k.cache_seg_id)};
         }
-        pos = v.kind == format::KsetKind::last ? LogPos{v.next_cache_seg_id(), 0}
-                                               : LogPos{pos.seg, pos.off + static_cast<std::uint32_t>(v.size_bytes())};
+        pos = v.kind == format::KsetKind::last
+                  ? LogPos{v.next_cache_seg_id(), 0}
+                  : LogPos{pos.seg, pos.off + static_cast<std::uint32_t>(v.size_bytes())};
         if (pos == dt) dirty = true;
     }
     if (!dirty) return {Errc::corrupt, "dirty_tail is not between key_tail and key_head"};
@@ -124,20 +133,23 @@ Status Cache<Pmem, Block>::check_invariants() {
         std::lock_guard g(seg_mutex_);
         for (std::uint32_t s = 0; s < n_segs_; ++s) used += seg_used_[s] ? 1 : 0;
         if (used != segs_used_)
-            return {Errc::corrupt, "segs_used " + std::to_string(segs_used_) + " but " + std::to_string(used) + " marked"};
+            return {Errc::corrupt, "segs_used " + std::to_string(segs_used_) + " but " +
+                                       std::to_string(used) + " marked"};
     }
     for (std::size_t i = 0; i < subtrees_.size(); ++i) {
         Subtree& st = subtrees_[i];
         std::lock_guard g(st.mutex);
-        if (!st.check_invariants()) return {Errc::corrupt, "subtree " + std::to_string(i) + " keys overlap"};
+        if (!st.check_invariants())
+            return {Errc::corrupt, "subtree " + std::to_string(i) + " keys overlap"};
         for (const auto& [off, k] : st.keys()) {
             if (k.off >> format::kSubtreeShift != i)
-                return {Errc::corrupt, "key at " + std::to_string(off) + " in subtree " + std::to_string(i)};
+                return {Errc::corrupt,
+                        "key at " + std::to_string(off) + " in subtree " + std::to_string(i)};
             std::lock_guard sg(seg_mutex_);
             if (key_is_stale(k)) continue;
             if (!seg_used_[k.seg] || segs_[k.seg].refs == 0)
-                return {Errc::corrupt, "live key at " + std::to_string(off) + " points into free segment " +
-                                           std::to_string(k.seg)};
+                return {Errc::corrupt, "live key at " + std::to_string(off) +
+                                           " points into free segment " + std::to_string(k.seg)};
             if (k.seg_off + std::uint64_t(k.len) > seg_data_bytes())
                 return {Errc::corrupt, "key at " + std::to_string(off) + " runs past its segment"};
         }

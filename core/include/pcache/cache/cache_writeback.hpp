@@ -5,10 +5,10 @@
 // FLUSH the backing device, and only then advance and persist dirty_tail past them. A crash in
 // between writes the same ksets again: writeback is idempotent. The kernel flushes after every
 // kset; a batch of up to kWritebackKsetsMax ksets (or kWritebackBytesMax bytes) per flush keeps
-// the same guarantee with fewer flushes (CacheOptions::writeback_batch_ksets; 1 = the kernel's). With data_crc on, every key's data is verified before
-// it is written: corrupt data never reaches the backing device. A backing-device error or a CRC
-// mismatch stops writeback (dirty_tail stays, nothing is lost) and is reported; the next step
-// retries.
+// the same guarantee with fewer flushes (CacheOptions::writeback_batch_ksets; 1 = the kernel's).
+// With data_crc on, every key's data is verified before it is written: corrupt data never reaches
+// the backing device. A backing-device error or a CRC mismatch stops writeback (dirty_tail stays,
+// nothing is lost) and is reported; the next step retries.
 #pragma once
 
 #include <algorithm>
@@ -38,12 +38,15 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
     std::vector<std::byte> buf, data;
     std::uint64_t batch_dirty_bytes = 0, batch_written_bytes = 0;
     std::uint32_t ksets = 0;
-    for (; ksets < std::clamp(opts_.writeback_batch_ksets, 1u, kWritebackKsetsMax) && !(pos == head) && batch_written_bytes < kWritebackBytesMax; ++ksets) {
+    for (; ksets < std::clamp(opts_.writeback_batch_ksets, 1u, kWritebackKsetsMax) &&
+           !(pos == head) && batch_written_bytes < kWritebackBytesMax;
+         ++ksets) {
         format::KsetView v;
         if (Status s = decode_kset_at(pos, buf, v); !s.ok()) return fail(s);
         if (v.kind == format::KsetKind::end)
             return fail({Errc::corrupt, "no valid kset at " + std::to_string(pos.seg) + ":" +
-                                            std::to_string(pos.off) + " although key_head is further: " + v.end_reason});
+                                            std::to_string(pos.off) +
+                                            " although key_head is further: " + v.end_reason});
         if (v.kind == format::KsetKind::last) {
             pos = LogPos{v.next_cache_seg_id(), 0};
             continue;
@@ -53,20 +56,26 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
         for (std::uint32_t i = 0; i < v.key_num(); ++i) {
             const auto k = v.key(i);
             const std::uint64_t where = kset_addr + format::kset_bytes(i);
-            if (Status s = format::validate_key(k, n_segs_, seg_data_bytes(), where); !s.ok()) return fail(s);
+            if (Status s = format::validate_key(k, n_segs_, seg_data_bytes(), where); !s.ok())
+                return fail(s);
             if (k.flags & format::kKeyFlagClean) continue;
             if (opts_.data_crc) {
                 data.resize(k.len);
-                if (Status s = pmem_.read(data_addr(k.cache_seg_id, k.cache_seg_off), data); !s.ok()) return fail(s);
+                if (Status s = pmem_.read(data_addr(k.cache_seg_id, k.cache_seg_off), data);
+                    !s.ok())
+                    return fail(s);
                 if (crc::kcrc(data.data(), data.size()) != k.data_crc) {
                     count(&CacheCounters::data_crc_errors);
-                    return fail({Errc::data_crc, "data of the key at device offset " + std::to_string(where) +
-                                                     " fails its CRC: not written to the backing device"});
+                    return fail({Errc::data_crc,
+                                 "data of the key at device offset " + std::to_string(where) +
+                                     " fails its CRC: not written to the backing device"});
                 }
             }
             batch_dirty_bytes += k.len;
-            newest.insert(CacheKey{k.off, k.len, k.flags, k.cache_seg_id, k.cache_seg_off, k.seg_gen, k.data_crc, false},
-                          [](const CacheKey&) { return false; }, [](const CacheKey&, CacheKey&) {});
+            newest.insert(
+                CacheKey{k.off, k.len, k.flags, k.cache_seg_id, k.cache_seg_off, k.seg_gen,
+                         k.data_crc, false},
+                [](const CacheKey&) { return false; }, [](const CacheKey&, CacheKey&) {});
         }
         // Keys that continue each other both on the backing device and in pmem (a sequential
         // write) go out as one request of up to kWritebackRunBytesMax.
@@ -76,11 +85,14 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
             std::uint64_t run_bytes = first.len;
             for (++it; it != keys.end() && run_bytes < kWritebackRunBytesMax; ++it) {
                 const CacheKey& k = it->second;
-                if (k.off != first.off + run_bytes || k.seg != first.seg || k.seg_off != first.seg_off + run_bytes) break;
+                if (k.off != first.off + run_bytes || k.seg != first.seg ||
+                    k.seg_off != first.seg_off + run_bytes)
+                    break;
                 run_bytes += k.len;
             }
             data.resize(run_bytes);
-            if (Status s = pmem_.read(data_addr(first.seg, first.seg_off), data); !s.ok()) return fail(s);
+            if (Status s = pmem_.read(data_addr(first.seg, first.seg_off), data); !s.ok())
+                return fail(s);
             if (Status s = backing_.write(first.off, data, false); !s.ok()) return fail(s);
             count(&CacheCounters::backing_written_bytes, run_bytes);
             batch_written_bytes += run_bytes;
@@ -94,12 +106,14 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
     {
         std::lock_guard g(tail_mutex_);
         dirty_tail_.pos = pos;
-        if (Status s = write_tail(dirty_tail_, format::kDirtyTailOffsetBytes); !s.ok()) return fail(s);
+        if (Status s = write_tail(dirty_tail_, format::kDirtyTailOffsetBytes); !s.ok())
+            return fail(s);
     }
 #ifdef PCACHE_MUTANT_M4
     if (Status s = backing_.flush(); !s.ok()) return fail(s);
 #endif
-    dirty_bytes_.fetch_sub(std::min(batch_dirty_bytes, dirty_bytes_.load()), std::memory_order_relaxed);
+    dirty_bytes_.fetch_sub(std::min(batch_dirty_bytes, dirty_bytes_.load()),
+                           std::memory_order_relaxed);
     count(&CacheCounters::writeback_ksets, ksets);
     return {true, {}};
 }

@@ -14,14 +14,14 @@
 namespace pcache {
 
 struct CacheKey {
-    std::uint64_t off = 0;        // logical byte offset on the backing device
-    std::uint32_t len = 0;        // bytes
-    std::uint32_t flags = 0;      // 0 dirty or format::kKeyFlagClean
-    std::uint32_t seg = 0;        // cache segment id of the data
-    std::uint32_t seg_off = 0;    // offset in that segment's data area
-    std::uint64_t gen = 0;        // segment generation at allocation
-    std::uint32_t data_crc = 0;   // CRC of exactly [off, off+len) when data_crc is on
-    bool crc_bad = false;         // data known not to match its CRC: reads fail
+    std::uint64_t off = 0;       // logical byte offset on the backing device
+    std::uint32_t len = 0;       // bytes
+    std::uint32_t flags = 0;     // 0 dirty or format::kKeyFlagClean
+    std::uint32_t seg = 0;       // cache segment id of the data
+    std::uint32_t seg_off = 0;   // offset in that segment's data area
+    std::uint64_t gen = 0;       // segment generation at allocation
+    std::uint32_t data_crc = 0;  // CRC of exactly [off, off+len) when data_crc is on
+    bool crc_bad = false;        // data known not to match its CRC: reads fail
 
     std::uint64_t end() const { return off + len; }
     // The piece [from, to) of this key (same generation and flags; CRC to be recomputed).
@@ -48,7 +48,8 @@ public:
         assert(k.len > 0);
         auto it = keys_.lower_bound(k.off);
         if (it != keys_.begin()) --it;
-        [[maybe_unused]] std::size_t bound = keys_.size() + 2;  // each step erases or passes one key
+        [[maybe_unused]] std::size_t bound =
+            keys_.size() + 2;  // each step erases or passes one key
         while (it != keys_.end() && it->second.off < k.end()) {
             assert(bound-- > 0);
             const CacheKey e = it->second;

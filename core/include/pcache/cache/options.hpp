@@ -35,8 +35,8 @@ struct CacheOptions {
 
 // Monotonic counters; units in the names.
 struct CacheCounters {
-    std::uint64_t read_hits = 0;           // read pieces served entirely from pmem
-    std::uint64_t read_misses = 0;         // read pieces with at least one backing read
+    std::uint64_t read_hits = 0;    // read pieces served entirely from pmem
+    std::uint64_t read_misses = 0;  // read pieces with at least one backing read
     std::uint64_t pmem_read_bytes = 0;
     std::uint64_t pmem_written_bytes = 0;  // data bytes copied to pmem (writes and fills)
     std::uint64_t backing_read_bytes = 0;
@@ -48,8 +48,8 @@ struct CacheCounters {
     std::uint64_t gc_ksets_retired = 0;
     std::uint64_t writeback_ksets = 0;
     std::uint64_t writeback_errors = 0;
-    std::uint64_t replay_ksets = 0;        // ksets replayed at the last open
-    std::uint64_t replay_keys = 0;         // keys replayed at the last open (stale included)
+    std::uint64_t replay_ksets = 0;  // ksets replayed at the last open
+    std::uint64_t replay_keys = 0;   // keys replayed at the last open (stale included)
     std::uint64_t replay_stale_keys = 0;
     std::uint64_t replay_duration_ns = 0;  // of the last open, when CacheOptions::clock_ns is set
 };

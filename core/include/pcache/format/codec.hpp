@@ -42,7 +42,9 @@ inline std::string hex(std::uint64_t v) {
     std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
     return buf;
 }
-inline std::string at(std::uint64_t device_offset) { return " at device offset " + std::to_string(device_offset); }
+inline std::string at(std::uint64_t device_offset) {
+    return " at device offset " + std::to_string(device_offset);
+}
 
 // ---- CRCs -----------------------------------------------------------------------------------
 // Every record's CRC covers its bytes from offset 4 to its end (for ksets: to the last key).
@@ -71,13 +73,15 @@ inline Result<Superblock> decode_superblock(Bytes bytes, std::uint64_t device_by
         return {Errc::corrupt, "superblock.magic" + at(where + 8) + ": expected " +
                                    hex(kSuperblockMagic) + ", found " + hex(sb.magic)};
     if (auto c = record_crc(sb); c != sb.crc)
-        return {Errc::corrupt, "superblock.crc" + at(where) + ": stored " + hex(sb.crc) +
-                                   ", computed " + hex(c)};
+        return {Errc::corrupt,
+                "superblock.crc" + at(where) + ": stored " + hex(sb.crc) + ", computed " + hex(c)};
     if (sb.flags & kSbFlagBigEndian)
-        return {Errc::unsupported, "superblock.flags" + at(where + 4) +
-                                       ": formatted on a big-endian host, this host is little-endian"};
+        return {Errc::unsupported,
+                "superblock.flags" + at(where + 4) +
+                    ": formatted on a big-endian host, this host is little-endian"};
     if (sb.flags & ~kSbFlagBigEndian)
-        return {Errc::corrupt, "superblock.flags" + at(where + 4) + ": unknown bits " + hex(sb.flags)};
+        return {Errc::corrupt,
+                "superblock.flags" + at(where + 4) + ": unknown bits " + hex(sb.flags)};
     const std::uint64_t fit = geo.seg_num_for(device_bytes);
     if (sb.seg_num == 0 || sb.seg_num > fit || sb.seg_num > kCacheSegsMax)
         return {Errc::corrupt, "superblock.seg_num" + at(where + 16) + ": " +
@@ -151,15 +155,17 @@ inline std::uint32_t cache_mode_of(std::uint32_t cache_flags) noexcept {
 inline Status validate_cache_info(const CacheInfo& ci, std::uint32_t seg_num, std::uint64_t where) {
     const std::string name = "cache_info";
     if (ci.n_segs == 0 || ci.n_segs > seg_num)
-        return {Errc::corrupt, name + ".n_segs" + at(where + 12) + ": " + std::to_string(ci.n_segs) +
-                                   ", expected 1.." + std::to_string(seg_num)};
+        return {Errc::corrupt, name + ".n_segs" + at(where + 12) + ": " +
+                                   std::to_string(ci.n_segs) + ", expected 1.." +
+                                   std::to_string(seg_num)};
     if (ci.seg_id >= seg_num)
         return {Errc::corrupt, name + ".seg_id" + at(where + 8) + ": " + std::to_string(ci.seg_id) +
                                    " is not below seg_num " + std::to_string(seg_num)};
-    const std::uint32_t known = kCacheFlagDataCrc | kCacheFlagInitDone | kCacheFlagModeMask |
-                                kCacheFlagGcPercentMask;
+    const std::uint32_t known =
+        kCacheFlagDataCrc | kCacheFlagInitDone | kCacheFlagModeMask | kCacheFlagGcPercentMask;
     if (ci.flags & ~known)
-        return {Errc::corrupt, name + ".flags" + at(where + 16) + ": unknown bits " + hex(ci.flags)};
+        return {Errc::corrupt,
+                name + ".flags" + at(where + 16) + ": unknown bits " + hex(ci.flags)};
     if (cache_mode_of(ci.flags) != kCacheModeWriteback)
         return {Errc::unsupported, name + ".flags" + at(where + 16) + ": cache mode " +
                                        std::to_string(cache_mode_of(ci.flags)) +
@@ -177,7 +183,8 @@ inline Status validate_segment_info(const SegmentInfo& si, std::uint32_t seg_num
         return {Errc::corrupt, "segment_info.flags" + at(where + 8) + ": type " +
                                    std::to_string(type) + ", expected 1 (cache data)"};
     if (si.flags & ~(kSegInfoFlagHasNext | kSegInfoTypeMask))
-        return {Errc::corrupt, "segment_info.flags" + at(where + 8) + ": unknown bits " + hex(si.flags)};
+        return {Errc::corrupt,
+                "segment_info.flags" + at(where + 8) + ": unknown bits " + hex(si.flags)};
     if ((si.flags & kSegInfoFlagHasNext) && si.next_seg >= seg_num)
         return {Errc::corrupt, "segment_info.next_seg" + at(where + 12) + ": " +
                                    std::to_string(si.next_seg) + " is not below seg_num " +
@@ -193,7 +200,8 @@ inline Status validate_pos(const CachePos& p, std::uint32_t n_segs, std::uint64_
                                    std::to_string(n_segs)};
     if (p.seg_off % 8 != 0 || p.seg_off + kKsetHeaderBytes > seg_data_bytes)
         return {Errc::corrupt, std::string(name) + ".seg_off" + at(where + 12) + ": " +
-                                   std::to_string(p.seg_off) + " is not an 8-byte aligned offset below " +
+                                   std::to_string(p.seg_off) +
+                                   " is not an 8-byte aligned offset below " +
                                    std::to_string(seg_data_bytes - kKsetHeaderBytes)};
     return {};
 }
@@ -202,20 +210,23 @@ inline Status validate_pos(const CachePos& p, std::uint32_t n_segs, std::uint64_
 inline Status validate_key(const KeyOnMedia& k, std::uint32_t n_segs, std::uint64_t seg_data_bytes,
                            std::uint64_t where) {
     auto bad = [&](const char* field, std::uint64_t field_off, std::string what) {
-        return Status(Errc::corrupt, std::string("key.") + field + at(where + field_off) + ": " + what);
+        return Status(Errc::corrupt,
+                      std::string("key.") + field + at(where + field_off) + ": " + what);
     };
     if (k.len == 0) return bad("len", 8, "0, expected > 0");
     if (k.cache_seg_id >= n_segs)
-        return bad("cache_seg_id", 16, std::to_string(k.cache_seg_id) + " is not below n_segs " +
-                                           std::to_string(n_segs));
+        return bad(
+            "cache_seg_id", 16,
+            std::to_string(k.cache_seg_id) + " is not below n_segs " + std::to_string(n_segs));
     if (std::uint64_t(k.cache_seg_off) + k.len > seg_data_bytes)
-        return bad("cache_seg_off", 20, std::to_string(k.cache_seg_off) + " + len " +
-                                            std::to_string(k.len) + " runs past the data area (" +
-                                            std::to_string(seg_data_bytes) + " B)");
+        return bad("cache_seg_off", 20,
+                   std::to_string(k.cache_seg_off) + " + len " + std::to_string(k.len) +
+                       " runs past the data area (" + std::to_string(seg_data_bytes) + " B)");
     if (k.off > UINT64_MAX - k.len) return bad("off", 0, "off + len overflows");
     if ((k.off >> kSubtreeShift) != ((k.off + k.len - 1) >> kSubtreeShift))
-        return bad("off", 0, std::to_string(k.off) + " + " + std::to_string(k.len) +
-                                 " crosses a 4 MiB subtree boundary");
+        return bad("off", 0,
+                   std::to_string(k.off) + " + " + std::to_string(k.len) +
+                       " crosses a 4 MiB subtree boundary");
     if (k.flags != 0 && k.flags != kKeyFlagClean)
         return bad("flags", 12, hex(k.flags) + ", expected 0 or 0x2");
     return {};
@@ -235,13 +246,17 @@ inline std::uint32_t kset_crc(const std::byte* kset, std::uint64_t size_bytes) n
 struct KsetView {
     KsetKind kind = KsetKind::end;
     KsetHeader header{};
-    Bytes bytes;              // the whole kset (header and keys) for normal and LAST
-    std::string end_reason;   // why this position ends the log (kind == end)
+    Bytes bytes;             // the whole kset (header and keys) for normal and LAST
+    std::string end_reason;  // why this position ends the log (kind == end)
 
-    std::uint32_t key_num() const noexcept { return kind == KsetKind::normal ? header.key_num_or_next : 0; }
+    std::uint32_t key_num() const noexcept {
+        return kind == KsetKind::normal ? header.key_num_or_next : 0;
+    }
     std::uint32_t next_cache_seg_id() const noexcept { return header.key_num_or_next; }
     std::uint64_t size_bytes() const noexcept {
-        return kind == KsetKind::normal ? kset_bytes(key_num()) : kind == KsetKind::last ? kKsetHeaderBytes : 0;
+        return kind == KsetKind::normal ? kset_bytes(key_num())
+               : kind == KsetKind::last ? kKsetHeaderBytes
+                                        : 0;
     }
     KeyOnMedia key(std::uint32_t i) const noexcept {  // precondition: i < key_num()
         return load<KeyOnMedia>(bytes, kKsetHeaderBytes + kKeyBytes * i);
@@ -280,7 +295,8 @@ inline Result<KsetView> decode_kset(Bytes window, std::uint32_t n_segs, std::uin
     }
     // From here the bytes were written whole by a writer: anything impossible is corruption.
     if (v.header.flags & ~kKsetFlagLast)
-        return {Errc::corrupt, "kset.flags" + at(where + 16) + ": unknown bits " + hex(v.header.flags)};
+        return {Errc::corrupt,
+                "kset.flags" + at(where + 16) + ": unknown bits " + hex(v.header.flags)};
     if (last && v.header.key_num_or_next >= n_segs)
         return {Errc::corrupt, "kset.next_cache_seg_id" + at(where + 4) + ": " +
                                    std::to_string(v.header.key_num_or_next) +
@@ -296,7 +312,8 @@ inline Result<KsetView> decode_kset(Bytes window, std::uint32_t n_segs, std::uin
 // `image` holds the header followed by the keys.
 inline void seal_kset(std::span<std::byte> image) noexcept {
     KsetHeader h = load<KsetHeader>(image);
-    const std::uint64_t size = (h.flags & kKsetFlagLast) ? kKsetHeaderBytes : kset_bytes(h.key_num_or_next);
+    const std::uint64_t size =
+        (h.flags & kKsetFlagLast) ? kKsetHeaderBytes : kset_bytes(h.key_num_or_next);
     h.magic = kKsetMagic;
     std::memcpy(image.data(), &h, sizeof h);
     h.crc = kset_crc(image.data(), size);

@@ -18,7 +18,8 @@ struct Geometry {
     std::uint64_t segment_bytes = kKernelSegmentBytes;
 
     static constexpr Geometry kernel() noexcept { return {}; }
-    // Smallest test segment: metadata pages plus room for a full kset, its end marker and a LAST kset.
+    // Smallest test segment: metadata pages plus room for a full kset, its end marker and a LAST
+    // kset.
     static constexpr std::uint64_t kSegmentBytesMin = 64 * 1024;
 
     constexpr bool is_kernel() const noexcept { return segment_bytes == kKernelSegmentBytes; }
@@ -33,8 +34,9 @@ struct Geometry {
     }
     // seg_num the formatter computes for a device (section 2.1).
     constexpr std::uint64_t seg_num_for(std::uint64_t device_bytes) const noexcept {
-        return device_bytes < kSegmentsOffsetBytes ? 0
-                                                   : (device_bytes - kSegmentsOffsetBytes) / segment_bytes;
+        return device_bytes < kSegmentsOffsetBytes
+                   ? 0
+                   : (device_bytes - kSegmentsOffsetBytes) / segment_bytes;
     }
     // The kernel refuses cache devices under 512 MiB; test geometries need two segments.
     constexpr std::uint64_t device_bytes_min() const noexcept {

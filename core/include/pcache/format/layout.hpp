@@ -27,10 +27,10 @@ namespace pcache::format {
 
 // First 8 bytes of every duplicated record.
 struct MetaHeader {
-    std::uint32_t crc;      // kcrc(record + 4, sizeof(record) - 4)
-    std::uint8_t seq;       // 8-bit sequence number, serial arithmetic (newest copy wins)
-    std::uint8_t version;   // unused by the kernel; pcache writes 0, readers ignore it
-    std::uint16_t res;      // unused; pcache writes 0, readers ignore it
+    std::uint32_t crc;     // kcrc(record + 4, sizeof(record) - 4)
+    std::uint8_t seq;      // 8-bit sequence number, serial arithmetic (newest copy wins)
+    std::uint8_t version;  // unused by the kernel; pcache writes 0, readers ignore it
+    std::uint16_t res;     // unused; pcache writes 0, readers ignore it
 };
 
 // Device offset 4096. Single copy. CRC covers bytes 4..23 including the tail padding.
@@ -96,16 +96,16 @@ struct KeyOnMedia {
 
 // Header of a kset; a normal kset is followed by key_num keys, a LAST kset by nothing.
 struct KsetHeader {
-    std::uint32_t crc;                 // kcrc(kset + 4, size - 4)
-    std::uint32_t key_num_or_next;     // key count (normal) or next_cache_seg_id (LAST)
-    std::uint64_t magic;               // kKsetMagic; anything else ends the log
-    std::uint64_t flags;               // bit 0 LAST
+    std::uint32_t crc;              // kcrc(kset + 4, size - 4)
+    std::uint32_t key_num_or_next;  // key count (normal) or next_cache_seg_id (LAST)
+    std::uint64_t magic;            // kKsetMagic; anything else ends the log
+    std::uint64_t flags;            // bit 0 LAST
 };
 
 // ---- Layout assertions: size, every field offset, no hidden padding ---------------------
-#define PCACHE_LAYOUT(T, bytes)                                                   \
+#define PCACHE_LAYOUT(T, bytes)                                                     \
     static_assert(std::is_trivially_copyable_v<T> && std::is_standard_layout_v<T>); \
-    static_assert(sizeof(T) == (bytes));                                         \
+    static_assert(sizeof(T) == (bytes));                                            \
     static_assert(std::has_unique_object_representations_v<T>, #T " has hidden padding")
 
 PCACHE_LAYOUT(MetaHeader, kMetaHeaderBytes);
@@ -162,14 +162,18 @@ static_assert(kset_bytes(kKsetKeysMax) == 5144);
 // Record field accessors used by the generic duplicated-record code.
 template <class T>
 concept MetaRecord = std::is_same_v<T, CacheInfo> || std::is_same_v<T, CachePos> ||
-                     std::is_same_v<T, SegmentInfo> || std::is_same_v<T, SegGen>;
+    std::is_same_v<T, SegmentInfo> || std::is_same_v<T, SegGen>;
 
 template <MetaRecord T>
 constexpr const char* record_name() noexcept {
-    if constexpr (std::is_same_v<T, CacheInfo>) return "cache_info";
-    else if constexpr (std::is_same_v<T, CachePos>) return "cache_pos";
-    else if constexpr (std::is_same_v<T, SegmentInfo>) return "segment_info";
-    else return "seg_gen";
+    if constexpr (std::is_same_v<T, CacheInfo>)
+        return "cache_info";
+    else if constexpr (std::is_same_v<T, CachePos>)
+        return "cache_pos";
+    else if constexpr (std::is_same_v<T, SegmentInfo>)
+        return "segment_info";
+    else
+        return "seg_gen";
 }
 
 }  // namespace pcache::format

@@ -28,7 +28,8 @@ public:
     }
     MemPmem(const MemPmem&) = delete;
     MemPmem& operator=(const MemPmem&) = delete;
-    MemPmem(MemPmem&& o) noexcept : base_(std::exchange(o.base_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+    MemPmem(MemPmem&& o) noexcept
+        : base_(std::exchange(o.base_, nullptr)), size_(std::exchange(o.size_, 0)) {}
     ~MemPmem() {
         if (base_) ::munmap(base_, size_);
     }
@@ -41,7 +42,9 @@ public:
         if (!src.empty()) std::memcpy(base_ + off, src.data(), src.size());
         return {};
     }
-    Status flush(std::uint64_t off, std::uint64_t len) { return check_range("pmem flush", off, len, size_); }
+    Status flush(std::uint64_t off, std::uint64_t len) {
+        return check_range("pmem flush", off, len, size_);
+    }
     void drain() {}
     Status read(std::uint64_t off, std::span<std::byte> dst) const {
         PCACHE_TRY(check_range("pmem read", off, dst.size(), size_));

@@ -60,11 +60,13 @@ struct CampaignConfig {
     std::uint64_t recovery_states_max = 4;  // per recovery crash point
     std::uint32_t idempotence_one_in = 4;   // 0: never
     std::uint32_t backing_check_one_in = 4;
-    std::uint32_t crc_flip_one_in = 4;      // with data_crc
+    std::uint32_t crc_flip_one_in = 4;  // with data_crc
     std::uint64_t failures_max = 4;
     std::string tool = "pcache";  // for the reproduce command
 
-    std::uint64_t pmem_bytes() const { return format::kSegmentsOffsetBytes + std::uint64_t(segs) * segment_bytes; }
+    std::uint64_t pmem_bytes() const {
+        return format::kSegmentsOffsetBytes + std::uint64_t(segs) * segment_bytes;
+    }
     CacheOptions cache_options() const {
         CacheOptions o;
         o.data_crc = data_crc;
@@ -92,14 +94,16 @@ struct CampaignResult {
 };
 
 // The command line that replays one case of a campaign.
-inline std::string campaign_command(const CampaignConfig& c, std::uint64_t point, std::uint64_t state,
+inline std::string campaign_command(const CampaignConfig& c, std::uint64_t point,
+                                    std::uint64_t state,
                                     std::uint64_t rpoint = CampaignConfig::kAll,
                                     std::uint64_t rstate = CampaignConfig::kAll) {
     std::string s = c.tool + " sim --seed " + std::to_string(c.seed) + " --mode " +
                     std::string(pmem_mode_name(c.mode)) + " --ops " + std::to_string(c.ops) +
                     " --segment-kib " + std::to_string(c.segment_bytes >> 10) + " --segs " +
-                    std::to_string(c.segs) + " --backing-kib " + std::to_string(c.backing_bytes >> 10) +
-                    " --n-ksets " + std::to_string(c.n_ksets);
+                    std::to_string(c.segs) + " --backing-kib " +
+                    std::to_string(c.backing_bytes >> 10) + " --n-ksets " +
+                    std::to_string(c.n_ksets);
     if (c.data_crc) s += " --data-crc";
     if (c.tear_block_writes) s += " --tear-block-writes";
     if (c.recovery_crashes) s += " --recovery-crashes";
@@ -123,7 +127,9 @@ inline std::vector<WorkloadOp> generate_workload(const CampaignConfig& c) {
         if (pick < 11 || i == 0) {
             op.kind = WorkloadOp::Kind::write;
             const std::uint64_t size_class = rng.below(10);
-            std::uint64_t n = size_class < 6 ? 1 + rng.below(8) : size_class < 9 ? 8 + rng.below(25) : 32 + rng.below(225);
+            std::uint64_t n = size_class < 6   ? 1 + rng.below(8)
+                              : size_class < 9 ? 8 + rng.below(25)
+                                               : 32 + rng.below(225);
             std::uint64_t s = rng.below(3) == 0 ? rng.below(sectors) : rng.below(128);
             if (rng.below(2) == 0) {  // 4 KiB aligned start and length
                 s &= ~std::uint64_t{7};
@@ -137,7 +143,8 @@ inline std::vector<WorkloadOp> generate_workload(const CampaignConfig& c) {
             op.kind = WorkloadOp::Kind::read;
             const std::uint64_t s = rng.below(2) == 0 ? rng.below(sectors) : rng.below(128);
             op.off_bytes = s * kOracleSectorBytes;
-            op.len_bytes = static_cast<std::uint32_t>(std::min<std::uint64_t>(1 + rng.below(64), sectors - s) * kOracleSectorBytes);
+            op.len_bytes = static_cast<std::uint32_t>(
+                std::min<std::uint64_t>(1 + rng.below(64), sectors - s) * kOracleSectorBytes);
         } else if (pick < 17) {
             op.kind = WorkloadOp::Kind::flush;
         } else if (pick < 20) {
@@ -195,8 +202,10 @@ private:
     // ---- the workload -------------------------------------------------------------------------
     void execute(const WorkloadOp& op) {
         switch (op.kind) {
-            case WorkloadOp::Kind::write: return do_write(op);
-            case WorkloadOp::Kind::read: return do_read(op.off_bytes, op.len_bytes);
+            case WorkloadOp::Kind::write:
+                return do_write(op);
+            case WorkloadOp::Kind::read:
+                return do_read(op.off_bytes, op.len_bytes);
             case WorkloadOp::Kind::flush: {
                 Status s = retry_busy([&] { return cache_->flush(); });
                 if (!s.ok()) return fail_live("flush: " + s.to_string());
@@ -218,7 +227,8 @@ private:
                 if (!s.ok()) fail_live("set_gc_percent: " + s.to_string());
                 return;
             }
-            case WorkloadOp::Kind::reopen: return do_reopen();
+            case WorkloadOp::Kind::reopen:
+                return do_reopen();
         }
     }
 
@@ -237,7 +247,8 @@ private:
         (void)cache_->flush();
         for (int step = 0; step < 8; ++step) {
             auto wb = cache_->writeback_step();
-            if (!wb.status.ok()) fail_live("writeback_step while making room: " + wb.status.to_string());
+            if (!wb.status.ok())
+                fail_live("writeback_step while making room: " + wb.status.to_string());
             auto gc = cache_->gc_step();
             if (!gc.status.ok()) fail_live("gc_step while making room: " + gc.status.to_string());
             if (!wb.progressed && !gc.progressed) break;
@@ -254,18 +265,21 @@ private:
         if (s.ok()) {
             oracle_.end_write(op.off_bytes, op.len_bytes, id, op.fua);
         } else if (s.code() != Errc::busy) {
-            fail_live("write [" + std::to_string(op.off_bytes) + ", +" + std::to_string(op.len_bytes) +
-                      "): " + s.to_string());
+            fail_live("write [" + std::to_string(op.off_bytes) + ", +" +
+                      std::to_string(op.len_bytes) + "): " + s.to_string());
         }  // busy after every retry: the write stays in flight (a crash may show it or not)
     }
 
     void do_read(std::uint64_t off, std::uint64_t len) {
         buf_.resize(len);
         Status s = cache_->read(off, buf_);
-        if (!s.ok()) return fail_live("read [" + std::to_string(off) + ", +" + std::to_string(len) + "): " + s.to_string());
+        if (!s.ok())
+            return fail_live("read [" + std::to_string(off) + ", +" + std::to_string(len) +
+                             "): " + s.to_string());
         std::string why;
         for (std::uint64_t at = 0; at < len; at += kOracleSectorBytes)
-            if (!oracle_.check_live((off + at) / kOracleSectorBytes, buf_.data() + at, why)) return fail_live(why);
+            if (!oracle_.check_live((off + at) / kOracleSectorBytes, buf_.data() + at, why))
+                return fail_live(why);
     }
 
     void do_reopen() {
@@ -274,7 +288,8 @@ private:
         oracle_.flushed();
         cache_.reset();
         auto opened = SimCache::open(machine_.pmem, machine_.block, cfg_.cache_options());
-        if (!opened.ok()) return fail_live("reopen after a clean close: " + opened.status().to_string());
+        if (!opened.ok())
+            return fail_live("reopen after a clean close: " + opened.status().to_string());
         cache_ = std::move(opened.value());
         for (const auto& [first, end] : oracle_.touched_runs())
             do_read(first * kOracleSectorBytes, (end - first) * kOracleSectorBytes);
@@ -282,9 +297,9 @@ private:
 
     void fail_live(const std::string& why) {
         if (result_.failures.size() >= cfg_.failures_max) return;
-        result_.failures.push_back("live (no crash), op " + std::to_string(result_.ops_run) + ": " + why +
-                                   " | REPRODUCE seed=" + std::to_string(cfg_.seed) + " cmd: " +
-                                   campaign_command(cfg_, 0, 0));
+        result_.failures.push_back("live (no crash), op " + std::to_string(result_.ops_run) + ": " +
+                                   why + " | REPRODUCE seed=" + std::to_string(cfg_.seed) +
+                                   " cmd: " + campaign_command(cfg_, 0, 0));
         verdicts_.mix(0xFA11);
     }
 
@@ -306,8 +321,8 @@ private:
     }
 
     // Up to `max` state numbers out of `count`: all of them, or 0, count-1 and a seeded sample.
-    static std::vector<std::uint64_t> pick_states(std::uint64_t count, std::uint64_t max, std::uint64_t filter,
-                                                  std::uint64_t seed) {
+    static std::vector<std::uint64_t> pick_states(std::uint64_t count, std::uint64_t max,
+                                                  std::uint64_t filter, std::uint64_t seed) {
         std::vector<std::uint64_t> out;
         if (filter != CampaignConfig::kAll) {
             if (filter < count) out.push_back(filter);
@@ -342,9 +357,11 @@ private:
         const SavedContext saved = enter_check();
         ++result_.crash_points_explored;
         const std::uint64_t seed = cfg_.seed ^ (point * 0xD1B54A32D192ED03ull);
-        SystemExplorer ex(machine_.pmem, machine_.block, {.seed = seed, .samples = cfg_.pmem_samples},
-                          {.seed = seed, .tear_writes = cfg_.tear_block_writes, .samples = cfg_.block_samples});
-        for (std::uint64_t state : pick_states(ex.state_count(), cfg_.states_per_point_max, cfg_.state, seed)) {
+        SystemExplorer ex(
+            machine_.pmem, machine_.block, {.seed = seed, .samples = cfg_.pmem_samples},
+            {.seed = seed, .tear_writes = cfg_.tear_block_writes, .samples = cfg_.block_samples});
+        for (std::uint64_t state :
+             pick_states(ex.state_count(), cfg_.states_per_point_max, cfg_.state, seed)) {
             if (result_.failures.size() >= cfg_.failures_max) break;
             ex.apply(state);
             check_image(point, state, CampaignConfig::kAll, CampaignConfig::kAll, seed ^ state);
@@ -362,7 +379,8 @@ private:
         const std::uint64_t recovery_points = machine_.ctx.persist_points - base;
         ex.rollback();
         const std::uint64_t seed = cfg_.seed ^ (point << 20) ^ state;
-        for (std::uint64_t k : pick_states(recovery_points, cfg_.recovery_points_max, cfg_.recovery_point, seed)) {
+        for (std::uint64_t k :
+             pick_states(recovery_points, cfg_.recovery_points_max, cfg_.recovery_point, seed)) {
             if (result_.failures.size() >= cfg_.failures_max) break;
             ex.apply(state);
             machine_.ctx.persist_points = base;
@@ -377,9 +395,11 @@ private:
             if (crashed) {
                 ++result_.recovery_crashes;
                 const std::uint64_t nseed = seed ^ (k * 0x9E37ull);
-                SystemExplorer nested(machine_.pmem, machine_.block, {.seed = nseed, .samples = cfg_.pmem_samples},
+                SystemExplorer nested(machine_.pmem, machine_.block,
+                                      {.seed = nseed, .samples = cfg_.pmem_samples},
                                       {.seed = nseed, .samples = cfg_.block_samples});
-                for (std::uint64_t t : pick_states(nested.state_count(), cfg_.recovery_states_max, cfg_.recovery_state, nseed)) {
+                for (std::uint64_t t : pick_states(nested.state_count(), cfg_.recovery_states_max,
+                                                   cfg_.recovery_state, nseed)) {
                     nested.apply(t);
                     check_image(point, state, k, t, nseed ^ t);
                     nested.rollback();
@@ -396,8 +416,8 @@ private:
         return splitmix64(x) % n == 0;
     }
 
-    void check_image(std::uint64_t point, std::uint64_t state, std::uint64_t rpoint, std::uint64_t rstate,
-                     std::uint64_t salt) {
+    void check_image(std::uint64_t point, std::uint64_t state, std::uint64_t rpoint,
+                     std::uint64_t rstate, std::uint64_t salt) {
         ++result_.states_checked;
         std::string why = recover_and_check(salt);
         verdicts_.mix(point);
@@ -405,10 +425,11 @@ private:
         verdicts_.mix(why.empty() ? 1 : 2);
         verdicts_.mix(ids_hash_);
         if (why.empty() || result_.failures.size() >= cfg_.failures_max) return;
-        result_.failures.push_back(why + " | REPRODUCE seed=" + std::to_string(cfg_.seed) + " mode=" +
-                                   std::string(pmem_mode_name(cfg_.mode)) + " ops=" + std::to_string(cfg_.ops) +
-                                   " crash_point=" + std::to_string(point) + " state=" + std::to_string(state) +
-                                   " cmd: " + campaign_command(cfg_, point, state, rpoint, rstate));
+        result_.failures.push_back(
+            why + " | REPRODUCE seed=" + std::to_string(cfg_.seed) +
+            " mode=" + std::string(pmem_mode_name(cfg_.mode)) + " ops=" + std::to_string(cfg_.ops) +
+            " crash_point=" + std::to_string(point) + " state=" + std::to_string(state) +
+            " cmd: " + campaign_command(cfg_, point, state, rpoint, rstate));
     }
 
     // Recovers on the applied image and checks it; returns why it fails ("" when it passes).
@@ -421,10 +442,14 @@ private:
         if (one_in(cfg_.idempotence_one_in, salt)) {
             opened = Status{Errc::io, "dropped"};
             auto again = SimCache::open(machine_.pmem, machine_.block, cfg_.check_options());
-            if (!again.ok()) return "second recovery refused what the first accepted: " + again.status().to_string();
+            if (!again.ok())
+                return "second recovery refused what the first accepted: " +
+                       again.status().to_string();
             std::vector<std::uint64_t> ids2;
-            if (std::string why = read_and_check(**again, ids2); !why.empty()) return "second recovery: " + why;
-            if (ids2 != ids) return "recovery is not idempotent: a second recovery reads different writes";
+            if (std::string why = read_and_check(**again, ids2); !why.empty())
+                return "second recovery: " + why;
+            if (ids2 != ids)
+                return "recovery is not idempotent: a second recovery reads different writes";
             opened = std::move(again);
         }
         SimCache& c = **opened;
@@ -448,7 +473,9 @@ private:
                 std::string why;
                 for (std::uint64_t i = 0; i < n; ++i) {
                     std::uint64_t id = 0;
-                    if (!oracle_.check_after_crash(s + i, check_buf_.data() + i * kOracleSectorBytes, id, why)) return why;
+                    if (!oracle_.check_after_crash(
+                            s + i, check_buf_.data() + i * kOracleSectorBytes, id, why))
+                        return why;
                     ids.push_back(id);
                 }
                 s += n;
@@ -485,8 +512,10 @@ private:
                 std::uint64_t id = 0;
                 const bool whole = oracle_identify_sector(sector, s, id);
                 if (!whole || id != ids[at])
-                    return "after writeback to clean, backing sector " + std::to_string(s) + " holds " +
-                           (whole ? "write " + std::to_string(id) : std::string("bytes no write produced")) +
+                    return "after writeback to clean, backing sector " + std::to_string(s) +
+                           " holds " +
+                           (whole ? "write " + std::to_string(id)
+                                  : std::string("bytes no write produced")) +
                            " but the cache returned write " + std::to_string(ids[at]);
             }
         }
@@ -500,11 +529,13 @@ private:
         std::uint64_t victim = 0;
         for (std::uint32_t seg = 0; seg < cfg_.segs && victim == 0; ++seg) {
             const std::uint64_t base = geo.data_offset(seg);
-            for (std::uint64_t off = 0; off + kOracleSectorBytes <= geo.seg_data_bytes(); off += kOracleSectorBytes) {
+            for (std::uint64_t off = 0; off + kOracleSectorBytes <= geo.seg_data_bytes();
+                 off += kOracleSectorBytes) {
                 (void)machine_.pmem.read(base + off, sector);
                 std::uint64_t id = 0, lba = 0;
                 std::memcpy(&lba, sector + 8, 8);
-                if (lba < oracle_.sector_count() && oracle_identify_sector(sector, lba, id) && id != 0) {
+                if (lba < oracle_.sector_count() && oracle_identify_sector(sector, lba, id) &&
+                    id != 0) {
                     victim = base + off;
                     break;
                 }
@@ -516,9 +547,11 @@ private:
         std::size_t at = 0;
         for (const auto& [first, end] : oracle_.touched_runs()) {
             for (std::uint64_t s = first; s < end; ++s, ++at) {
-                Status st = c.read(s * kOracleSectorBytes, std::span<std::byte>(sector, kOracleSectorBytes));
+                Status st = c.read(s * kOracleSectorBytes,
+                                   std::span<std::byte>(sector, kOracleSectorBytes));
                 if (!st.ok()) {
-                    if (st.code() != Errc::data_crc) return "read after a data flip: " + st.to_string();
+                    if (st.code() != Errc::data_crc)
+                        return "read after a data flip: " + st.to_string();
                     continue;
                 }
                 std::uint64_t id = 0;
@@ -539,7 +572,7 @@ private:
     std::uint64_t ids_hash_ = 0;
     std::uint64_t recovery_target_ = 0;  // persistence ordinal at which recovery is cut
     bool in_check_ = false;
-    std::vector<std::byte> buf_;        // the workload's I/O buffer (the engine may hold a span of it)
+    std::vector<std::byte> buf_;  // the workload's I/O buffer (the engine may hold a span of it)
     std::vector<std::byte> check_buf_;  // the checks' own, so a check never moves buf_
 };
 

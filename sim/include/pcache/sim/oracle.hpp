@@ -61,10 +61,12 @@ public:
 
     // A write is issued: from now on a crash may expose it. Returns its id.
     std::uint64_t begin_write(std::uint64_t off_bytes, std::uint64_t len_bytes) {
-        PCACHE_SIM_ASSERT(off_bytes % kOracleSectorBytes == 0 && len_bytes % kOracleSectorBytes == 0);
+        PCACHE_SIM_ASSERT(off_bytes % kOracleSectorBytes == 0 &&
+                          len_bytes % kOracleSectorBytes == 0);
         PCACHE_SIM_ASSERT(off_bytes + len_bytes <= sectors_.size() * kOracleSectorBytes);
         const std::uint64_t id = ++writes_;
-        for (std::uint64_t s = off_bytes / kOracleSectorBytes; s < (off_bytes + len_bytes) / kOracleSectorBytes; ++s) {
+        for (std::uint64_t s = off_bytes / kOracleSectorBytes;
+             s < (off_bytes + len_bytes) / kOracleSectorBytes; ++s) {
             Sector& st = sectors_[s];
             if (st.ids.empty()) {
                 st.ids.push_back(0);
@@ -76,9 +78,11 @@ public:
     }
     // The write returned ok: reads must return it; with FUA it is durable too.
     void end_write(std::uint64_t off_bytes, std::uint64_t len_bytes, std::uint64_t id, bool fua) {
-        for (std::uint64_t s = off_bytes / kOracleSectorBytes; s < (off_bytes + len_bytes) / kOracleSectorBytes; ++s) {
+        for (std::uint64_t s = off_bytes / kOracleSectorBytes;
+             s < (off_bytes + len_bytes) / kOracleSectorBytes; ++s) {
             Sector& st = sectors_[s];
-            const auto at = static_cast<std::uint32_t>(std::find(st.ids.begin(), st.ids.end(), id) - st.ids.begin());
+            const auto at = static_cast<std::uint32_t>(std::find(st.ids.begin(), st.ids.end(), id) -
+                                                       st.ids.begin());
             PCACHE_SIM_ASSERT(at < st.ids.size());
             st.live = at;
             if (fua) st.durable = std::max(st.durable, at);
@@ -108,20 +112,24 @@ public:
     bool check_after_crash(std::uint64_t sector, const std::byte* bytes, std::uint64_t& id,
                            std::string& why) const {
         if (!oracle_identify_sector(bytes, sector, id)) {
-            why = "sector " + std::to_string(sector) + " holds bytes no write produced (a mix or garbage)";
+            why = "sector " + std::to_string(sector) +
+                  " holds bytes no write produced (a mix or garbage)";
             return false;
         }
         const Sector& st = sectors_[sector];
         if (st.ids.empty()) {
             if (id == 0) return true;
-            why = "sector " + std::to_string(sector) + " was never written but reads as write " + std::to_string(id);
+            why = "sector " + std::to_string(sector) + " was never written but reads as write " +
+                  std::to_string(id);
             return false;
         }
         for (std::size_t i = st.durable; i < st.ids.size(); ++i)
             if (st.ids[i] == id) return true;
-        const bool older = std::find(st.ids.begin(), st.ids.begin() + st.durable, id) != st.ids.begin() + st.durable;
+        const bool older = std::find(st.ids.begin(), st.ids.begin() + st.durable, id) !=
+                           st.ids.begin() + st.durable;
         why = "sector " + std::to_string(sector) + " reads as write " + std::to_string(id) +
-              (older ? " but write " + std::to_string(st.ids[st.durable]) + " was durable (lost a flushed write)"
+              (older ? " but write " + std::to_string(st.ids[st.durable]) +
+                           " was durable (lost a flushed write)"
                      : " which never wrote it");
         return false;
     }
@@ -137,7 +145,8 @@ public:
         if (whole && !st.ids.empty() && st.live + 1 < st.ids.size() &&
             std::find(st.ids.begin() + st.live, st.ids.end(), id) != st.ids.end())
             return true;
-        why = "live read of sector " + std::to_string(sector) + ": expected write " + std::to_string(want) +
+        why = "live read of sector " + std::to_string(sector) + ": expected write " +
+              std::to_string(want) +
               (whole ? ", found write " + std::to_string(id) : ", found bytes no write produced");
         return false;
     }
