@@ -106,7 +106,7 @@ private:
         std::uint32_t refs = 0;  // keys in the log + the data head filling it
     };
     struct KsetBuffer {
-        std::mutex mutex;
+        mutable std::mutex mutex;
         std::uint32_t key_num = 0;
         std::vector<std::byte> image = std::vector<std::byte>(format::kKsetBytesMax);
     };

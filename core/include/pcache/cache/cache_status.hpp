@@ -37,8 +37,10 @@ CacheCounters Cache<Pmem, Block>::counters() const {
 
 template <PmemDevice Pmem, BlockDevice Block>
 bool Cache<Pmem, Block>::is_clean() const {
-    for (const KsetBuffer& kb : ksets_)
+    for (const KsetBuffer& kb : ksets_) {
+        std::lock_guard g(kb.mutex);
         if (kb.key_num != 0) return false;
+    }
     return dirty_tail() == key_head();
 }
 
