@@ -41,6 +41,13 @@ struct LogPos {
     bool operator==(const LogPos&) const = default;
 };
 
+// Where the log continues after the valid kset `v` at `pos`: the next cache segment's start for
+// a LAST kset, the byte after the kset otherwise.
+inline LogPos log_pos_after(LogPos pos, const format::KsetView& v) {
+    if (v.kind == format::KsetKind::last) return LogPos{v.next_cache_seg_id(), 0};
+    return LogPos{pos.seg, pos.off + static_cast<std::uint32_t>(v.size_bytes())};
+}
+
 template <PmemDevice Pmem, BlockDevice Block>
 class Cache {
 public:

@@ -42,7 +42,7 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::gc_step() {
         if (dt.seg == kt.seg) return {};
         {
             std::lock_guard g(tail_mutex_);
-            key_tail_.pos = LogPos{v.next_cache_seg_id(), 0};
+            key_tail_.pos = log_pos_after(kt, v);
             if (Status s = write_tail(key_tail_, format::kKeyTailOffsetBytes); !s.ok())
                 return fail(s);
         }
@@ -72,7 +72,7 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::gc_step() {
     }
     {
         std::lock_guard g(tail_mutex_);
-        key_tail_.pos = LogPos{kt.seg, kt.off + static_cast<std::uint32_t>(v.size_bytes())};
+        key_tail_.pos = log_pos_after(kt, v);
         if (Status s = write_tail(key_tail_, format::kKeyTailOffsetBytes); !s.ok()) return fail(s);
     }
     count(&CacheCounters::gc_runs);

@@ -80,7 +80,7 @@ Status Cache<Pmem, Block>::replay() {
         counters_.replay_ksets += 1;
         if (opts_.replay_progress && counters_.replay_ksets % 256 == 0)
             opts_.replay_progress(counters_.replay_ksets, counters_.replay_keys);
-        pos.off += static_cast<std::uint32_t>(v.size_bytes());
+        pos = log_pos_after(pos, v);
     }
     if (!dirty_tail_seen)
         return {Errc::corrupt, "replay: the key log ends at " + std::to_string(pos.seg) + ":" +

@@ -124,9 +124,7 @@ Status Cache<Pmem, Block>::check_invariants() {
                                            " points into a reclaimed segment " +
                                            std::to_string(k.cache_seg_id)};
         }
-        pos = v.kind == format::KsetKind::last
-                  ? LogPos{v.next_cache_seg_id(), 0}
-                  : LogPos{pos.seg, pos.off + static_cast<std::uint32_t>(v.size_bytes())};
+        pos = log_pos_after(pos, v);
         if (pos == dt) dirty = true;
     }
     if (!dirty) return {Errc::corrupt, "dirty_tail is not between key_tail and key_head"};

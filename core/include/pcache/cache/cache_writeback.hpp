@@ -48,7 +48,7 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
                                             std::to_string(pos.off) +
                                             " although key_head is further: " + v.end_reason});
         if (v.kind == format::KsetKind::last) {
-            pos = LogPos{v.next_cache_seg_id(), 0};
+            pos = log_pos_after(pos, v);
             continue;
         }
         Subtree newest;  // overlaps inside the kset: later keys win
@@ -97,7 +97,7 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
             count(&CacheCounters::backing_written_bytes, run_bytes);
             batch_written_bytes += run_bytes;
         }
-        pos = LogPos{pos.seg, pos.off + static_cast<std::uint32_t>(v.size_bytes())};
+        pos = log_pos_after(pos, v);
     }
     // Every write of the batch must be durable before dirty_tail passes it.
 #ifndef PCACHE_MUTANT_M4
