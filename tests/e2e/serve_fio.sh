@@ -4,8 +4,9 @@
 #   NBD:  pcache nbdkit plugin (fio's nbd engine)  vs  nbdkit's memory plugin
 # Workloads: 4 KiB random writes at queue depth 1 and 32, 4 KiB random reads at depth 32,
 # SECONDS_PER_JOB each (default 4). Prints a Markdown table of IOPS and ratios (also written to
-# REPORT_FILE if given). Fails only if a ratio is below a sanity floor (0.2): the goal (0.9 for
-# FUSE) is reported, not enforced, because a shared machine's noise would make it flaky.
+# REPORT_FILE if given). As a ctest this is a functional test: it fails when a front end fails to
+# start, fio reports an I/O error, or a job completes no I/O at all. No speed is asserted (speed
+# belongs in benchmarks: a loaded machine would make any floor flaky); the ratios are reported.
 #
 #   usage: serve_fio.sh PCACHE_BINARY [REPORT_FILE]
 # Exit 0 pass, 1 fail, 77 skipped.
@@ -80,17 +81,17 @@ nbd_round pcache "$PCACHE" serve --pmem "$WORK/pmem" --backing "$WORK/backing" -
 
 table="| front end | workload | ceiling IOPS | pcache IOPS | ratio |
 |---|---|---|---|---|"
-low=""
+idle=""
 for fe in fuse nbd; do
     for j in "${JOBS[@]}"; do
         set -- $j
         c=${IOPS["$fe ceiling $1 $2"]} p=${IOPS["$fe pcache $1 $2"]}
         r=$(python3 -c "print(f'{$p / max($c, 1):.2f}')")
         table+=$'\n'"| $fe | 4 KiB $1, QD $2 | $c | $p | $r |"
-        python3 -c "import sys; sys.exit(0 if $p / max($c, 1) >= 0.2 else 1)" || low+=" $fe/$1/$2"
+        [ "$p" -gt 0 ] && [ "$c" -gt 0 ] || idle+=" $fe/$1/$2"
     done
 done
 echo "$table"
 [ -n "$REPORT" ] && echo "$table" > "$REPORT"
-[ -z "$low" ] || die "ratio below the 0.2 sanity floor for:$low"
+[ -z "$idle" ] || die "no I/O completed for:$idle"
 log "PASS"
