@@ -84,6 +84,9 @@ public:
             if (s.code() != Errc::busy) return s;
             off += done;
             data = data.subspan(done);
+            // Buffered keys pin data segments until their ksets are in the log, where
+            // writeback can reach them: close the buffers now instead of at the next timer.
+            if (Status fs = cache_.flush_ksets(); !fs.ok() && fs.code() != Errc::busy) return fs;
             const std::uint64_t seen = progress_seq();
             wake();
             std::unique_lock l(mutex_);

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <span>
 #include <string>
 #include <vector>
@@ -111,6 +112,9 @@ private:
         std::uint8_t gen_seq = 0;
         unsigned gen_index = 0;
         std::uint32_t refs = 0;  // keys in the log + the data head filling it
+        // Held shared while a read copies this segment's bytes, exclusively while its
+        // generation is bumped: a segment is never reclaimed (and reused) under a copy.
+        mutable std::shared_mutex read_mutex;
     };
     struct KsetBuffer {
         mutable std::mutex mutex;
@@ -150,6 +154,19 @@ private:
     bool key_is_stale(const CacheKey& k) const {
         return k.gen < segs_[k.seg].gen.load(std::memory_order_acquire);
     }
+    // The key-log reserve (docs/design.md "The key-log reserve"), in units of largest ksets:
+    // how many more ksets of kKsetBytesMax the log can append using the room left at key_head
+    // and the free segments. Invariant: log_capacity_locked() >= open_ksets_.
+    std::uint64_t log_capacity_locked() const {
+        return log_room_ksets_ + std::uint64_t(n_segs_ - segs_used_) * per_seg_ksets_;
+    }
+    // May a data segment be taken from the pool without eating into the reserve?
+    bool data_seg_allowed_locked() const {
+        return log_capacity_locked() >= per_seg_ksets_ + ksets_.size();
+    }
+    void set_log_room_locked(LogPos head);
+    Status open_kset_locked(KsetBuffer& kb);
+    Status reserve_busy(const char* what) const;
     struct Allocation {
         std::uint32_t seg, off, len;
         std::uint64_t gen;
@@ -202,6 +219,9 @@ private:
     static constexpr std::uint32_t kNoSeg = UINT32_MAX;
     std::uint32_t data_head_seg_ = kNoSeg;
     std::uint32_t data_head_off_ = 0;
+    std::uint32_t per_seg_ksets_ = 1;   // largest ksets a fresh segment holds (+ a LAST kset)
+    std::uint32_t log_room_ksets_ = 0;  // largest ksets that still fit at key_head
+    std::uint32_t open_ksets_ = 0;      // kset buffers holding keys
 
     std::vector<Subtree> subtrees_;
     std::vector<KsetBuffer> ksets_;

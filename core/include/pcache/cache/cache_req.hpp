@@ -194,7 +194,7 @@ void Cache<Pmem, Block>::fill_miss_locked(Subtree& st, std::uint64_t off,
             if (opts_.data_crc) key.data_crc = crc::kcrc(bytes.data(), bytes.size());
             KsetBuffer& kb = kset_for(key.off);
             std::lock_guard g(kb.mutex);
-            if (kb.key_num < format::kKsetKeysMax) {
+            if (kb.key_num < format::kKsetKeysMax && open_kset_locked(kb).ok()) {
                 st.insert(
                     key, [this](const CacheKey& k) { return key_is_stale(k); },
                     [this](const CacheKey& whole, CacheKey& piece) {
