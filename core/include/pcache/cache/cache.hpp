@@ -192,7 +192,8 @@ private:
     Status write_piece(std::uint64_t off, std::span<const std::byte> data, bool fua,
                        std::uint32_t& written);
     Status read_piece(std::uint64_t off, std::span<std::byte> out);
-    Status read_from_key(const CacheKey& k, std::uint64_t from, std::span<std::byte> out);
+    Status read_from_key(const CacheKey& k, std::uint64_t from, std::span<std::byte> out,
+                         bool& stale);
     void fill_miss_locked(Subtree& st, std::uint64_t off, std::span<const std::byte> data);
     Status check_io(const char* what, std::uint64_t off, std::uint64_t len) const;
 

@@ -122,6 +122,8 @@ Status Cache<Pmem, Block>::insert_and_append(Subtree& st, const CacheKey& key, b
 template <PmemDevice Pmem, BlockDevice Block>
 void Cache<Pmem, Block>::fix_piece_crc(const CacheKey& whole, CacheKey& piece) {
     if (!opts_.data_crc || whole.crc_bad) return;
+    std::shared_lock rl(segs_[whole.seg].read_mutex);
+    if (key_is_stale(whole)) return;  // so is the piece: every walk drops it
     std::vector<std::byte> buf(whole.len);
     if (!pmem_.read(data_addr(whole.seg, whole.seg_off), buf).ok() ||
         crc::kcrc(buf.data(), buf.size()) != whole.data_crc) {

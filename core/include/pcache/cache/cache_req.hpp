@@ -103,10 +103,17 @@ Status Cache<Pmem, Block>::read(std::uint64_t off, std::span<std::byte> out) {
 }
 
 // Copies [from, from + out.size()) of key k. With data_crc the whole key is verified first.
+// The copy runs under the segment's read lock, after a generation check: the segment cannot be
+// invalidated (and reused) during the copy. A key found stale sets `stale` and copies nothing.
 template <PmemDevice Pmem, BlockDevice Block>
 Status Cache<Pmem, Block>::read_from_key(const CacheKey& k, std::uint64_t from,
-                                         std::span<std::byte> out) {
+                                         std::span<std::byte> out, bool& stale) {
     assert(from >= k.off && from + out.size() <= k.end());
+    std::shared_lock rl(segs_[k.seg].read_mutex);
+#ifndef PCACHE_MUTANT_M17  // seeded bug: no generation check: copies a reclaimed segment's bytes
+    stale = key_is_stale(k);
+    if (stale) return {};
+#endif
     auto crc_error = [&] {
         count(&CacheCounters::data_crc_errors);
         return Status(Errc::data_crc, "cached data for [" + std::to_string(k.off) + ", +" +
@@ -144,15 +151,18 @@ Status Cache<Pmem, Block>::read_from_key(const CacheKey& k, std::uint64_t from,
     return {};
 }
 
+// Walks the subtree under its lock. GC does not take subtree locks, so a key found by the walk
+// may be reclaimed before its bytes are copied: the copy then reports it stale and the rest of
+// the piece is walked again, the stale key dropped. Its bytes then come from the backing device,
+// which holds them (GC only reclaims written-back keys; docs/design.md "Reads under GC").
+inline constexpr unsigned kReadWalksMax = 16;
+
 template <PmemDevice Pmem, BlockDevice Block>
 Status Cache<Pmem, Block>::read_piece(std::uint64_t off, std::span<std::byte> out) {
     const std::uint64_t end = off + out.size();
     Subtree& st = subtree_for(off);
     std::lock_guard g(st.mutex);
     boost::container::small_vector<CacheKey, 8> hits;  // no heap allocation for a typical read
-    st.for_each_overlap(
-        off, end, [this](const CacheKey& k) { return key_is_stale(k); },
-        [&](const CacheKey& k) { hits.push_back(k); });
     std::uint64_t cursor = off;
     bool missed = false;
     auto miss = [&](std::uint64_t to) -> Status {
@@ -163,15 +173,26 @@ Status Cache<Pmem, Block>::read_piece(std::uint64_t off, std::span<std::byte> ou
         if (opts_.fill_on_read_miss) fill_miss_locked(st, cursor, dst);
         return {};
     };
-    for (const CacheKey& k : hits) {
-        if (k.off > cursor) PCACHE_TRY(miss(k.off));
-        const std::uint64_t from = std::max(k.off, cursor), to = std::min(k.end(), end);
-        PCACHE_TRY(read_from_key(k, from, out.subspan(from - off, to - from)));
-        // Invalidation bumps the generation before the segment can be reused: a changed
-        // generation after the copy means the bytes may belong to someone else.
-        if (key_is_stale(k))
-            return {Errc::io, "cache segment reclaimed during a read (index out of date)"};
-        cursor = to;
+    for (unsigned walk = 1;; ++walk) {
+        hits.clear();
+        st.for_each_overlap(
+            cursor, end, [this](const CacheKey& k) { return key_is_stale(k); },
+            [&](const CacheKey& k) { hits.push_back(k); });
+        bool stale = false;
+        for (const CacheKey& k : hits) {
+            if (k.off > cursor) PCACHE_TRY(miss(k.off));
+            const std::uint64_t from = std::max(k.off, cursor), to = std::min(k.end(), end);
+            PCACHE_TRY(read_from_key(k, from, out.subspan(from - off, to - from), stale));
+            if (stale) break;
+            cursor = to;
+        }
+        if (!stale) break;
+        count(&CacheCounters::read_retries);
+        if (walk == kReadWalksMax)
+            return {Errc::io, "read [" + std::to_string(off) + ", +" +
+                                  std::to_string(out.size()) + "): the index changed under " +
+                                  std::to_string(kReadWalksMax) +
+                                  " walks in a row (GC reclaiming every key found)"};
     }
     if (cursor < end) PCACHE_TRY(miss(end));
     count(missed ? &CacheCounters::read_misses : &CacheCounters::read_hits);

@@ -52,6 +52,7 @@ struct CacheCounters {
     std::uint64_t replay_keys = 0;   // keys replayed at the last open (stale included)
     std::uint64_t replay_stale_keys = 0;
     std::uint64_t replay_duration_ns = 0;  // of the last open, when CacheOptions::clock_ns is set
+    std::uint64_t read_retries = 0;  // read walks repeated because GC reclaimed a key under them
 };
 
 // Calls fn(name, value) for every counter, in a stable order; names carry their unit
@@ -75,6 +76,7 @@ void for_each_counter(const CacheCounters& c, Fn&& fn) {
     fn("replay_keys", c.replay_keys);
     fn("replay_stale_keys", c.replay_stale_keys);
     fn("replay_duration_ns", c.replay_duration_ns);
+    fn("read_retries", c.read_retries);
 }
 
 }  // namespace pcache
