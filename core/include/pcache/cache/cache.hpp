@@ -89,6 +89,8 @@ public:
     Status message(const std::string& text);  // "gc_percent N"
     Status set_gc_percent(std::uint32_t percent);
     CacheCounters counters() const;
+    // Whether writeback is failing now (a backing device error), since when and why.
+    WritebackHealth writeback_health() const;
     // Bytes of dirty keys appended to the log (buffered or durable) and not yet written back:
     // what "flush everything" still has to write. 0 exactly when the cache is clean.
     std::uint64_t dirty_bytes() const { return dirty_bytes_.load(std::memory_order_relaxed); }
@@ -200,6 +202,9 @@ private:
     // cache_writeback.hpp / cache_gc.hpp
     Status write_tail(Tail& t, std::uint64_t slot0_addr);
     Status decode_kset_at(LogPos pos, std::vector<std::byte>& buf, format::KsetView& v);
+    void writeback_lost(const CacheKey& k, const std::string& why);
+    StepResult writeback_failed(Status s);
+    std::string writeback_failing_note() const;
 
     Pmem& pmem_;
     Block& backing_;
@@ -235,6 +240,8 @@ private:
     std::mutex writeback_mutex_;  // one writeback step at a time
     std::mutex gc_mutex_;         // one GC step at a time
     std::atomic<bool> gc_failed_{false};
+    mutable std::mutex health_mutex_;  // leaf
+    WritebackHealth health_;
 
     std::atomic<std::uint64_t> dirty_bytes_{0};
     mutable std::mutex counters_mutex_;

@@ -111,6 +111,7 @@ Status Cache<Pmem, Block>::insert_and_append(Subtree& st, const CacheKey& key, b
     st.insert(
         key, [this](const CacheKey& k) { return key_is_stale(k); },
         [this](const CacheKey& whole, CacheKey& piece) { fix_piece_crc(whole, piece); });
+    st.clear_poison(key.off, key.end());  // newer data replaces data lost in writeback
     append_key_locked(kb, key);
     appended = true;
     if (kb.key_num == format::kKsetKeysMax || force_close) return kset_close_locked(kb);

@@ -42,7 +42,11 @@ Status Cache<Pmem, Block>::write(std::uint64_t off, std::span<const std::byte> d
         std::uint32_t written = 0;
         Status st = write_piece(at, data.subspan(done, piece), fua, written);
         if (!st.ok()) {
-            if (st.code() == Errc::busy) count(&CacheCounters::busy_returns);
+            if (st.code() == Errc::busy) {
+                count(&CacheCounters::busy_returns);
+                if (std::string note = writeback_failing_note(); !note.empty())
+                    return {Errc::busy, st.message() + note};
+            }
             return st;
         }
         assert(written > 0 && written <= piece);
@@ -162,6 +166,10 @@ Status Cache<Pmem, Block>::read_piece(std::uint64_t off, std::span<std::byte> ou
     const std::uint64_t end = off + out.size();
     Subtree& st = subtree_for(off);
     std::lock_guard g(st.mutex);
+    if (const auto* p = st.poisoned(off, end))
+        return {Errc::io, "read [" + std::to_string(off) + ", +" + std::to_string(out.size()) +
+                              "): [" + std::to_string(p->first) + ", " +
+                              std::to_string(p->second.end) + ") " + p->second.why};
     boost::container::small_vector<CacheKey, 8> hits;  // no heap allocation for a typical read
     std::uint64_t cursor = off;
     bool missed = false;
