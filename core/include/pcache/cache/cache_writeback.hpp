@@ -113,8 +113,8 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
             if (Status s = format::validate_key(k, n_segs_, seg_data_bytes(), where); !s.ok())
                 return fail(s);
             if (k.flags & format::kKeyFlagClean) continue;
-            CacheKey ck{k.off, k.len, k.flags, k.cache_seg_id, k.cache_seg_off, k.seg_gen,
-                        k.data_crc, false};
+            CacheKey ck{k.off,           k.len,     k.flags,    k.cache_seg_id,
+                        k.cache_seg_off, k.seg_gen, k.data_crc, false};
             if (opts_.data_crc) {
                 data.resize(k.len);
                 if (Status s = pmem_.read(data_addr(k.cache_seg_id, k.cache_seg_off), data);
@@ -129,8 +129,8 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
                 }
             }
             batch_dirty_bytes += k.len;
-            newest.insert(ck, [](const CacheKey&) { return false; },
-                          [](const CacheKey&, CacheKey&) {});
+            newest.insert(
+                ck, [](const CacheKey&) { return false; }, [](const CacheKey&, CacheKey&) {});
         }
         // Keys that continue each other both on the backing device and in pmem (a sequential
         // write) go out as one request of up to kWritebackRunBytesMax. Lost keys are skipped.
