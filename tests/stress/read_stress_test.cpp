@@ -88,7 +88,9 @@ void run_stress(bool data_crc, std::uint64_t reads_total) {
     std::string first_error;
     auto report = [&](const std::string& what) {
         std::lock_guard g(report_mutex);
-        if (errors++ == 0) first_error = what;
+        if (errors++ == 0)
+            first_error = what + " (thread interleaving is not reproducible; rerun: " +
+                          "tests/stress/read_stress_test --gtest_repeat=20)";
         stop = true;
     };
 
