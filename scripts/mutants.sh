@@ -25,13 +25,13 @@ verdict_re='ORACLE VIOLATION: |DETECTED: '
 
 declare -A target filter desc
 ids=()
+trim() { sed -e 's/^[[:space:]]*//' -e 's/[[:space:]]*$//' <<<"$1"; }
 while IFS='|' read -r id tgt flt dsc; do
-    id=$(echo "$id" | xargs)
-    [ -z "$id" ] && continue
-    case "$id" in \#*) continue ;; esac
-    target[$id]=$(echo "$tgt" | xargs)
-    filter[$id]=$(echo "$flt" | xargs)
-    desc[$id]=$(echo "$dsc" | sed -e 's/^ *//' -e 's/ *$//')
+    case "$id" in \#* | '') continue ;; esac
+    id=$(trim "$id")
+    target[$id]=$(trim "$tgt")
+    filter[$id]=$(trim "$flt")
+    desc[$id]=$(trim "$dsc")
     ids+=("$id")
 done <"$table"
 if [ $# -gt 0 ]; then mutants=("$@"); else mutants=("${ids[@]}"); fi
@@ -62,7 +62,9 @@ printf '%-8s %-8s %5s  %s\n' mutant verdict secs "first verdict / description"
 
 # No mutant: every (target, filter) of the table passes, and the controls.
 declare -A filters_of
-for m in "${ids[@]}"; do filters_of[${target[$m]}]="${filters_of[${target[$m]}]:-}:${filter[$m]}"; done
+for m in "${ids[@]}"; do  # positive patterns only: a negative part (after '-') narrows one mutant's run
+    filters_of[${target[$m]}]="${filters_of[${target[$m]}]:-}:${filter[$m]%%-*}"
+done
 build "" "${!filters_of[@]}"
 for t in "${!filters_of[@]}"; do
     f=$(echo "${filters_of[$t]#:}" | tr ':' '\n' | sort -u | paste -sd: -)
