@@ -148,6 +148,7 @@ struct SuiteCase {
     std::uint32_t explore_one_in = 0;  // 0: 2 (6 with recovery crashes)
     bool focus = false;
     std::uint64_t seeds = 0;  // 0: PCACHE_CRASH_SEEDS (6)
+    bool tear = false;        // unflushed backing writes tear at 512-byte sectors
 };
 
 // The long cases: `log` crosses key-log segments, chains LAST ksets, wraps the log and every
@@ -161,7 +162,7 @@ const SuiteCase kSuite[] = {
     {"x86-recovery", PmemMode::x86, false, 1, 64 << 10, 6, true},
     {"eadr", PmemMode::eadr, false, 1, 64 << 10, 6, false},
     {"x86-log", PmemMode::x86, false, 1, 64 << 10, 8, false, 10000, 1 << 20, 2048, true, 2},
-    {"x86-stripes", PmemMode::x86, false, 2, 64 << 10, 8, false, 1500, 8 << 20, 16, true, 2},
+    {"x86-stripes", PmemMode::x86, false, 2, 64 << 10, 8, false, 1500, 8 << 20, 16, true, 2, true},
 };
 
 std::uint64_t suite_seeds() { return env_u64("PCACHE_CRASH_SEEDS").value_or(6); }
@@ -179,6 +180,7 @@ CampaignConfig suite_config(const SuiteCase& sc, std::uint64_t seed) {
     c.recovery_crashes = sc.recovery_crashes;
     c.explore_one_in = sc.explore_one_in != 0 ? sc.explore_one_in : sc.recovery_crashes ? 6 : 2;
     c.focus = sc.focus;
+    c.tear_block_writes = sc.tear;
     c.states_per_point_max = sc.recovery_crashes ? 3 : 8;
     c.crc_flip_one_in = 2;
     c.tool = "build/dev/tools/pcache";
