@@ -95,8 +95,12 @@ CampaignConfig property_config(PmemMode mode) {
     return c;
 }
 
-void property(PmemMode mode, bool recovery_crashes) {
+void property(PmemMode mode, bool recovery_crashes, const char* test) {
     CampaignConfig c = property_config(mode);
+    c.replay_cmd = std::string(
+                       "RC_PARAMS=\"reproduce=<the string RapidCheck prints below>\" "
+                       "build/dev/tests/crash/crash_campaign_test --gtest_filter=CrashProperty.") +
+                   test;
     c.recovery_crashes = recovery_crashes;
     if (recovery_crashes) {
         c.explore_one_in = 8;
@@ -111,10 +115,16 @@ void property(PmemMode mode, bool recovery_crashes) {
     RC_ASSERT(r.failures.empty());
 }
 
-RC_GTEST_PROP(CrashProperty, EveryPointX86, ()) { property(PmemMode::x86, false); }
-RC_GTEST_PROP(CrashProperty, EveryPointEadr, ()) { property(PmemMode::eadr, false); }
-RC_GTEST_PROP(CrashProperty, CrashDuringRecoveryX86, ()) { property(PmemMode::x86, true); }
-RC_GTEST_PROP(CrashProperty, CrashDuringRecoveryEadr, ()) { property(PmemMode::eadr, true); }
+RC_GTEST_PROP(CrashProperty, EveryPointX86, ()) { property(PmemMode::x86, false, "EveryPointX86"); }
+RC_GTEST_PROP(CrashProperty, EveryPointEadr, ()) {
+    property(PmemMode::eadr, false, "EveryPointEadr");
+}
+RC_GTEST_PROP(CrashProperty, CrashDuringRecoveryX86, ()) {
+    property(PmemMode::x86, true, "CrashDuringRecoveryX86");
+}
+RC_GTEST_PROP(CrashProperty, CrashDuringRecoveryEadr, ()) {
+    property(PmemMode::eadr, true, "CrashDuringRecoveryEadr");
+}
 
 // Kernel geometry: 16 MiB segments on a 512 MiB SimPmem (MAP_NORESERVE: only touched pages cost).
 TEST(CrashProperty, KernelGeometry) {
@@ -192,7 +202,10 @@ CampaignReach run_suite(const SuiteCase& sc) {
     CampaignReach reach;
     const std::uint64_t seeds = sc.seeds != 0 ? sc.seeds : suite_seeds();
     for (std::uint64_t seed = 1; seed <= seeds && failures == 0; ++seed) {
-        const CampaignResult r = Campaign(suite_config(sc, seed)).run();
+        CampaignConfig c = suite_config(sc, seed);
+        if (auto v = env_u64("PCACHE_CRASH_SEGS")) c.segs = static_cast<std::uint32_t>(*v);
+        if (auto v = env_u64("PCACHE_CRASH_SEED0")) c.seed += *v;
+        const CampaignResult r = Campaign(c).run();
         failures += r.failures.size();
         reach.add(r.reach);
         EXPECT_TRUE(r.failures.empty()) << sc.name << " seed " << seed << ": " << summary(r);
@@ -286,8 +299,8 @@ TEST(CrashDetect, OutOfBoundsKeyIsRefused) {
 
 TEST(CrashDetect, KsetChainCycleIsRefused) {
     const int rc = run_bounded([] { return testutil::open_with_chain_cycle(); });
-    EXPECT_EQ(rc, 0) << testutil::detect_marker(rc) << "kset chain cycle: "
-                     << testutil::corruption_verdict(rc);
+    EXPECT_EQ(rc, 0) << testutil::detect_marker(rc)
+                     << "kset chain cycle: " << testutil::corruption_verdict(rc);
 }
 
 // ---- controls: correct protocols must pass in the modes they are correct for ------------------

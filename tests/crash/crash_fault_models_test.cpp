@@ -35,7 +35,8 @@ struct Rig {
     Status write(std::uint64_t sector, std::uint64_t n, bool fua = false) {
         const std::uint64_t id = oracle.begin_write(sector * 512, n * 512);
         std::vector<std::byte> buf(n * 512);
-        for (std::uint64_t i = 0; i < n; ++i) oracle_fill_sector(id, sector + i, buf.data() + i * 512);
+        for (std::uint64_t i = 0; i < n; ++i)
+            oracle_fill_sector(id, sector + i, buf.data() + i * 512);
         Status s = cache->write(sector * 512, buf, fua);
         if (s.ok()) oracle.end_write(sector * 512, n * 512, id, fua);
         return s;

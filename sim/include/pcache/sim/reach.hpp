@@ -20,15 +20,15 @@
 namespace pcache::sim {
 
 struct CampaignReach {
-    std::uint64_t seg_switches = 0;    // key_head moved to another segment (one LAST kset each)
-    std::uint64_t log_wraps = 0;       // key_head entered a segment that held ksets before
-    std::uint64_t gc_runs = 0;         // engine counter gc_runs
-    std::uint64_t gc_past_last = 0;    // key_tail left a segment through its LAST kset
-    std::uint64_t wb_full_batches = 0; // writeback steps that wrote the maximum of 32 ksets
-    std::uint64_t stripe_splits = 0;   // acknowledged writes crossing a 4 MiB stripe, n_ksets >= 2
-    std::uint64_t tail_seq_wraps = 0;  // key_tail / dirty_tail record sequence went past 255
-    std::uint64_t gen_seq_wraps = 0;   // a segment's generation record sequence went past 255
-    std::uint64_t info_seq_wraps = 0;  // cache_info record sequence went past 255
+    std::uint64_t seg_switches = 0;     // key_head moved to another segment (one LAST kset each)
+    std::uint64_t log_wraps = 0;        // key_head entered a segment that held ksets before
+    std::uint64_t gc_runs = 0;          // engine counter gc_runs
+    std::uint64_t gc_past_last = 0;     // key_tail left a segment through its LAST kset
+    std::uint64_t wb_full_batches = 0;  // writeback steps that wrote the maximum of 32 ksets
+    std::uint64_t stripe_splits = 0;    // acknowledged writes crossing a 4 MiB stripe, n_ksets >= 2
+    std::uint64_t tail_seq_wraps = 0;   // key_tail / dirty_tail record sequence went past 255
+    std::uint64_t gen_seq_wraps = 0;    // a segment's generation record sequence went past 255
+    std::uint64_t info_seq_wraps = 0;   // cache_info record sequence went past 255
     std::uint64_t after_recovery_writes = 0;  // acknowledged writes on recovered crash images
     std::uint64_t after_recovery_gc = 0;      // GC runs on recovered crash images
     std::uint64_t after_recovery_wb = 0;      // writeback steps that progressed on them
@@ -112,6 +112,7 @@ public:
         }
         seqs(pmem, r);
     }
+
 private:
     static constexpr std::uint32_t kNone = UINT32_MAX;
 
