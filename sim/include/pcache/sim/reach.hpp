@@ -33,7 +33,6 @@ struct CampaignReach {
     std::uint64_t after_recovery_gc = 0;      // GC runs on recovered crash images
     std::uint64_t after_recovery_wb = 0;      // writeback steps that progressed on them
     std::uint64_t corruption_followups = 0;   // flipped data followed by a cut, writeback, GC
-    std::uint64_t faults_injected = 0;        // fault-model events (campaign_faults)
 
     void add(const CampaignReach& o) {
         seg_switches += o.seg_switches;
@@ -49,7 +48,6 @@ struct CampaignReach {
         after_recovery_gc += o.after_recovery_gc;
         after_recovery_wb += o.after_recovery_wb;
         corruption_followups += o.corruption_followups;
-        faults_injected += o.faults_injected;
     }
 
     // Calls fn(name, value, required) for each kind in a stable order. `required`: a full
@@ -69,7 +67,6 @@ struct CampaignReach {
         fn("gc_after_recovery", after_recovery_gc, true);
         fn("writeback_after_recovery", after_recovery_wb, true);
         fn("corruption_followups", corruption_followups, false);
-        fn("faults_injected", faults_injected, false);
     }
 
     std::string to_string() const {
