@@ -46,11 +46,13 @@ int config(const char* key, const char* value) {
         g_options.backing_path = v;
     else if (k == "segment_size")
         g_segment_size = v;
-    else if (k == "data_crc" || k == "format") {
+    else if (k == "data_crc" || k == "format" || k == "force_backing") {
         auto b = pcache::serve::parse_switch(v, key);
         if (!b.ok()) return error_out(b.status());
         if (k == "format")
             g_options.format = *b;
+        else if (k == "force_backing")
+            g_options.force_backing = *b;
         else
             g_options.data_crc = *b;
     } else if (k == "ksets") {
@@ -60,7 +62,7 @@ int config(const char* key, const char* value) {
     } else {
         nbdkit_error(
             "pcache: unknown parameter '%s' (expected pmem, backing, data_crc, format, "
-            "segment_size, ksets)",
+            "force_backing, segment_size, ksets)",
             key);
         return -1;
     }

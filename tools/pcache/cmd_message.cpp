@@ -14,6 +14,7 @@ int run_message(const std::vector<std::string>& args) {
     const char* cmd = "message";
     po::options_description opts("options");
     add_image_options(opts, true);
+    add_force_backing_option(opts);
     opts.add_options()("words", po::value<std::vector<std::string>>(), "the message: gc_percent N");
     po::positional_options_description pos;
     pos.add("words", -1);

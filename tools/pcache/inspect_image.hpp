@@ -8,6 +8,7 @@
 #include "pcache/cli.hpp"
 #include "pcache/image_file.hpp"
 #include "pcache/inspect.hpp"
+#include "serve/device_guard.hpp"
 
 namespace pcache::tool {
 
@@ -55,6 +56,9 @@ inline int open_and_inspect(const char* cmd, const po::variables_map& vm, Inspec
     }
     auto f = ImageFile::open(vm["pmem"].as<std::string>(), "pmem");
     if (!f.ok()) return fail(cmd, f.status());
+    if (auto pid = serve::live_holder(f->path()))
+        say(cmd, "note: the cache on '" + f->path() + "' is live (" + serve::holder_text(*pid) +
+                     "): these figures are a snapshot");
     auto h = inspect::read_header(*f, *geo);
     if (!h.ok()) return fail(cmd, h.status());
     out.pmem.emplace(std::move(*f));

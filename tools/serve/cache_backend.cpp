@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <thread>
 #include <vector>
 
@@ -58,6 +59,18 @@ Result<std::unique_ptr<CacheBackend>> CacheBackend::open(const ServeOptions& opt
     std::unique_ptr<CacheBackend> b(new CacheBackend());
     b->options_ = options;
     ServeOptions& o = b->options_;
+    GuardOptions go;
+    go.new_cache = o.format && pmem_blank(o.pmem_path);
+    go.force_backing = o.force_backing;
+    const auto note = [&o](const std::string& line) {
+        if (o.note)
+            o.note(line);
+        else
+            std::fprintf(stderr, "pcache serve: %s\n", line.c_str());
+    };
+    auto guard = guard_devices(o.pmem_path, o.backing_path, go, note);
+    if (!guard.ok()) return guard.status();
+    b->guard_ = std::move(*guard);
     auto p = Pmem2Device::open(o.pmem_path);
     if (!p.ok()) return p.status().with_context("opening the cache device '" + o.pmem_path + "'");
     b->pmem_.emplace(std::move(*p));

@@ -1,6 +1,7 @@
 // CacheBackend: a pcache device (pmem file + backing file) as a serve::Backend.
 //
-// Opening: the pmem image is inspected read-only first, so a typo in a path never formats
+// Opening: the devices are locked and checked first (device_guard.hpp: a second opener, the
+// same file twice, a swapped or foreign backing, a sparse pmem file); then the pmem image is inspected read-only first, so a typo in a path never formats
 // anything: a blank image is formatted only when asked (ServeOptions::format), a foreign or
 // damaged one is refused with the inspector's reason, and an existing cache is opened with the
 // data_crc setting it records (Cache::open replays its key log: this is the recovery after a
@@ -15,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -25,6 +27,7 @@
 #include "pcache/pmem/pmem2_device.hpp"
 #include "pcache/runtime.hpp"
 #include "serve/backend.hpp"
+#include "serve/device_guard.hpp"
 
 namespace pcache::serve {
 
@@ -35,6 +38,10 @@ struct ServeOptions {
     std::optional<bool> data_crc;  // new caches: default off; existing: must match if given
     format::Geometry geometry = format::Geometry::kernel();
     std::uint32_t n_ksets = 0;  // 0: one per online CPU, as the kernel does
+    bool force_backing = false;  // use a backing that holds a pcache superblock or a signature
+    // Non-fatal notes (a sparse pmem allocated, a slow medium): default "pcache serve: ..." on
+    // stderr.
+    std::function<void(const std::string&)> note;
 };
 
 class CacheBackend final : public Backend {
@@ -60,6 +67,7 @@ private:
     CacheBackend() = default;
     Status write_unaligned(std::uint64_t off, std::span<const std::byte> data, bool fua);
 
+    DeviceGuard guard_;  // first member: the locks outlive the devices and the cache
     std::optional<Pmem2Device> pmem_;
     std::optional<FileBlockDevice> backing_;
     std::unique_ptr<CacheT> cache_;
