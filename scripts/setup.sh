@@ -30,16 +30,21 @@ install_packages() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
-build() {
+build() {  # build PRESET [TARGET...]: everything, or only the targets named
     local preset=$1
+    shift
     cmake --preset "$preset" >/dev/null
-    cmake --build --preset "$preset"
+    if [ $# -gt 0 ]; then
+        cmake --build --preset "$preset" --target "$@"
+    else
+        cmake --build --preset "$preset"
+    fi
 }
 
 install_packages
 case "$job" in
     demo)
-        build release
+        build release pcache_tool  # only what the demo runs: the pcache tool
         build/release/tools/pcache demo
         # then a short crash campaign on simulated pmem: power cut at every persistence point
         exec build/release/tools/pcache sim --seconds 10

@@ -40,15 +40,19 @@ inline int usage_error(const char* cmd, const std::string& message) {
     return kExitUsage;
 }
 
-// Parses `args` against `opts` (plus --help). Returns -1 to go on, or the exit code to return:
+// Parses `args` against `opts` (plus --help) and `hidden` (internal: positional words). Returns -1 to go on, or the exit code to return:
 // 0 after printing help on stdout, kExitUsage after a diagnostic on stderr.
 inline int parse_args(const char* cmd, const char* synopsis, po::options_description& opts,
                       const po::positional_options_description* positional,
-                      const std::vector<std::string>& args, po::variables_map& vm) {
+                      const std::vector<std::string>& args, po::variables_map& vm,
+                      const po::options_description* hidden = nullptr) {
     opts.add_options()("help,h", "print this help");
     try {
+        po::options_description all;
+        all.add(opts);
+        if (hidden) all.add(*hidden);  // parsed, never shown in --help
         po::command_line_parser parser(args);
-        parser.options(opts);
+        parser.options(all);
         if (positional)
             parser.positional(*positional);
         else
@@ -133,6 +137,14 @@ inline Result<format::Geometry> geometry_from(const po::variables_map& vm) {
     format::Geometry g{*b};
     PCACHE_TRY(g.validate());
     return g;
+}
+
+// 16M, 256K, 4096: a size as --segment-size accepts it back.
+inline std::string human_bytes_exact(std::uint64_t b) {
+    if (b && b % (1ull << 30) == 0) return std::to_string(b >> 30) + "G";
+    if (b && b % (1ull << 20) == 0) return std::to_string(b >> 20) + "M";
+    if (b && b % (1ull << 10) == 0) return std::to_string(b >> 10) + "K";
+    return std::to_string(b);
 }
 
 inline std::string human_bytes(double b) {
