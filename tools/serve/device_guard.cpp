@@ -16,6 +16,8 @@
 #include <climits>
 #include <cstring>
 #include <fstream>
+#include <mutex>
+#include <set>
 #include <sstream>
 #include <utility>
 
@@ -117,6 +119,16 @@ std::optional<struct stat> loop_backing(const std::string& dir) {
     return st;
 }
 
+// The devices this process holds locks on: live_holder() does not report them (our own lock
+// conflicts with our own F_OFD_GETLK, from another open file description).
+std::mutex g_held_mutex;
+std::set<std::pair<dev_t, ino_t>> g_held;
+
+bool held_here(const struct stat& st) {
+    std::lock_guard g(g_held_mutex);
+    return g_held.count(identity(st)) > 0;
+}
+
 }  // namespace
 
 std::string holder_text(pid_t pid) {
@@ -158,19 +170,28 @@ Result<DeviceLock> DeviceLock::acquire(const std::string& path, const char* what
         return Status(Errc::busy, quoted(what, path) + " is " + holder_text(pid.value_or(0)) +
                                       ": refusing to open it a second time (nothing was written)");
     }
+    lock.id_ = identity(st);
+    std::lock_guard g(g_held_mutex);
+    g_held.insert(lock.id_);
     return lock;
 }
 
-DeviceLock::DeviceLock(DeviceLock&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+DeviceLock::DeviceLock(DeviceLock&& o) noexcept : fd_(std::exchange(o.fd_, -1)), id_(o.id_) {}
 DeviceLock& DeviceLock::operator=(DeviceLock&& o) noexcept {
     if (this != &o) {
-        if (fd_ >= 0) ::close(fd_);
+        release();
         fd_ = std::exchange(o.fd_, -1);
+        id_ = o.id_;
     }
     return *this;
 }
-DeviceLock::~DeviceLock() {
-    if (fd_ >= 0) ::close(fd_);
+DeviceLock::~DeviceLock() { release(); }
+void DeviceLock::release() {
+    if (fd_ < 0) return;
+    ::close(fd_);
+    fd_ = -1;
+    std::lock_guard g(g_held_mutex);
+    g_held.erase(id_);
 }
 
 std::optional<pid_t> live_holder(const std::string& path) {
@@ -181,7 +202,7 @@ std::optional<pid_t> live_holder(const std::string& path) {
     struct stat st {};
     const bool stat_ok = ::fstat(fd, &st) == 0;
     ::close(fd);
-    if (rc != 0 || l.l_type == F_UNLCK || !stat_ok) return std::nullopt;
+    if (rc != 0 || l.l_type == F_UNLCK || !stat_ok || held_here(st)) return std::nullopt;
     return holder_of(st).value_or(0);
 }
 

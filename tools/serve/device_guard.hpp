@@ -21,6 +21,7 @@
 
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "pcache/result.hpp"
 
@@ -40,7 +41,9 @@ public:
     bool held() const { return fd_ >= 0; }
 
 private:
+    void release();
     int fd_ = -1;
+    std::pair<dev_t, ino_t> id_{};
 };
 
 // The pid of the process holding `path`'s lock: nullopt when unlocked; 0 when locked by a
