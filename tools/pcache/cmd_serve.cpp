@@ -87,6 +87,12 @@ int exec_nbdkit(const po::variables_map& vm) {
     if (vm.count("force-backing")) a.push_back("force_backing=on");
     a.push_back("segment_size=" + vm["segment-size"].as<std::string>());
     if (g_num.ksets) a.push_back("ksets=" + std::to_string(*g_num.ksets));
+    if (vm.count("nbd")) {
+        a.push_back("socket=" + vm["nbd"].as<std::string>());
+        a.push_back("announce=nbd+unix:///?socket=" + vm["nbd"].as<std::string>());
+    } else {
+        a.push_back("announce=nbd://localhost:" + std::to_string(*g_num.nbd_port));
+    }
     std::string line;
     for (const auto& s : a) line += (line.empty() ? "" : " ") + s;
     if (vm.count("dry-run")) {
