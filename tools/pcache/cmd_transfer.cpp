@@ -133,16 +133,19 @@ int run_import(const std::vector<std::string>& args) {
     struct stat st {};
     if (!from_stdin && ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
         in_bytes = static_cast<std::uint64_t>(st.st_size);
+    {  // before the cache is loaded (loading writes cache_info)
+        auto b = ImageFile::open(vm["backing"].as<std::string>(), "backing");
+        if (b.ok() && in_bytes > b->size()) {
+            say(cmd, "input '" + in_path + "' is " + std::to_string(in_bytes) +
+                         " B, larger than the device (" + std::to_string(b->size()) +
+                         " B): nothing was written");
+            return kExitProblems;
+        }
+    }
     LiveCache live;
     if (int rc = open_existing(cmd, vm, live); rc >= 0) return rc;
     RealCache& cache = *live.cache;
     const std::uint64_t dev_bytes = cache.backing_bytes();
-    if (in_bytes > dev_bytes) {
-        say(cmd, "input '" + in_path + "' is " + std::to_string(in_bytes) +
-                     " B, larger than the device (" + std::to_string(dev_bytes) +
-                     " B): nothing was written");
-        return kExitProblems;
-    }
     std::vector<std::byte> buf(kChunk);
     std::uint64_t off = 0;
     Status s;
