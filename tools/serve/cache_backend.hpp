@@ -8,6 +8,10 @@
 // SIGKILL). Background writeback, GC and the 1 s kset flush run on Runtime threads, started by
 // start() with the termination signals blocked so that only the front end's threads see them.
 //
+// Backing failures are logged when they start (the engine's error: errno and offset) and when
+// writeback recovers; close() fails only if writeback is still failing then (an error that
+// healed does not make a clean shutdown exit non-zero).
+//
 // Semantics (backend.hpp): write() waits for room when the cache is full (Runtime::
 // write_blocking); flush() closes every kset buffer, after which every acknowledged write is in
 // the durable key log on pmem; close() stops the threads and does Cache::close(). Requests that
@@ -15,12 +19,14 @@
 // two unaligned writes into one sector never lose each other's bytes).
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "pcache/blockdev/file_block_device.hpp"
 #include "pcache/cache/cache.hpp"
@@ -66,6 +72,9 @@ public:
 private:
     CacheBackend() = default;
     Status write_unaligned(std::uint64_t off, std::span<const std::byte> data, bool fua);
+    void watch_health();  // the health watcher thread's body
+    void stop_watcher();
+    void note(const std::string& line) const;
 
     DeviceGuard guard_;  // first member: the locks outlive the devices and the cache
     std::optional<Pmem2Device> pmem_;
@@ -77,6 +86,11 @@ private:
     std::mutex rmw_mutex_;    // serialises read-modify-write of partial sectors
     std::mutex close_mutex_;  // guards closed_
     bool closed_ = false;
+    // Logs writeback's health transitions (failing with the error, recovered) as they happen.
+    std::thread watcher_;
+    std::mutex watch_mutex_;
+    std::condition_variable watch_cv_;
+    bool watch_stop_ = false;
 };
 
 }  // namespace pcache::serve
