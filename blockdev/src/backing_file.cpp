@@ -36,8 +36,8 @@ Status create_file(const std::string& path, std::uint64_t size_bytes, bool& crea
     if (rc != 0) {
         ::unlink(path.c_str());
         created = false;
-        return {Errc::io, "backing '" + path + "': cannot size to " +
-                              std::to_string(size_bytes) + " B: " + errno_text(err)};
+        return {Errc::io, "backing '" + path + "': cannot size to " + std::to_string(size_bytes) +
+                              " B: " + errno_text(err)};
     }
     return {};
 }
@@ -66,8 +66,8 @@ Result<BackingFile> BackingFile::open(const std::string& path, const BlockOpenOp
         if (err == ENOENT)
             s = {Errc::not_found, "backing '" + path + "': cannot open: " + errno_text(err)};
         else if (err == EINVAL && options.direct)
-            s = {Errc::unsupported, "backing '" + path +
-                                        "': the file system refuses O_DIRECT: " + errno_text(err)};
+            s = {Errc::unsupported,
+                 "backing '" + path + "': the file system refuses O_DIRECT: " + errno_text(err)};
         else
             s = {Errc::io, "backing '" + path + "': cannot open: " + errno_text(err)};
     } else {

@@ -256,7 +256,8 @@ TEST_F(SafetyTest, WarnsWhenPmemIsOnADiskFileSystem) {
     if (fs.f_type != 0xEF53 && fs.f_type != 0x58465342 && fs.f_type != 0x9123683E)
         GTEST_SKIP() << "/var/tmp is not ext4/xfs/btrfs (f_type " << std::hex << fs.f_type << ")";
     const std::string p = disk.file("pmem");
-    Outcome r = pcache("format --pmem " + p + " --create-size-pmem 8M --backing " + backing + geo());
+    Outcome r =
+        pcache("format --pmem " + p + " --create-size-pmem 8M --backing " + backing + geo());
     ASSERT_EQ(r.rc, 0) << r.err;
     EXPECT_TRUE(has(r.err, "without DAX: every flush is a disk fsync")) << r.err;
     r = pcache("flush --pmem " + p + " --backing " + backing + geo());
@@ -289,6 +290,20 @@ TEST_F(SafetyTest, VersionAndHelp) {
     EXPECT_FALSE(has(r.out, "--words")) << r.out;
     EXPECT_TRUE(has(pcache("serve --help").out, "--segment-size arg (=16M)"));
     EXPECT_TRUE(has(pcache("sim --help").out, "--ops arg (=100)"));
+}
+
+// Item 10: the demo's counters describe the run the user saw (the workload, then the reopen).
+TEST_F(SafetyTest, DemoCountersDescribeTheWholeRun) {
+    Outcome r = pcache("demo --dir " + dir.path());
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_TRUE(has(r.out, "workload") && has(r.out, "reopen+writeback")) << r.out;
+    const auto row = r.out.find("\npmem_written_bytes");
+    ASSERT_NE(row, std::string::npos) << r.out;
+    unsigned long long workload = 0, reopen = 0;
+    ASSERT_EQ(std::sscanf(r.out.c_str() + row, "\npmem_written_bytes %llu %llu", &workload, &reopen),
+              2)
+        << r.out;
+    EXPECT_GE(workload, 1500ull * 4096) << "the workload's writes are not in its column";
 }
 
 // Item 11: export and import through the cache.

@@ -40,8 +40,9 @@ inline int usage_error(const char* cmd, const std::string& message) {
     return kExitUsage;
 }
 
-// Parses `args` against `opts` (plus --help) and `hidden` (internal: positional words). Returns -1 to go on, or the exit code to return:
-// 0 after printing help on stdout, kExitUsage after a diagnostic on stderr.
+// Parses `args` against `opts` (plus --help) and `hidden` (internal: positional words). Returns -1
+// to go on, or the exit code to return: 0 after printing help on stdout, kExitUsage after a
+// diagnostic on stderr.
 inline int parse_args(const char* cmd, const char* synopsis, po::options_description& opts,
                       const po::positional_options_description* positional,
                       const std::vector<std::string>& args, po::variables_map& vm,
@@ -81,7 +82,8 @@ T parse_integer_or_throw(const std::string& text, T lo, T hi, const std::string&
         return po::error("--" + name + " \"" + text + "\": expected an integer in " +
                          std::to_string(lo) + ".." + std::to_string(hi));
     };
-    if (text.empty() || text.size() > 20 || text.find_first_not_of("0123456789") != std::string::npos)
+    if (text.empty() || text.size() > 20 ||
+        text.find_first_not_of("0123456789") != std::string::npos)
         throw bad();
     unsigned long long v = 0;
     for (char c : text) {

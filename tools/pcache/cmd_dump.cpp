@@ -165,7 +165,8 @@ int run_dump(const std::vector<std::string>& args) {
         return kExitProblems;
     }
     if (problems) {
-        say(cmd, std::to_string(problems) + " problem(s), listed in \"problems\" (run pcache check)");
+        say(cmd,
+            std::to_string(problems) + " problem(s), listed in \"problems\" (run pcache check)");
         return kExitProblems;
     }
     return kExitOk;

@@ -28,24 +28,34 @@ int run_sim(const std::vector<std::string>& args) {
     std::uint64_t recovery_at = sim::CampaignConfig::kAll,
                   recovery_state = sim::CampaignConfig::kAll;
     std::string mode_name = "x86";
-    opts.add_options()("seed", integer(&seed, std::uint64_t{0}, UINT64_MAX - 1, "seed"), "first (or only) seed")(
+    opts.add_options()("seed", integer(&seed, std::uint64_t{0}, UINT64_MAX - 1, "seed"),
+                       "first (or only) seed")(
         "seconds", integer(&seconds, std::uint64_t{0}, std::uint64_t{31536000}, "seconds"),
-        "run consecutive seeds until this many seconds have passed")("ops", integer(&ops, std::uint64_t{1}, std::uint64_t{100000000}, "ops"),
-                                                                     "operations per workload")(
-        "mode", po::value(&mode_name), "pmem model: x86, eadr or any (any: findings only)")(
-        "segment-kib", integer(&segment_kib, std::uint64_t{64}, std::uint64_t{16384}, "segment-kib"), "segment size in KiB (16384: kernel geometry)")(
-        "segs", integer(&segs, 2u, 4096u, "segs"), "segments in the simulated cache device")(
-        "backing-kib", integer(&backing_kib, std::uint64_t{128}, std::uint64_t{4} << 20, "backing-kib"), "simulated backing device size in KiB")(
-        "n-ksets", integer(&n_ksets, 1u, 1024u, "n-ksets"), "kset buffers")("data-crc", "per-key data CRC on")(
+        "run consecutive seeds until this many seconds have passed")(
+        "ops", integer(&ops, std::uint64_t{1}, std::uint64_t{100000000}, "ops"),
+        "operations per workload")("mode", po::value(&mode_name),
+                                   "pmem model: x86, eadr or any (any: findings only)")(
+        "segment-kib",
+        integer(&segment_kib, std::uint64_t{64}, std::uint64_t{16384}, "segment-kib"),
+        "segment size in KiB (16384: kernel geometry)")("segs", integer(&segs, 2u, 4096u, "segs"),
+                                                        "segments in the simulated cache device")(
+        "backing-kib",
+        integer(&backing_kib, std::uint64_t{128}, std::uint64_t{4} << 20, "backing-kib"),
+        "simulated backing device size in KiB")("n-ksets", integer(&n_ksets, 1u, 1024u, "n-ksets"),
+                                                "kset buffers")("data-crc", "per-key data CRC on")(
         "tear-block-writes", "unflushed backing writes may tear at 512-byte sectors")(
         "recovery-crashes", "also crash recovery at its persistence points")(
         "explore-one-in", integer(&explore_one_in, 1u, 1000000000u, "explore-one-in"),
-        "explore one persistence point in N (seeded)")("crash-at", integer(&crash_at, std::uint64_t{0}, UINT64_MAX - 1, "crash-at", false),
-                                                       "replay: only this persistence point")(
-        "state", integer(&state, std::uint64_t{0}, UINT64_MAX - 1, "state", false), "replay: only this crash image")(
-        "recovery-at", integer(&recovery_at, std::uint64_t{0}, UINT64_MAX - 1, "recovery-at", false),
+        "explore one persistence point in N (seeded)")(
+        "crash-at", integer(&crash_at, std::uint64_t{0}, UINT64_MAX - 1, "crash-at", false),
+        "replay: only this persistence point")(
+        "state", integer(&state, std::uint64_t{0}, UINT64_MAX - 1, "state", false),
+        "replay: only this crash image")(
+        "recovery-at",
+        integer(&recovery_at, std::uint64_t{0}, UINT64_MAX - 1, "recovery-at", false),
         "replay: only this recovery persistence point (0-based)")(
-        "recovery-state", integer(&recovery_state, std::uint64_t{0}, UINT64_MAX - 1, "recovery-state", false),
+        "recovery-state",
+        integer(&recovery_state, std::uint64_t{0}, UINT64_MAX - 1, "recovery-state", false),
         "replay: only this image of the recovery crash");
     po::variables_map vm;
     const int parsed =
@@ -129,12 +139,12 @@ int run_sim(const std::vector<std::string>& args) {
     std::printf("  %.1f s, %.0f states/s, trace hash %016llx\n", t,
                 t > 0 ? double(states) / t : 0.0, static_cast<unsigned long long>(hash));
     if (replay && states == 0)
-        return usage_error("sim", "--crash-at " + std::to_string(crash_at) +
-                                      (state != sim::CampaignConfig::kAll
-                                           ? " --state " + std::to_string(state)
-                                           : std::string()) +
-                                      ": no such crash image (this run has " +
-                                      std::to_string(points) + " persistence points, 0-based)");
+        return usage_error(
+            "sim", "--crash-at " + std::to_string(crash_at) +
+                       (state != sim::CampaignConfig::kAll ? " --state " + std::to_string(state)
+                                                           : std::string()) +
+                       ": no such crash image (this run has " + std::to_string(points) +
+                       " persistence points, 0-based)");
     if (failures.empty()) {
         std::printf("  no failures\n");
         return kExitOk;

@@ -64,8 +64,8 @@ int run_export(const std::vector<std::string>& args) {
                        "file to create with the device's bytes, or - for stdout")(
         "force", "overwrite the output file if it exists");
     po::variables_map vm;
-    if (int rc = parse_args(cmd, "--pmem PATH --backing PATH --output FILE|-", opts, nullptr,
-                            args, vm);
+    if (int rc =
+            parse_args(cmd, "--pmem PATH --backing PATH --output FILE|-", opts, nullptr, args, vm);
         rc >= 0)
         return rc;
     const std::string out_path = vm["output"].as<std::string>();
@@ -80,9 +80,9 @@ int run_export(const std::vector<std::string>& args) {
     LiveCache live;
     if (int rc = open_existing(cmd, vm, live); rc >= 0) return rc;
     RealCache& cache = *live.cache;
-    const int fd = to_stdout ? STDOUT_FILENO
-                             : ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-                                      0644);
+    const int fd = to_stdout
+                       ? STDOUT_FILENO
+                       : ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
         say(cmd, "output '" + out_path + "': " + std::strerror(errno));
         return kExitIo;
@@ -92,7 +92,8 @@ int run_export(const std::vector<std::string>& args) {
     ProgressBar bar("export");
     const auto start = std::chrono::steady_clock::now();
     for (std::uint64_t off = 0; off < total;) {
-        const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(kChunk, total - off));
+        const std::size_t n =
+            static_cast<std::size_t>(std::min<std::uint64_t>(kChunk, total - off));
         if (Status s = cache.read(off, std::span(buf).first(n)); !s.ok()) return fail(cmd, s);
         if (!write_all(fd, buf.data(), n)) {
             say(cmd, "writing '" + out_path + "': " + std::strerror(errno));
@@ -166,8 +167,8 @@ int run_import(const std::vector<std::string>& args) {
             if (off + len > dev_bytes) {
                 s = Status(Errc::invalid_argument,
                            "input '" + in_path + "' is larger than the device (" +
-                               std::to_string(dev_bytes) + " B): the first " +
-                               std::to_string(off) + " B were imported");
+                               std::to_string(dev_bytes) + " B): the first " + std::to_string(off) +
+                               " B were imported");
                 break;
             }
             if (len % format::kSectorBytes) {  // a partial last sector keeps the device's bytes

@@ -84,7 +84,8 @@ inline int open_and_inspect(const char* cmd, const po::variables_map& vm, Inspec
                      "): these figures are a snapshot");
     auto h = inspect::read_header(*f, *geo);
     if (!h.ok()) return fail(cmd, h.status());
-    if (h->state != inspect::State::blank && (h->state != inspect::State::cache || h->problems.count))
+    if (h->state != inspect::State::blank &&
+        (h->state != inspect::State::cache || h->problems.count))
         if (auto hint = segment_size_hint(*f, *geo); !hint.empty()) say(cmd, hint);
     out.pmem.emplace(std::move(*f));
     out.header = std::move(*h);

@@ -9,10 +9,9 @@
 namespace {
 
 void usage(std::FILE* out) {
-    std::fprintf(
-        out,
-        "usage: pcache <command> [options]   (pcache help <command> for its options)\n"
-        "       pcache --version\n\ncommands:\n");
+    std::fprintf(out,
+                 "usage: pcache <command> [options]   (pcache help <command> for its options)\n"
+                 "       pcache --version\n\ncommands:\n");
     for (const auto& [name, cmd] : pcache::tool::registry())
         std::fprintf(out, "  %-10s %s\n", name.c_str(), cmd.summary);
 }

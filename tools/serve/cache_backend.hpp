@@ -1,12 +1,13 @@
 // CacheBackend: a pcache device (pmem file + backing file) as a serve::Backend.
 //
 // Opening: the devices are locked and checked first (device_guard.hpp: a second opener, the
-// same file twice, a swapped or foreign backing, a sparse pmem file); then the pmem image is inspected read-only first, so a typo in a path never formats
-// anything: a blank image is formatted only when asked (ServeOptions::format), a foreign or
-// damaged one is refused with the inspector's reason, and an existing cache is opened with the
-// data_crc setting it records (Cache::open replays its key log: this is the recovery after a
-// SIGKILL). Background writeback, GC and the 1 s kset flush run on Runtime threads, started by
-// start() with the termination signals blocked so that only the front end's threads see them.
+// same file twice, a swapped or foreign backing, a sparse pmem file); then the pmem image is
+// inspected read-only first, so a typo in a path never formats anything: a blank image is formatted
+// only when asked (ServeOptions::format), a foreign or damaged one is refused with the inspector's
+// reason, and an existing cache is opened with the data_crc setting it records (Cache::open replays
+// its key log: this is the recovery after a SIGKILL). Background writeback, GC and the 1 s kset
+// flush run on Runtime threads, started by start() with the termination signals blocked so that
+// only the front end's threads see them.
 //
 // Backing failures are logged when they start (the engine's error: errno and offset) and when
 // writeback recovers; close() fails only if writeback is still failing then (an error that
@@ -43,7 +44,7 @@ struct ServeOptions {
     bool format = false;           // format the pmem image if it is blank
     std::optional<bool> data_crc;  // new caches: default off; existing: must match if given
     format::Geometry geometry = format::Geometry::kernel();
-    std::uint32_t n_ksets = 0;  // 0: one per online CPU, as the kernel does
+    std::uint32_t n_ksets = 0;   // 0: one per online CPU, as the kernel does
     bool force_backing = false;  // use a backing that holds a pcache superblock or a signature
     // Non-fatal notes (a sparse pmem allocated, a slow medium): default "pcache serve: ..." on
     // stderr.

@@ -4,8 +4,8 @@
 #include <blkid.h>
 #include <dirent.h>
 #include <fcntl.h>
-#include <linux/magic.h>
 #include <linux/fs.h>
+#include <linux/magic.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -96,8 +96,8 @@ std::optional<pid_t> holder_of(const struct stat& st) {
 
 // The sysfs directory of a block device ("" if none).
 std::string sysfs_dir(dev_t rdev) {
-    const std::string link = "/sys/dev/block/" + std::to_string(major(rdev)) + ":" +
-                             std::to_string(minor(rdev));
+    const std::string link =
+        "/sys/dev/block/" + std::to_string(major(rdev)) + ":" + std::to_string(minor(rdev));
     char buf[PATH_MAX];
     if (!::realpath(link.c_str(), buf)) return {};
     return buf;
@@ -207,21 +207,21 @@ std::optional<pid_t> live_holder(const std::string& path) {
 }
 
 Status check_distinct(const std::string& pmem_path, const std::string& backing_path) {
-    struct stat p {}, b {};
+    struct stat p {
+    }, b{};
     if (::stat(pmem_path.c_str(), &p) != 0) return errno_status(errno, quoted("pmem", pmem_path));
     if (::stat(backing_path.c_str(), &b) != 0)
         return errno_status(errno, quoted("backing", backing_path));
     const std::string both = "pmem '" + pmem_path + "' and backing '" + backing_path + "'";
     const auto refuse = [&](const std::string& why) {
-        return Status(Errc::invalid_argument,
-                      both + " " + why +
-                          ": writeback would overwrite the cache (nothing was written)");
+        return Status(
+            Errc::invalid_argument,
+            both + " " + why + ": writeback would overwrite the cache (nothing was written)");
     };
     if (identity(p) == identity(b)) return refuse("are the same file or device");
     const bool pb = S_ISBLK(p.st_mode), bb = S_ISBLK(b.st_mode);
     const std::string pd = pb ? sysfs_dir(p.st_rdev) : "", bd = bb ? sysfs_dir(b.st_rdev) : "";
-    if (pb && bb && !pd.empty() && !bd.empty() &&
-        (whole_disk(pd) == bd || whole_disk(bd) == pd))
+    if (pb && bb && !pd.empty() && !bd.empty() && (whole_disk(pd) == bd || whole_disk(bd) == pd))
         return refuse("overlap (one is a partition of the other)");
     const auto over = [](const std::string& loop_dir, const struct stat& other) {
         auto lb = loop_dir.empty() ? std::nullopt : loop_backing(loop_dir);
