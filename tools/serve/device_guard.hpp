@@ -80,6 +80,9 @@ struct GuardOptions {
     bool new_cache = false;      // the pmem is blank and this command formats it
     bool force_backing = false;  // --force-backing
     bool force_pmem = false;     // format --force: a signature on the pmem is overwritten
+    // false for a backing that is not a local path (an NBD/RBD URI): only the pmem is locked
+    // and checked here; the remote side has its own exclusivity.
+    bool backing_is_path = true;
 };
 struct DeviceGuard {
     DeviceLock pmem_lock;
@@ -92,11 +95,13 @@ Result<DeviceGuard> guard_devices(const std::string& pmem_path, const std::strin
     auto p = DeviceLock::acquire(pmem_path, "pmem");
     if (!p.ok()) return p.status();
     g.pmem_lock = std::move(*p);
-    PCACHE_TRY(check_distinct(pmem_path, backing_path));
-    auto b = DeviceLock::acquire(backing_path, "backing");
-    if (!b.ok()) return b.status();
-    g.backing_lock = std::move(*b);
-    PCACHE_TRY(check_backing(backing_path, o.new_cache, o.force_backing));
+    if (o.backing_is_path) {
+        PCACHE_TRY(check_distinct(pmem_path, backing_path));
+        auto b = DeviceLock::acquire(backing_path, "backing");
+        if (!b.ok()) return b.status();
+        g.backing_lock = std::move(*b);
+        PCACHE_TRY(check_backing(backing_path, o.new_cache, o.force_backing));
+    }
     if (o.new_cache && !o.force_pmem) PCACHE_TRY(check_new_pmem(pmem_path));
     bool allocated = false;
     PCACHE_TRY(ensure_allocated(pmem_path, allocated));
