@@ -44,6 +44,11 @@ inline std::string corruption_verdict(int rc) {
     }
 }
 
+// The verdict marker scripts/mutants.sh counts: a corrupt image accepted, refused with the wrong
+// error, or recovery crashing or hanging on it in the isolated child is a detection; a setup that
+// failed before the corruption was written (3) is not.
+inline const char* detect_marker(int rc) { return rc == 3 ? "SETUP FAILED: " : "DETECTED: "; }
+
 // A clean image with one kset of one key (4 KiB at offset 0) at the start of cache segment 0.
 struct CleanImage {
     SimPmem pmem{format::kSegmentsOffsetBytes + kCorruptionSegs * (64 << 10)};

@@ -30,11 +30,18 @@ Status Cache<Pmem, Block>::kset_close_locked(KsetBuffer& kb) {
             if (!seg.ok()) return seg.status().with_context("closing a kset (key-log reserve)");
             next = *seg;
         }
-        PCACHE_TRY(pmem_.write(data_addr(next, 0), zeros, kPmemFlushCache));
-        PCACHE_TRY(pmem_.drain());
         const auto last = format::to_bytes(format::make_last_kset(next));
+#ifdef PCACHE_MUTANT_M3  // seeded bug: the chain link is durable before the new segment's header
         PCACHE_TRY(pmem_.write(data_addr(key_head_.seg, key_head_.off), last, kPmemFlushCache));
         PCACHE_TRY(pmem_.drain());
+        PCACHE_TRY(pmem_.write(data_addr(next, 0), zeros, kPmemFlushCache));
+        PCACHE_TRY(pmem_.drain());
+#else
+        PCACHE_TRY(pmem_.write(data_addr(next, 0), zeros, kPmemFlushCache));
+        PCACHE_TRY(pmem_.drain());
+        PCACHE_TRY(pmem_.write(data_addr(key_head_.seg, key_head_.off), last, kPmemFlushCache));
+        PCACHE_TRY(pmem_.drain());
+#endif
         key_head_ = LogPos{next, 0};
         std::lock_guard s(seg_mutex_);
         set_log_room_locked(key_head_);
@@ -49,10 +56,6 @@ Status Cache<Pmem, Block>::kset_close_locked(KsetBuffer& kb) {
 #if defined(PCACHE_MUTANT_M2)  // seeded bug: kset flushed (clwb) but not fenced before FLUSH
                                // returns
     PCACHE_TRY(pmem_.write(at, kset, kPmemNoDrain));
-#elif defined(PCACHE_MUTANT_M3)   // seeded bug: the fence placed before the kset copy, key_head
-                                  // published after
-    PCACHE_TRY(pmem_.drain());
-    PCACHE_TRY(pmem_.write(at, kset, kPmemFlushCache));
 #elif defined(PCACHE_MUTANT_M14)  // seeded bug: non-temporal kset copy, no drain before publishing
     PCACHE_TRY(pmem_.write(at, kset, kPmemFlushCache));
 #elif defined(PCACHE_MUTANT_M15)  // seeded bug: CRC word stored after the flush, counted as covered
