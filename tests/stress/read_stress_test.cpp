@@ -89,7 +89,8 @@ void run_stress(bool data_crc, std::uint64_t reads_total) {
     auto report = [&](const std::string& what) {
         std::lock_guard g(report_mutex);
         if (errors++ == 0)
-            first_error = what + " (thread interleaving is not reproducible; rerun: " +
+            first_error = "ORACLE VIOLATION: " + what +
+                          " (thread interleaving is not reproducible; rerun: " +
                           "tests/stress/read_stress_test --gtest_repeat=20)";
         stop = true;
     };

@@ -62,8 +62,9 @@ TEST(KeyLogReserve, FlushSucceedsWhenDataIsRefused) {
             ASSERT_EQ(s.code(), Errc::busy) << s.to_string();
             ASSERT_GT(i - first, 10u);
             Status f = c->flush();
-            ASSERT_TRUE(f.ok()) << "n_ksets " << n_ksets << ", cycle " << cycle << ": "
-                                << f.to_string() << " | status " << c->status_line();
+            ASSERT_TRUE(f.ok()) << "ORACLE VIOLATION: FLUSH failed with data refused: n_ksets "
+                                << n_ksets << ", cycle " << cycle << ": " << f.to_string()
+                                << " | status " << c->status_line();
             ASSERT_TRUE(c->check_invariants().ok());
             for (int step = 0; step < 1000; ++step) {
                 auto wb = c->writeback_step();
@@ -109,11 +110,12 @@ TEST(KeyLogReserve, RuntimeWriterAndReadersNeverWedge) {
     }
     done = true;
     for (auto& r : readers) r.join();
-    ASSERT_TRUE(failed.ok()) << failed.to_string() << " | status " << c->status_line();
+    ASSERT_TRUE(failed.ok()) << "ORACLE VIOLATION: the cache wedged: " << failed.to_string()
+                             << " | status " << c->status_line();
     ASSERT_TRUE(rt.flush_all().ok());
     rt.stop();
-    EXPECT_EQ(read_errors.load(), 0);
-    EXPECT_TRUE(disk.bytes() == model);
+    EXPECT_EQ(read_errors.load(), 0) << "ORACLE VIOLATION: reads failed";
+    EXPECT_TRUE(disk.bytes() == model) << "ORACLE VIOLATION: the backing device lost data";
     EXPECT_TRUE(c->check_invariants().ok());
 }
 

@@ -143,8 +143,9 @@ TEST(WritebackFaults, TransientBackingErrorKeepsDirtyTailAndIsRetried) {
     for (std::uint64_t fail_at = 1; fail_at <= 3; ++fail_at) {  // first write, second, flush...
         disk.fail_call(fail_at);
         auto r = c->writeback_step();
-        EXPECT_FALSE(r.status.ok());
-        EXPECT_TRUE(c->dirty_tail() == before) << "dirty_tail passed an unwritten extent";
+        EXPECT_FALSE(r.status.ok()) << "ORACLE VIOLATION: a failed backing write was not reported";
+        EXPECT_TRUE(c->dirty_tail() == before)
+            << "ORACLE VIOLATION: dirty_tail passed an unwritten extent";
         const WritebackHealth h = c->writeback_health();
         EXPECT_TRUE(h.failing);
         EXPECT_NE(h.last_error.find("injected EIO"), std::string::npos) << h.last_error;
@@ -152,7 +153,7 @@ TEST(WritebackFaults, TransientBackingErrorKeepsDirtyTailAndIsRetried) {
     writeback_until_clean(*c);
     EXPECT_FALSE(c->writeback_health().failing);
     EXPECT_EQ(c->counters().writeback_lost_extents, 0u);
-    EXPECT_TRUE(disk.bytes() == model);
+    EXPECT_TRUE(disk.bytes() == model) << "ORACLE VIOLATION: the backing device lost data";
 }
 
 // Runtime: the backing device fails for a while under a writer; writeback resumes by itself.
@@ -279,7 +280,8 @@ TEST(DurabilityErrors, FlushReportsAFailedDrain) {
         pmem.fail_next_drains(0);
         pmem.fail_next_drains(n);
         Status f = c->flush();
-        EXPECT_FALSE(f.ok()) << "flush acknowledged although drain " << n << " failed";
+        EXPECT_FALSE(f.ok()) << "ORACLE VIOLATION: flush acknowledged although drain " << n
+                             << " failed";
         EXPECT_FALSE(c->is_clean());
         pmem.fail_next_drains(0);
     }
@@ -307,8 +309,8 @@ TEST(DurabilityErrors, SimPmemDrainFailureFailsFlush) {
     const auto a = pattern(4096, 9);
     ASSERT_TRUE(c->write(8192, a).ok());
     m.pmem.fail_next_drains(2);
-    EXPECT_FALSE(c->flush().ok());
-    EXPECT_FALSE(c->flush().ok());
+    EXPECT_FALSE(c->flush().ok()) << "ORACLE VIOLATION: flush acknowledged, drain failed";
+    EXPECT_FALSE(c->flush().ok()) << "ORACLE VIOLATION: flush acknowledged, drain failed";
     EXPECT_EQ(c->counters().ksets_written, 0u);  // nothing taken for durable
     ASSERT_TRUE(c->flush().ok());
     EXPECT_EQ(c->counters().ksets_written, 1u);
