@@ -1,7 +1,8 @@
 // nbdkit-pcache-plugin.so: a pcache device as an NBD export.
 //
-//   nbdkit -U SOCK ./nbdkit-pcache-plugin.so pmem=FILE backing=FILE [data_crc=on|off]
-//          [format=on] [segment_size=16M] [ksets=N]
+//   nbdkit -U SOCK ./nbdkit-pcache-plugin.so pmem=FILE backing=SPEC [data_crc=on|off]
+//          [format=on] [segment_size=16M] [ksets=N] [writeback_qd=N]
+// SPEC: a path, an NBD URI or rbd:POOL/IMAGE (pcache/blockdev/backing.hpp).
 //
 // Mapping: NBD_CMD_READ/WRITE -> backend read/write (NBD_CMD_FLAG_FUA -> a FUA write, served
 // natively), NBD_CMD_FLUSH -> backend flush (every kset buffer closed), WRITE_ZEROES -> nbdkit's
@@ -57,10 +58,14 @@ int config(const char* key, const char* value) {
         auto n = pcache::serve::parse_count(v, key, 1, 1024);
         if (!n.ok()) return error_out(n.status());
         g_options.n_ksets = *n;
+    } else if (k == "writeback_qd") {
+        auto n = pcache::serve::parse_count(v, key, 1, 1024);
+        if (!n.ok()) return error_out(n.status());
+        g_options.writeback_queue_depth = *n;
     } else {
         nbdkit_error(
             "pcache: unknown parameter '%s' (expected pmem, backing, data_crc, format, "
-            "segment_size, ksets)",
+            "segment_size, ksets, writeback_qd)",
             key);
         return -1;
     }
@@ -79,7 +84,7 @@ int config_complete() {
     return 0;
 }
 
-int get_ready() {
+int open_backend() {
     auto b = CacheBackend::open(g_options);
     if (!b.ok()) return error_out(b.status());
     g_backend = std::move(*b);
@@ -87,7 +92,15 @@ int get_ready() {
     return 0;
 }
 
+// librados starts threads when it connects, and a fork keeps none of them: an RBD backing
+// device is opened after nbdkit's fork (an error then still ends nbdkit, before it serves).
+bool opens_after_fork() { return g_options.backing_path.rfind("rbd:", 0) == 0; }
+
+int get_ready() { return opens_after_fork() ? 0 : open_backend(); }
+
 int after_fork() {
+    if (opens_after_fork())
+        if (open_backend() != 0) return -1;
     g_backend->start();
     return 0;
 }
@@ -138,16 +151,17 @@ nbdkit_plugin make_plugin() {
     p.name = "pcache";
     p.longname = "pcache: dm-pcache persistent-memory write-back cache";
     p.version = "0.1.0";
-    p.description = "Serves a pcache device (pmem file + backing file) over NBD";
+    p.description = "Serves a pcache device (pmem file + backing device) over NBD";
     p.config = config;
     p.config_complete = config_complete;
     p.config_help =
         "pmem=<FILE>          (required) cache device: pmem file or device-DAX\n"
-        "backing=<FILE>       (required) backing file or block device\n"
+        "backing=<SPEC>       (required) file, block device, NBD URI or rbd:POOL/IMAGE\n"
         "data_crc=on|off      per-key data CRC of a new cache (must match an existing one)\n"
         "format=on            format the cache device if it holds no cache\n"
         "segment_size=<SIZE>  segment size (16M, the kernel's, by default)\n"
-        "ksets=<N>            kset buffers (default: one per CPU)";
+        "ksets=<N>            kset buffers (default: one per CPU)\n"
+        "writeback_qd=<N>     writes in flight during writeback (default 32)";
     p.magic_config_key = "pmem";
     p.get_ready = get_ready;
     p.after_fork = after_fork;

@@ -14,13 +14,17 @@ int run_flush(const std::vector<std::string>& args) {
     const char* cmd = "flush";
     po::options_description opts("options");
     add_image_options(opts, true);
+    opts.add_options()("writeback-qd", po::value<unsigned>()->default_value(32),
+                       "writes in flight during writeback (1..1024)");
     po::variables_map vm;
-    if (int rc = parse_args(cmd, "--pmem PATH --backing PATH [--segment-size BYTES]", opts, nullptr,
+    if (int rc = parse_args(cmd, "--pmem PATH --backing SPEC [--segment-size BYTES] [--writeback-qd N]", opts, nullptr,
                             args, vm);
         rc >= 0)
         return rc;
+    const unsigned qd = vm["writeback-qd"].as<unsigned>();
+    if (qd == 0 || qd > 1024) return usage_error(cmd, "--writeback-qd: expected 1..1024");
     LiveCache live;
-    if (int rc = open_existing(cmd, vm, live); rc >= 0) return rc;
+    if (int rc = open_existing(cmd, vm, live, qd); rc >= 0) return rc;
     RealCache& cache = *live.cache;
     const std::uint64_t total = cache.dirty_bytes();
     const auto start = std::chrono::steady_clock::now();

@@ -1,4 +1,4 @@
-// pcache serve: exposes a pcache device (pmem file + backing file) to unmodified programs.
+// pcache serve: exposes a pcache device (pmem file + backing device) to unmodified programs.
 //
 //   pcache serve --pmem P --backing B --fuse DIR     FUSE file DIR/pcache (losetup it)
 //   pcache serve --pmem P --backing B --nbd SOCK     exec nbdkit with the pcache plugin
@@ -79,6 +79,8 @@ int exec_nbdkit(const po::variables_map& vm) {
     if (vm.count("format")) a.push_back("format=on");
     a.push_back("segment_size=" + vm["segment-size"].as<std::string>());
     if (vm.count("ksets")) a.push_back("ksets=" + std::to_string(vm["ksets"].as<unsigned>()));
+    if (vm.count("writeback-qd"))
+        a.push_back("writeback_qd=" + std::to_string(vm["writeback-qd"].as<unsigned>()));
     std::string line;
     for (const auto& s : a) line += (line.empty() ? "" : " ") + s;
     if (vm.count("dry-run")) {
@@ -113,6 +115,12 @@ Result<serve::ServeOptions> serve_options(const po::variables_map& vm) {
         const unsigned k = vm["ksets"].as<unsigned>();
         if (k == 0 || k > 1024) return Status(Errc::invalid_argument, "--ksets: expected 1..1024");
         o.n_ksets = k;
+    }
+    if (vm.count("writeback-qd")) {
+        const unsigned q = vm["writeback-qd"].as<unsigned>();
+        if (q == 0 || q > 1024)
+            return Status(Errc::invalid_argument, "--writeback-qd: expected 1..1024");
+        o.writeback_queue_depth = q;
     }
     return o;
 }
@@ -157,7 +165,9 @@ int run_serve(const std::vector<std::string>& args) {
     po::options_description opts("pcache serve options");
     opts.add_options()("help,h", "print this help")("pmem", po::value<std::string>(),
                                                     "cache device: pmem file or device-DAX")(
-        "backing", po::value<std::string>(), "backing file or block device")(
+        "backing", po::value<std::string>(),
+        "backing device: a path, nbd://HOST:PORT/EXPORT, nbd+unix:///EXPORT?socket=PATH or "
+        "rbd:POOL/IMAGE[:conf=PATH][:id=USER]")(
         "fuse", po::value<std::string>(), "serve as a FUSE file DIR/NAME (DIR must exist)")(
         "nbd", po::value<std::string>(), "serve over NBD on this Unix socket (runs nbdkit)")(
         "nbd-port", po::value<std::string>(), "serve over NBD on this TCP port (runs nbdkit)")(
@@ -168,6 +178,8 @@ int run_serve(const std::vector<std::string>& args) {
         "segment-size", po::value<std::string>()->default_value("16M"),
         "segment size (16M: kernel)")("ksets", po::value<unsigned>(),
                                       "kset buffers (default: one per CPU)")(
+        "writeback-qd", po::value<unsigned>(),
+        "writes in flight during writeback (default 32; 1..1024)")(
         "threads", po::value<unsigned>(), "front-end worker threads (FUSE default 16)")(
         "name", po::value<std::string>()->default_value("pcache"), "FUSE: the file's name")(
         "allow-other", "FUSE: let other users open the file")(

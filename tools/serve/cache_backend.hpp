@@ -20,7 +20,7 @@
 #include <optional>
 #include <string>
 
-#include "pcache/blockdev/file_block_device.hpp"
+#include "pcache/blockdev/backing.hpp"
 #include "pcache/cache/cache.hpp"
 #include "pcache/pmem/pmem2_device.hpp"
 #include "pcache/runtime.hpp"
@@ -30,7 +30,8 @@ namespace pcache::serve {
 
 struct ServeOptions {
     std::string pmem_path;
-    std::string backing_path;
+    std::string backing_path;      // a path, an NBD URI or rbd:POOL/IMAGE (blockdev/backing.hpp)
+    std::uint32_t writeback_queue_depth = 32;  // writes in flight during writeback
     bool format = false;           // format the pmem image if it is blank
     std::optional<bool> data_crc;  // new caches: default off; existing: must match if given
     format::Geometry geometry = format::Geometry::kernel();
@@ -39,7 +40,7 @@ struct ServeOptions {
 
 class CacheBackend final : public Backend {
 public:
-    using CacheT = Cache<Pmem2Device, FileBlockDevice>;
+    using CacheT = Cache<Pmem2Device, BackingDevice>;
 
     // Errors: the devices' (not_found, io, ...) with the path, invalid_argument for a blank image
     // without ServeOptions::format or a data_crc mismatch, corrupt for a foreign or damaged image.
@@ -61,7 +62,7 @@ private:
     Status write_unaligned(std::uint64_t off, std::span<const std::byte> data, bool fua);
 
     std::optional<Pmem2Device> pmem_;
-    std::optional<FileBlockDevice> backing_;
+    std::unique_ptr<BackingDevice> backing_;
     std::unique_ptr<CacheT> cache_;
     std::unique_ptr<Runtime<CacheT>> runtime_;
     ServeOptions options_;
