@@ -83,21 +83,27 @@ int main(int argc, char** argv) {
     std::string plugin = default_plugin();
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string k = argv[i], v = argv[i + 1];
-        if (k == "--delay-us") delay_us = unsigned(std::stoul(v));
-        else if (k == "--qd") qd = unsigned(std::stoul(v));
-        else if (k == "--mib") mib = unsigned(std::stoul(v));
-        else if (k == "--runs") runs = unsigned(std::stoul(v));
-        else if (k == "--plugin") plugin = v;
-        else die("unknown option " + k);
+        if (k == "--delay-us")
+            delay_us = unsigned(std::stoul(v));
+        else if (k == "--qd")
+            qd = unsigned(std::stoul(v));
+        else if (k == "--mib")
+            mib = unsigned(std::stoul(v));
+        else if (k == "--runs")
+            runs = unsigned(std::stoul(v));
+        else if (k == "--plugin")
+            plugin = v;
+        else
+            die("unknown option " + k);
     }
     const std::size_t n = std::size_t(mib) << 20 >> 12;  // 4 KiB requests
     char tmpl[] = "/dev/shm/pcache-net-bench-XXXXXX";
     if (!::mkdtemp(tmpl)) die("mkdtemp");
     const std::string dir = tmpl;
-    testutil::NbdkitServer server(
-        dir + "/sock", {"--threads", std::to_string(std::max(16u, qd * 2)), plugin,
-                        "size=" + std::to_string(std::uint64_t(mib) * 2 + 64) + "M",
-                        "delay_us=" + std::to_string(delay_us)});
+    testutil::NbdkitServer server(dir + "/sock",
+                                  {"--threads", std::to_string(std::max(16u, qd * 2)), plugin,
+                                   "size=" + std::to_string(std::uint64_t(mib) * 2 + 64) + "M",
+                                   "delay_us=" + std::to_string(delay_us)});
     if (!server.start()) die("nbdkit with " + plugin + " did not start");
     const std::string load_before = loadavg();
     std::printf("# NBD backing, %u us per write, QD %u, %zu x 4 KiB = %u MiB per run, %u runs\n",
@@ -170,10 +176,11 @@ int main(int argc, char** argv) {
         hit_us.add(h.median());
         lat_ratio.add(d.median() / h.median());
         if (Status s = c.close(); !s.ok()) die("close", s);
-        std::printf("run %u: raw %.1f MB/s, writeback %.1f MB/s, ratio %.2f; direct write %.1f us, "
-                    "cache write hit %.2f us (x%.0f)\n",
-                    run + 1, mb / raw_s, mb / wb_s, raw_s / wb_s, d.median(), h.median(),
-                    d.median() / h.median());
+        std::printf(
+            "run %u: raw %.1f MB/s, writeback %.1f MB/s, ratio %.2f; direct write %.1f us, "
+            "cache write hit %.2f us (x%.0f)\n",
+            run + 1, mb / raw_s, mb / wb_s, raw_s / wb_s, d.median(), h.median(),
+            d.median() / h.median());
         std::fflush(stdout);
     }
     const std::string load_after = loadavg();

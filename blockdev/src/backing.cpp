@@ -95,8 +95,8 @@ Result<BackingSpec> parse_backing_spec(const std::string& text) {
         return Status(Errc::invalid_argument, "backing '" + text + "': " + why);
     };
     if (text.empty()) return bad("empty (expected a path, an NBD URI or rbd:POOL/IMAGE)");
-    for (const char* scheme : {"nbd://", "nbds://", "nbd+unix://", "nbds+unix://",
-                               "nbd+vsock://", "nbds+vsock://"})
+    for (const char* scheme :
+         {"nbd://", "nbds://", "nbd+unix://", "nbds+unix://", "nbd+vsock://", "nbds+vsock://"})
         if (starts_with(text, scheme)) {
             spec.kind = BackingSpec::Kind::nbd;
             spec.path = text;
@@ -130,8 +130,9 @@ Result<BackingSpec> parse_backing_spec(const std::string& text) {
         return spec;
     }
     if (text.find("://") != std::string::npos)
-        return bad("unknown URI scheme (expected nbd://, nbd+unix://, nbds://, rbd:POOL/IMAGE "
-                   "or a path)");
+        return bad(
+            "unknown URI scheme (expected nbd://, nbd+unix://, nbds://, rbd:POOL/IMAGE "
+            "or a path)");
     spec.path = text;
     return spec;
 }

@@ -105,17 +105,20 @@ Status NbdBlockDevice::Conn::connect() {
                               std::to_string(size_bytes) + " -> " + std::to_string(size) + " B)"};
     size_bytes = sectors * kBlockSectorBytes;
     if (const std::int64_t m = nbd_get_block_size(h, LIBNBD_SIZE_MAXIMUM); m >= 4096)
-        request_bytes_max = std::min<std::uint64_t>(kRequestBytesMax, std::uint64_t(m) / 4096 * 4096);
+        request_bytes_max =
+            std::min<std::uint64_t>(kRequestBytesMax, std::uint64_t(m) / 4096 * 4096);
     fua = nbd_can_fua(h) == 1;
     if (!opts.read_only) {
         if (nbd_is_read_only(h) == 1)
-            return {Errc::unsupported, where + ": the export is read-only (a backing device must "
-                                               "be writable)"};
+            return {Errc::unsupported, where +
+                                           ": the export is read-only (a backing device must "
+                                           "be writable)"};
         if (opts.require_flush && nbd_can_flush(h) != 1)
             return {Errc::unsupported,
-                    where + ": the server does not support FLUSH (NBD_CMD_FLUSH): pcache "
-                            "cannot make written-back data durable before it forgets it, so "
-                            "it refuses this server as a write-back backing device"};
+                    where +
+                        ": the server does not support FLUSH (NBD_CMD_FLUSH): pcache "
+                        "cannot make written-back data durable before it forgets it, so "
+                        "it refuses this server as a write-back backing device"};
     }
     return {};
 }
@@ -152,9 +155,9 @@ Status NbdBlockDevice::Conn::op_error(const Op& op, std::size_t index, std::size
     const std::string where = std::string(op_name(op.kind)) +
                               (n > 1 ? " #" + std::to_string(index) : "") + " of '" + uri +
                               "' at " + std::to_string(op.offset_bytes);
-    return {op.error == ENOSPC ? Errc::no_space : Errc::io,
-            where + ": " + std::strerror(op.error) + " (server errno " +
-                std::to_string(op.error) + ")"};
+    return {op.error == ENOSPC ? Errc::no_space : Errc::io, where + ": " + std::strerror(op.error) +
+                                                                " (server errno " +
+                                                                std::to_string(op.error) + ")"};
 }
 
 // Caller holds mu. Returns once no command of `ops` is queued in libnbd any more.
@@ -167,9 +170,8 @@ Status NbdBlockDevice::Conn::run(std::span<Op> ops) {
         while (next < ops.size() && in_flight < depth) {
             Op& op = ops[next];
             op.completions = &callbacks;
-            const nbd_completion_callback cb{.callback = on_complete,
-                                             .user_data = &op,
-                                             .free = nullptr};
+            const nbd_completion_callback cb{
+                .callback = on_complete, .user_data = &op, .free = nullptr};
             const std::uint32_t flags = op.fua ? LIBNBD_CMD_FLAG_FUA : 0;
             std::int64_t cookie = -1;
             switch (op.kind) {

@@ -52,7 +52,9 @@ void on_complete(rbd_completion_t c, void* arg) {
 
 Status rados_error(const std::string& what, int r) {
     const int e = r < 0 ? -r : r;
-    return {e == ENOENT ? Errc::not_found : e == ENOSPC ? Errc::no_space : Errc::io,
+    return {e == ENOENT   ? Errc::not_found
+            : e == ENOSPC ? Errc::no_space
+                          : Errc::io,
             what + ": " + std::strerror(e) + " (errno " + std::to_string(e) + ")"};
 }
 
@@ -141,11 +143,10 @@ Result<RbdBlockDevice> RbdBlockDevice::open(const std::string& pool, const std::
     if (int r = rados_conf_read_file(img->cluster,
                                      options.conf.empty() ? nullptr : options.conf.c_str());
         r < 0)
-        return rados_error(name + ": reading the Ceph configuration '" +
-                               (options.conf.empty() ? std::string("default search path")
-                                                     : options.conf) +
-                               "'",
-                           r);
+        return rados_error(
+            name + ": reading the Ceph configuration '" +
+                (options.conf.empty() ? std::string("default search path") : options.conf) + "'",
+            r);
     if (int r = rados_conf_parse_env(img->cluster, nullptr); r < 0)
         return rados_error(name + ": $CEPH_ARGS", r);
     const std::string secs = std::to_string((options.timeout_ms + 999) / 1000);
@@ -203,8 +204,8 @@ Status RbdBlockDevice::write_batch(std::span<const WriteRequest> requests) {
             return requests.size() > 1 ? s.with_context("batch request #" + std::to_string(i)) : s;
         any_fua = any_fua || r.fua;
         if (!r.bytes.empty())
-            ops.push_back(Op{OpKind::write, r.offset_bytes,
-                             const_cast<std::byte*>(r.bytes.data()), r.bytes.size()});
+            ops.push_back(Op{OpKind::write, r.offset_bytes, const_cast<std::byte*>(r.bytes.data()),
+                             r.bytes.size()});
     }
     std::lock_guard lock(image_->mu);
     PCACHE_TRY(image_->run(ops));

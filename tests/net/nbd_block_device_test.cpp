@@ -59,7 +59,8 @@ TEST_F(NbdTest, BatchWithMoreRequestsThanTheQueueDepth) {
     std::vector<std::vector<std::byte>> data;
     std::vector<WriteRequest> reqs;
     for (std::uint32_t i = 0; i < 50; ++i) data.push_back(pattern(4096 * (1 + i % 5), 100 + i));
-    for (std::uint32_t i = 0; i < 50; ++i) reqs.push_back({std::uint64_t(i) * 65536, data[i], false});
+    for (std::uint32_t i = 0; i < 50; ++i)
+        reqs.push_back({std::uint64_t(i) * 65536, data[i], false});
     ASSERT_TRUE(d->write_batch(reqs).ok());
     for (std::uint32_t i = 0; i < 50; ++i) {
         std::vector<std::byte> got(data[i].size());
@@ -100,8 +101,8 @@ TEST_F(NbdTest, ReadOnlyExportIsRefused) {
 }
 
 TEST_F(NbdTest, ServerErrnoIsReported) {
-    auto& s = serve({"--filter=error", "memory", "1M", "error-pwrite=ENOSPC",
-                     "error-pwrite-rate=100%"});
+    auto& s =
+        serve({"--filter=error", "memory", "1M", "error-pwrite=ENOSPC", "error-pwrite-rate=100%"});
     auto d = NbdBlockDevice::open(s.uri());
     ASSERT_TRUE(d.ok()) << d.status().to_string();
     const auto a = pattern(4096, 3);

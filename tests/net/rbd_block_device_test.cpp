@@ -70,7 +70,8 @@ TEST(Rbd, ReadWriteBatchFlush) {
     std::vector<std::vector<std::byte>> data;
     std::vector<WriteRequest> reqs;
     for (std::uint32_t i = 0; i < 20; ++i) data.push_back(pattern(4096 * (1 + i % 3), i));
-    for (std::uint32_t i = 0; i < 20; ++i) reqs.push_back({std::uint64_t(i) << 19, data[i], i == 7});
+    for (std::uint32_t i = 0; i < 20; ++i)
+        reqs.push_back({std::uint64_t(i) << 19, data[i], i == 7});
     ASSERT_TRUE(d->write_batch(reqs).ok());
     ASSERT_TRUE(d->flush().ok());
     // Another client (a fresh connection) sees the data.

@@ -27,8 +27,8 @@ public:
     // Starts nbdkit and waits (up to 10 s) for its socket. False if it did not come up.
     bool start() {
         ::unlink(socket_.c_str());
-        std::vector<std::string> argv = {"nbdkit", "--foreground", "--exit-with-parent",
-                                         "--unix", socket_};
+        std::vector<std::string> argv = {"nbdkit", "--foreground", "--exit-with-parent", "--unix",
+                                         socket_};
         argv.insert(argv.end(), args_.begin(), args_.end());
         pid_ = ::fork();
         if (pid_ == 0) {

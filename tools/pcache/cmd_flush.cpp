@@ -17,8 +17,9 @@ int run_flush(const std::vector<std::string>& args) {
     opts.add_options()("writeback-qd", po::value<unsigned>()->default_value(32),
                        "writes in flight during writeback (1..1024)");
     po::variables_map vm;
-    if (int rc = parse_args(cmd, "--pmem PATH --backing SPEC [--segment-size BYTES] [--writeback-qd N]", opts, nullptr,
-                            args, vm);
+    if (int rc =
+            parse_args(cmd, "--pmem PATH --backing SPEC [--segment-size BYTES] [--writeback-qd N]",
+                       opts, nullptr, args, vm);
         rc >= 0)
         return rc;
     const unsigned qd = vm["writeback-qd"].as<unsigned>();

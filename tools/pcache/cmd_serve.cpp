@@ -167,8 +167,8 @@ int run_serve(const std::vector<std::string>& args) {
                                                     "cache device: pmem file or device-DAX")(
         "backing", po::value<std::string>(),
         "backing device: a path, nbd://HOST:PORT/EXPORT, nbd+unix:///EXPORT?socket=PATH or "
-        "rbd:POOL/IMAGE[:conf=PATH][:id=USER]")(
-        "fuse", po::value<std::string>(), "serve as a FUSE file DIR/NAME (DIR must exist)")(
+        "rbd:POOL/IMAGE[:conf=PATH][:id=USER]")("fuse", po::value<std::string>(),
+                                                "serve as a FUSE file DIR/NAME (DIR must exist)")(
         "nbd", po::value<std::string>(), "serve over NBD on this Unix socket (runs nbdkit)")(
         "nbd-port", po::value<std::string>(), "serve over NBD on this TCP port (runs nbdkit)")(
         "format", "format the cache device if it holds no cache (never overwrites one)")(

@@ -144,8 +144,8 @@ Status CacheBackend::close() {
 std::string CacheBackend::describe() const {
     return "pcache cache on '" + options_.pmem_path + "' (" + std::to_string(pmem_->size()) +
            " B, " + std::to_string(cache_->n_segs()) + " segments, data_crc " +
-           (options_.data_crc.value_or(false) ? "on" : "off") + ") over " +
-           backing_->describe() + " (" + std::to_string(size_bytes()) + " B)";
+           (options_.data_crc.value_or(false) ? "on" : "off") + ") over " + backing_->describe() +
+           " (" + std::to_string(size_bytes()) + " B)";
 }
 
 }  // namespace pcache::serve

@@ -30,9 +30,9 @@ namespace pcache::serve {
 
 struct ServeOptions {
     std::string pmem_path;
-    std::string backing_path;      // a path, an NBD URI or rbd:POOL/IMAGE (blockdev/backing.hpp)
+    std::string backing_path;  // a path, an NBD URI or rbd:POOL/IMAGE (blockdev/backing.hpp)
     std::uint32_t writeback_queue_depth = 32;  // writes in flight during writeback
-    bool format = false;           // format the pmem image if it is blank
+    bool format = false;                       // format the pmem image if it is blank
     std::optional<bool> data_crc;  // new caches: default off; existing: must match if given
     format::Geometry geometry = format::Geometry::kernel();
     std::uint32_t n_ksets = 0;  // 0: one per online CPU, as the kernel does

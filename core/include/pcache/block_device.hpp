@@ -42,10 +42,10 @@ struct WriteRequest {
 // a disk queue), so a caller never puts two overlapping writes in one batch; none is durable
 // without FUA or a later flush(). A batch that fails validation writes nothing.
 template <class B>
-concept BatchBlockDevice =
-    BlockDevice<B> && requires(B& b, std::span<const WriteRequest> requests) {
-        { b.write_batch(requests) } -> std::same_as<Status>;
-    };
+concept BatchBlockDevice = BlockDevice<B> &&
+    requires(B& b, std::span<const WriteRequest> requests) {
+    { b.write_batch(requests) } -> std::same_as<Status>;
+};
 
 // Shared argument check: in range and sector aligned.
 inline Status check_block_io(const char* what, std::uint64_t off, std::uint64_t len,
