@@ -141,7 +141,7 @@ inline std::string control_commit_word(PmemMode mode) {
     SimPmem pmem(4096, {.mode = mode});
     std::vector<std::uint64_t> payload(16, 0xABCDull);
     (void)pmem.write(64, std::as_bytes(std::span(payload)), kPmemFlushCache);
-    pmem.drain();
+    PCACHE_SIM_ASSERT(pmem.drain().ok());
     const std::uint64_t commit = 0x1122334455667788ull;
     (void)pmem.write(0, std::as_bytes(std::span(&commit, 1)), kPmemFlushCache);
     return every_image(pmem, [&](const SimPmem& p) -> std::string {
@@ -166,7 +166,7 @@ inline std::string control_eadr_no_flush() {
         return {};
     });
     if (!why.empty()) return why;
-    pmem.drain();
+    PCACHE_SIM_ASSERT(pmem.drain().ok());
     if (pmem.pending_words() != 0) return "eadr: a fence left stores pending";
     return {};
 }

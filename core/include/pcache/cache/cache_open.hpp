@@ -58,6 +58,17 @@ Status Cache<Pmem, Block>::load_or_format() {
         existing = *found;
         if (!existing) PCACHE_TRY(require_empty_log_for_reformat());
     }
+    const std::uint32_t segs = existing ? info_.n_segs : sb_.seg_num;
+    per_seg_ksets_ = static_cast<std::uint32_t>((seg_data_bytes() - format::kKsetHeaderBytes) /
+                                                format::kKsetBytesMax);
+    assert(per_seg_ksets_ >= 1);  // Geometry::validate: a segment holds the largest kset
+    if (segs != 0 && std::uint64_t(segs - std::min(segs, 2u)) * per_seg_ksets_ < opts_.n_ksets)
+        return {Errc::invalid_argument,
+                std::to_string(opts_.n_ksets) + " kset buffers need at least " +
+                    std::to_string(2 + (opts_.n_ksets + per_seg_ksets_ - 1) / per_seg_ksets_) +
+                    " cache segments (the key log keeps room to close every buffer); this cache "
+                    "has " +
+                    std::to_string(segs)};
     if (existing) {
         n_segs_ = info_.n_segs;
         segs_.reset(new Segment[n_segs_]);
@@ -81,6 +92,10 @@ Status Cache<Pmem, Block>::load_or_format() {
     ksets_ = std::vector<KsetBuffer>(opts_.n_ksets);
     const std::uint64_t replay_start_ns = opts_.clock_ns ? opts_.clock_ns() : 0;
     PCACHE_TRY(replay());
+    {
+        std::lock_guard g(seg_mutex_);
+        set_log_room_locked(key_head_);
+    }
     if (opts_.clock_ns) counters_.replay_duration_ns = opts_.clock_ns() - replay_start_ns;
     info_.flags |= format::kCacheFlagInitDone;
     return write_cache_info();
@@ -94,7 +109,7 @@ Status Cache<Pmem, Block>::format_superblock() {
     const std::uint64_t begin = format::kCacheInfoOffsetBytes;
     const std::vector<std::byte> zeros(format::kSegmentsOffsetBytes - begin);
     PCACHE_TRY(pmem_.write(begin, zeros, kPmemFlushCache));
-    pmem_.drain();
+    PCACHE_TRY(pmem_.drain());
     if (sb_.seg_num == 0) return {Errc::no_space, "cache device holds no segment"};
     // The 24-byte superblock may tear at 8-byte boundaries. Its magic (aligned, at +8) is the
     // commit word: cleared first, the other fields fenced, then set. A power cut mid-format thus
@@ -106,14 +121,14 @@ Status Cache<Pmem, Block>::format_superblock() {
     if (old == raw) return {};
     const std::array<std::byte, 8> magic_zero{};
     PCACHE_TRY(pmem_.write(kMagicAt, magic_zero, kPmemFlushCache));
-    pmem_.drain();
+    PCACHE_TRY(pmem_.drain());
     std::array<std::byte, 8> magic{};
     std::memcpy(magic.data(), raw.data() + 8, 8);
     std::memset(raw.data() + 8, 0, 8);
     PCACHE_TRY(pmem_.write(format::kSuperblockOffsetBytes, raw, kPmemFlushCache));
-    pmem_.drain();
+    PCACHE_TRY(pmem_.drain());
     PCACHE_TRY(pmem_.write(kMagicAt, magic, kPmemFlushCache));
-    pmem_.drain();
+    PCACHE_TRY(pmem_.drain());
     return {};
 }
 
@@ -181,7 +196,7 @@ Status Cache<Pmem, Block>::write_meta(std::uint64_t slot0_addr, std::uint64_t st
 #else
     PCACHE_TRY(pmem_.write(slot0_addr + stride * index, record, kPmemFlushCache));
 #endif
-    pmem_.drain();
+    PCACHE_TRY(pmem_.drain());
     return {};
 }
 
@@ -210,7 +225,7 @@ Status Cache<Pmem, Block>::init_segments_new() {
             PCACHE_TRY(write_seg_info(i - 1));
         }
         PCACHE_TRY(pmem_.write(opts_.geometry.segment_offset(i), zeros, kPmemFlushCache));
-        pmem_.drain();
+        PCACHE_TRY(pmem_.drain());
         {
             std::lock_guard g(seg_mutex_);
             PCACHE_TRY(write_seg_gen_locked(i));
@@ -219,7 +234,7 @@ Status Cache<Pmem, Block>::init_segments_new() {
         s.info.flags = format::kSegTypeCacheData << format::kSegInfoTypeShift;
         PCACHE_TRY(write_seg_info(i));
         PCACHE_TRY(pmem_.write(data_addr(i, 0), empty_kset, kPmemFlushCache));
-        pmem_.drain();
+        PCACHE_TRY(pmem_.drain());
     }
     return {};
 }
