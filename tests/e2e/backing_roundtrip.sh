@@ -4,8 +4,12 @@
 # then everything flushed back and the backing device read directly and compared.
 #
 #   nbd         nbdkit file plugin on a Unix socket
-#   nbd-errors  the same behind nbdkit's error filter: transient EIO on 20% of the writes while
-#               the workload runs and during the final flush (writeback must retry; nothing lost)
+#   nbd-errors  the same behind nbdkit's error filter: every write fails with EIO while the
+#               filter is on. It is on in bursts (0.5 s on, 0.5 s off) during the workload and
+#               the final pcache flush, and all the time in between (so the flush has dirty data
+#               to write back): background writeback and pcache flush retry with backoff, and
+#               nothing is lost. Servers are stopped by SIGKILL only (a clean stop while
+#               writeback is failing is an error by design)
 #   rbd         a single-node Ceph cluster on 127.0.0.1 (ceph_cluster.sh), an RBD image
 #
 # Steps: serve --format --fuse over the backing, losetup, mkfs.ext4, mount, workload (files
@@ -44,9 +48,9 @@ nbd | nbd-errors)
     truncate -s "$BACKING_BYTES" "$WORK/backing.img"
     filter=()
     if [ "$MODE" = nbd-errors ]; then
-        # Errors only while $WORK/errors-on exists; then 20% of writes fail (nbdkit 1.32's
-        # error filter cannot fail flushes).
-        filter=(--filter=error error-pwrite=EIO error-pwrite-rate=20%
+        # Errors only while $WORK/errors-on exists (nbdkit 1.32's error filter cannot fail
+        # flushes).
+        filter=(--filter=error error-pwrite=EIO error-pwrite-rate=100%
                 error-pwrite-file="$WORK/errors-on")
     fi
     nbdkit --foreground --exit-with-parent --unix "$WORK/nbd.sock" "${filter[@]:0:1}" \
@@ -68,7 +72,35 @@ rbd)
     ;;
 esac
 log "$MODE: backing $BACKING"
-errors() { [ "$MODE" = nbd-errors ] || return 0; if [ "$1" = on ]; then touch "$WORK/errors-on"; else rm -f "$WORK/errors-on"; fi; }
+# Bursts of errors: $WORK/errors-on exists half of the time, until errors_off.
+TOGGLER=
+errors_on() {
+    [ "$MODE" = nbd-errors ] || return 0
+    (while :; do touch "$WORK/errors-on"; sleep 0.5; rm -f "$WORK/errors-on"; sleep 0.5; done) &
+    TOGGLER=$!
+    on_exit "stop_pid KILL $TOGGLER"
+}
+errors_always() {
+    [ "$MODE" = nbd-errors ] || return 0
+    errors_off
+    touch "$WORK/errors-on"
+}
+errors_off() {
+    [ -n "$TOGGLER" ] || return 0
+    stop_pid KILL "$TOGGLER"
+    TOGGLER=
+    rm -f "$WORK/errors-on"
+}
+# A clean stop (SIGTERM, exit 0), or with bursts of errors a SIGKILL.
+stop_front() {
+    if [ "$MODE" = nbd-errors ]; then
+        kill -KILL "$SERVER"
+        wait "$SERVER" 2>/dev/null || true
+        teardown_front
+    else
+        stop_front_clean
+    fi
+}
 
 SERVER=
 start_front() {
@@ -105,7 +137,7 @@ mkfs.ext4 -q -F -E nodiscard "$LOOP" || die "mkfs.ext4 failed"
 mount_fs "$LOOP"
 
 log "$MODE: workload, then SIGKILL of the server mid-workload"
-errors on
+errors_on
 workload &
 WL=$!
 on_exit "stop_pid KILL $WL"
@@ -117,31 +149,37 @@ stop_pid KILL "$WL"
 log "$MODE: server killed after $(wc -l < "$WORK/synced") fsync'ed files"
 teardown_front
 
-log "$MODE: restart (replay), verify, e2fsck"
+log "$MODE: restart (replay), verify, write, e2fsck"
+errors_always
 start_front --segment-size 4M
 mount_fs "$LOOP"
 verify_synced
+head -c 4194304 /dev/urandom > "$WORK/fs/data/after_restart" && sync "$WORK/fs/data/after_restart" ||
+    die "writing after the restart failed"
+md5sum < "$WORK/fs/data/after_restart" | sed 's/ .*//; s/^/after_restart /' >> "$WORK/synced"
 force_umount "$WORK/fs"
 fsck_clean "$LOOP"
-errors off
-stop_front_clean
+stop_front
 
 log "$MODE: the whole device through the cache"
 start_front --segment-size 4M
 WANT=$(md5sum < "$LOOP" | cut -d' ' -f1)
-stop_front_clean
+stop_front
 
 log "$MODE: pcache flush until clean"
-errors on
+errors_on
 "$PCACHE" flush --pmem "$WORK/pmem" --backing "$BACKING" --segment-size 4M \
     2>"$WORK/flush.log" >"$WORK/flush.out" || { cat "$WORK/flush.log" >&2; die "pcache flush failed"; }
-errors off
+errors_off
+log "$(tail -1 "$WORK/flush.log")"
 "$PCACHE" status --pmem "$WORK/pmem" --backing "$BACKING" --segment-size 4M --format json \
     > "$WORK/status.json" || die "pcache status failed"
 grep -q '"dirty_bytes": 0' "$WORK/status.json" || { cat "$WORK/status.json" >&2; die "not clean after flush"; }
 if [ "$MODE" = nbd-errors ]; then
     n=$(grep -c "injecting" "$WORK/nbdkit.log") || die "no error was injected"
-    log "$n transient errors injected; writeback survived them"
+    wrote=$(sed -n 's/.*wrote back \([0-9]*\) B.*/\1/p' "$WORK/flush.log")
+    [ "${wrote:-0}" -gt 0 ] || die "pcache flush had nothing to write back: its retries went untested"
+    log "$n transient errors injected; pcache flush wrote back $wrote B through them"
 fi
 
 log "$MODE: read the backing device directly and compare"

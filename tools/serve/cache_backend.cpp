@@ -137,7 +137,15 @@ Status CacheBackend::close() {
     Status bg = runtime_->last_error();
     Status s = cache_->close();
     if (!s.ok()) return s.with_context("closing the cache");
-    if (!bg.ok()) return bg.with_context("background writeback/GC failed earlier");
+    // Writeback retries with backoff: an error it got past is not a failure of the close; one
+    // it is still failing with is (the dirty data stays safe in pmem either way).
+    const WritebackHealth health = cache_->writeback_health();
+    if (health.failing)
+        return {Errc::io, "writeback is failing (" + std::to_string(health.failed_steps) +
+                              " step(s) in a row): " + health.last_error +
+                              " (the dirty data is kept in the cache)"};
+    if (!bg.ok() && bg.message().rfind("writeback: ", 0) != 0)
+        return bg.with_context("background work failed earlier");
     return {};
 }
 
