@@ -79,7 +79,7 @@ std::vector<std::byte> fill(std::size_t n, unsigned seed) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    unsigned delay_us = 200, qd = 32, mib = 64, runs = 5, batch = 0;
+    unsigned delay_us = 200, qd = 32, mib = 64, runs = 5, batch = 0, raw_waves = 0;
     std::string plugin = default_plugin();
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string k = argv[i], v = argv[i + 1];
@@ -93,6 +93,8 @@ int main(int argc, char** argv) {
             runs = unsigned(std::stoul(v));
         else if (k == "--batch")
             batch = unsigned(std::stoul(v));
+        else if (k == "--raw-waves")  // the raw bound sent as waves of N (diagnosis)
+            raw_waves = unsigned(std::stoul(v));
         else if (k == "--plugin")
             plugin = v;
         else
@@ -124,7 +126,12 @@ int main(int argc, char** argv) {
         if (run == 0)  // untimed: the server's first touch of its pages is not the network
             if (Status s = dev->write_batch(reqs); !s.ok()) die("warm-up write_batch", s);
         auto t0 = Clock::now();
-        if (Status s = dev->write_batch(reqs); !s.ok()) die("raw write_batch", s);
+        for (std::size_t at = 0; at < n;) {
+            const std::size_t k = raw_waves ? std::min<std::size_t>(raw_waves, n - at) : n;
+            if (Status s = dev->write_batch(std::span(reqs).subspan(at, k)); !s.ok())
+                die("raw write_batch", s);
+            at += k;
+        }
         if (Status s = dev->flush(); !s.ok()) die("raw flush", s);
         const double raw_s = secs(Clock::now() - t0);
 
