@@ -123,7 +123,9 @@ void Cache<Pmem, Block>::writeback_lost(const CacheKey& k, const std::string& wh
         st.for_each_overlap(
             k.off, k.end(), [](const CacheKey&) { return false; },
             [&](const CacheKey& e) {
-                if (e.seg == k.seg && e.gen == k.gen && e.seg_off - k.seg_off == e.off - k.off)
+                if (e.seg == k.seg && e.gen == k.gen &&
+                    std::int64_t(e.seg_off) - std::int64_t(k.seg_off) ==
+                        std::int64_t(e.off) - std::int64_t(k.off))
                     current.push_back(e);
             });
         for (const CacheKey& e : current)
