@@ -210,9 +210,9 @@ void lost_extent_case(bool media_error) {
     ASSERT_EQ(log.size(), 1u);
     EXPECT_NE(log[0].find("[1048576, +8192)"), std::string::npos) << log[0];
     const auto d = disk.bytes();
-    EXPECT_TRUE(std::all_of(d.begin() + (1 << 20), d.begin() + (1 << 20) + 8192,
-                            [](std::byte x) { return x == std::byte{0}; }))
-        << "the lost extent reached the backing device";
+    EXPECT_TRUE(std::all_of(d.begin() + (1 << 20), d.begin() + (1 << 20) + 8192, [](std::byte x) {
+        return x == std::byte{0};
+    })) << "the lost extent reached the backing device";
     EXPECT_TRUE(std::equal(b.begin(), b.end(), d.begin() + (2 << 20)));
     std::vector<std::byte> out(4096);
     EXPECT_FALSE(c->read((1 << 20) + 4096, out).ok());
@@ -233,9 +233,7 @@ void lost_extent_case(bool media_error) {
 }
 
 TEST(WritebackFaults, CorruptDirtyExtentIsReportedSkippedAndPoisoned) { lost_extent_case(false); }
-TEST(WritebackFaults, UnreadableDirtyExtentIsReportedSkippedAndPoisoned) {
-    lost_extent_case(true);
-}
+TEST(WritebackFaults, UnreadableDirtyExtentIsReportedSkippedAndPoisoned) { lost_extent_case(true); }
 
 // A backing device that stays failed: reads keep working, writes are absorbed until the cache is
 // full, then fail with an error naming the cause; close and Runtime stop finish.

@@ -106,6 +106,7 @@ public:
     Status check_invariants();
 
 private:
+    class WritebackRuns;  // cache_writeback.hpp: runs sent as batches of concurrent writes
     struct Segment {
         std::uint32_t phys = 0;
         format::SegmentInfo info{};
