@@ -35,9 +35,11 @@ struct CacheKey {
     }
 };
 
-class Subtree {
+// Mutex: the engine's lock type (pcache/sync.hpp); std::mutex outside the simulator.
+template <class Mutex = std::mutex>
+class BasicSubtree {
 public:
-    std::mutex mutex;  // the subtree lock: held for index walks and kset appends
+    Mutex mutex;  // the subtree lock: held for index walks and kset appends
 
     // Inserts `k`; every older byte it covers is forgotten.
     //   is_stale(key) -> bool: the key's generation is older than its segment's.
@@ -123,5 +125,6 @@ public:
 private:
     std::map<std::uint64_t, CacheKey> keys_;
 };
+using Subtree = BasicSubtree<>;
 
 }  // namespace pcache

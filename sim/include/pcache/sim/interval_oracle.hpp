@@ -1,0 +1,118 @@
+// The oracle for concurrent runs: per 512-byte sector, which writes a read may return.
+//
+// Every write stamps each sector with a unique id (oracle.hpp's pattern), and the oracle keeps,
+// per sector, the writes of the current epoch with their logical [start, end) interval (a
+// counter advanced at every operation start and end; only one simulated thread runs at a time,
+// so it is a total order). A sector read during [rs, re] may return write w exactly when
+//   * w started before the read ended (w.start < re: nothing from the future), and
+//   * no write w2 of the sector started after w ended and ended before the read started
+//     (w2.start > w.end and w2.end < rs: w was not already overwritten),
+// the atomic-register condition: the value was current at some instant during the read. The
+// original content (id 0) counts as a write that ended before time 0. A sector mixing two
+// writes, or garbage, is never acceptable.
+//
+// At a quiescent point (no operation in flight) the value every sector reads as is settled:
+// settle() checks it and makes it the only history entry, so histories stay one epoch long.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "pcache/sim/oracle.hpp"
+
+namespace pcache::sim {
+
+class IntervalOracle {
+public:
+    static constexpr std::uint64_t kOpen = ~std::uint64_t{0};  // end of a write in flight
+
+    explicit IntervalOracle(std::uint64_t device_bytes)
+        : sectors_(device_bytes / kOracleSectorBytes) {
+        PCACHE_SIM_ASSERT(device_bytes % kOracleSectorBytes == 0 && device_bytes > 0);
+        for (auto& s : sectors_) s.push_back(Entry{0, 0, 0});
+    }
+
+    std::uint64_t now() const { return clock_; }
+    std::uint64_t tick() { return ++clock_; }
+    std::uint64_t sector_count() const { return sectors_.size(); }
+
+    // A write is issued over [first, first + count) sectors: returns its id.
+    std::uint64_t begin_write(std::uint64_t first, std::uint64_t count) {
+        PCACHE_SIM_ASSERT(first + count <= sectors_.size());
+        const std::uint64_t id = ++writes_;
+        const std::uint64_t start = tick();
+        for (std::uint64_t s = first; s < first + count; ++s)
+            sectors_[s].push_back(Entry{id, start, kOpen});
+        return id;
+    }
+    // The write returned (ok, or failed midway: then its sectors stay possible forever).
+    void end_write(std::uint64_t first, std::uint64_t count, std::uint64_t id) {
+        const std::uint64_t end = tick();
+        for (std::uint64_t s = first; s < first + count; ++s)
+            for (Entry& e : sectors_[s])
+                if (e.id == id) e.end = end;
+    }
+
+    // Checks one sector of a read that ran during [rs, re]; on failure explains why.
+    bool check(std::uint64_t sector, const std::byte* bytes, std::uint64_t rs, std::uint64_t re,
+               std::string& why) const {
+        std::uint64_t id = 0;
+        if (!oracle_identify_sector(bytes, sector, id)) {
+            why = "sector " + std::to_string(sector) +
+                  " holds bytes no write produced (a mix, "
+                  "garbage, or another sector's data)";
+            return false;
+        }
+        const auto& hist = sectors_[sector];
+        const Entry* w = nullptr;
+        for (const Entry& e : hist)
+            if (e.id == id) w = &e;
+        if (w == nullptr) {
+            why = "sector " + std::to_string(sector) + " reads as write " + std::to_string(id) +
+                  ", which never wrote it (or was settled away)";
+            return false;
+        }
+        if (w->start >= re) {
+            why = "sector " + std::to_string(sector) + " reads as write " + std::to_string(id) +
+                  ", which started after the read ended";
+            return false;
+        }
+        for (const Entry& e : hist) {
+            if (w->end != kOpen && e.start > w->end && e.end < rs) {
+                why = "sector " + std::to_string(sector) + " reads as write " + std::to_string(id) +
+                      " (ended at t" + std::to_string(w->end) + ") but write " +
+                      std::to_string(e.id) + " replaced it during [t" + std::to_string(e.start) +
+                      ", t" + std::to_string(e.end) + "), before the read began at t" +
+                      std::to_string(rs) + " (stale data)";
+                return false;
+            }
+        }
+        return true;
+    }
+    // Quiescent: the sector reads as `bytes` from now on (checked first).
+    bool settle(std::uint64_t sector, const std::byte* bytes, std::string& why) {
+        const std::uint64_t t = tick();
+        if (!check(sector, bytes, t, t, why)) return false;
+        std::uint64_t id = 0;
+        oracle_identify_sector(bytes, sector, id);
+        sectors_[sector].assign(1, Entry{id, 0, 0});
+        return true;
+    }
+    // The settled id of a sector (valid right after settle()).
+    std::uint64_t settled_id(std::uint64_t sector) const {
+        PCACHE_SIM_ASSERT(sectors_[sector].size() == 1);
+        return sectors_[sector].front().id;
+    }
+
+private:
+    struct Entry {
+        std::uint64_t id;
+        std::uint64_t start;
+        std::uint64_t end;  // kOpen while in flight
+    };
+    std::vector<std::vector<Entry>> sectors_;
+    std::uint64_t clock_ = 0;
+    std::uint64_t writes_ = 0;
+};
+
+}  // namespace pcache::sim
