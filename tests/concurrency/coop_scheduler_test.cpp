@@ -2,6 +2,7 @@
 // same seed same interleaving, mutual exclusion, deadlock and failure detection.
 #include <gtest/gtest.h>
 
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -60,6 +61,37 @@ TEST(CoopScheduler, MutexExcludesAcrossSchedulingPoints) {
     EXPECT_EQ(max_inside, 1);
     EXPECT_EQ(total, 200);
     EXPECT_GT(s.switches(), 100u);
+}
+
+TEST(CoopScheduler, SharedMutexSharesReadsAndExcludesWrites) {
+    SimContext ctx;
+    CoopScheduler s({.seed = 4, .stay_percent = 0}, ctx);
+    CoopSharedMutex m;
+    int readers = 0, writers = 0, max_readers = 0, bad = 0;
+    for (int t = 0; t < 3; ++t)
+        s.spawn("r" + std::to_string(t), [&] {
+            for (int i = 0; i < 40; ++i) {
+                std::shared_lock g(m);
+                ++readers;
+                bad += writers != 0;
+                max_readers = std::max(max_readers, readers);
+                CoopScheduler::sync_point();
+                --readers;
+            }
+        });
+    s.spawn("w", [&] {
+        for (int i = 0; i < 40; ++i) {
+            std::lock_guard g(m);
+            ++writers;
+            bad += readers != 0 || writers != 1;
+            CoopScheduler::sync_point();
+            --writers;
+        }
+    });
+    const auto outcome = s.run();
+    ASSERT_TRUE(outcome.ok()) << outcome.failure;
+    EXPECT_EQ(bad, 0);
+    EXPECT_GT(max_readers, 1) << "readers must be able to share";
 }
 
 // Lock order inversion: found as a deadlock by some seed, and every task unwinds (the mutexes

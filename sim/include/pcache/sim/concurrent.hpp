@@ -2,8 +2,9 @@
 // (writers, readers, writeback, GC, kset flush) under the seeded cooperative scheduler.
 //
 // A run is `rounds` rounds. In a round every task runs to its end under the scheduler:
-//   writer i   `ops` writes (hot 64 KiB region or anywhere; 1..64 sectors; FUA 1 in 8; FLUSH
-//              1 in 16), each sector stamped with the write's id; busy is retried
+//   writer i   `ops` writes (a hot 64 KiB region or anywhere; 1..64 sectors, 1 in 8 up to 256;
+//              FUA 1 in 8; FLUSH 1 in 16), each sector stamped with the write's id; busy is
+//              retried
 //   reader i   `ops` reads, every sector checked by the IntervalOracle (interval_oracle.hpp)
 //   writeback  writeback_step() while a client task runs
 //   gc         gc_step() while a client task runs
@@ -31,6 +32,7 @@
 namespace pcache::sim {
 
 struct ConcurrentConfig {
+    static constexpr std::uint64_t kHotBytes = 64 << 10;
     std::uint64_t seed = 1;
     std::uint32_t writers = 2;
     std::uint32_t readers = 2;
@@ -39,6 +41,7 @@ struct ConcurrentConfig {
     std::uint64_t segment_kib = 64;
     std::uint32_t segs = 8;
     std::uint64_t backing_kib = 1024;
+    std::uint64_t hot_kib = 0;  // the 64 KiB region every task works in starts here
     std::uint32_t n_ksets = 1;
     bool data_crc = false;
     std::uint32_t gc_percent = 0;
@@ -59,6 +62,7 @@ struct ConcurrentConfig {
         f("segment_kib", c.segment_kib);
         f("segs", c.segs);
         f("backing_kib", c.backing_kib);
+        f("hot_kib", c.hot_kib);
         f("n_ksets", c.n_ksets);
         f("data_crc", c.data_crc);
         f("gc_percent", c.gc_percent);
@@ -96,7 +100,8 @@ struct ConcurrentConfig {
             if (!known) return {Errc::invalid_argument, "PCACHE_CSIM: unknown key \"" + key + "\""};
         }
         if (writers + readers == 0 || writers + readers > 16 || rounds == 0 || segs < 4 ||
-            stay_percent >= 100 || backing_kib < 128 || backing_kib % 64 != 0)
+            stay_percent >= 100 || backing_kib < 128 || backing_kib % 64 != 0 ||
+            hot_kib + (kHotBytes >> 10) > backing_kib)
             return {Errc::invalid_argument, "PCACHE_CSIM: out of range: " + to_string()};
         return {};
     }
@@ -117,6 +122,12 @@ inline ConcurrentConfig derive_config(ConcurrentConfig c, std::uint64_t seed) {
     c.gc_percent = std::array<std::uint32_t, 3>{0, 30, 70}[r.below(3)];
     c.data_crc = r.below(3) == 0;
     c.n_ksets = r.below(2) == 0 ? 1 : 2;
+    c.segs = std::array<std::uint32_t, 3>{6, 8, 16}[r.below(3)];
+    c.ops = r.below(2) == 0 ? 40 : 80;
+    if (r.below(3) == 0) {  // two subtrees; writes split at the 4 MiB boundary
+        c.backing_kib = 8192;
+        c.hot_kib = 4096 - 32;
+    }
     return c;
 }
 
@@ -169,7 +180,7 @@ public:
     }
 
 private:
-    static constexpr std::uint64_t kHotBytes = 64 << 10;
+    static constexpr std::uint64_t kHotBytes = ConcurrentConfig::kHotBytes;
 
     void spawn_round(CoopScheduler& sched, std::uint32_t round) {
         clients_ = cfg_.writers + cfg_.readers;
@@ -205,10 +216,12 @@ private:
     // A range: the hot region (shared by every task) or anywhere on the device.
     std::pair<std::uint64_t, std::uint64_t> pick_range(Rng& r) const {
         const std::uint64_t sectors = (cfg_.backing_kib << 10) / kOracleSectorBytes;
-        const std::uint64_t area = r.below(3) == 0 ? sectors : kHotBytes / kOracleSectorBytes;
+        const bool hot = r.below(3) != 0;
+        const std::uint64_t base = hot ? (cfg_.hot_kib << 10) / kOracleSectorBytes : 0;
+        const std::uint64_t area = hot ? kHotBytes / kOracleSectorBytes : sectors;
         const std::uint64_t first = r.below(area);
-        const std::uint64_t count = std::min<std::uint64_t>(1 + r.below(64), area - first);
-        return {first, count};
+        const std::uint64_t want = r.below(8) == 0 ? 64 + r.below(193) : 1 + r.below(64);
+        return {base + first, std::min(want, area - first)};
     }
 
     void client(Rng r, bool writer) {

@@ -46,6 +46,7 @@ struct CoopTask {
     CoopScheduler* sched = nullptr;
     const void* blocked_on = nullptr;  // the CoopMutex it waits for
     bool finished = false;
+    std::condition_variable baton;  // signalled when this task is handed the baton
     std::thread thread;
 };
 
@@ -105,7 +106,7 @@ public:
             t->thread = std::thread([this, task = t.get()] { task_main(*task); });
         {
             std::unique_lock l(m_);
-            cv_.wait(l, [&] { return current_ == kNone; });
+            done_.wait(l, [&] { return current_ == kNone; });
         }
         for (auto& t : tasks_) t->thread.join();
         tasks_.clear();
@@ -145,7 +146,7 @@ private:
         tl_coop_task = &self;
         {
             std::unique_lock l(m_);
-            cv_.wait(l, [&] { return current_ == self.index; });
+            self.baton.wait(l, [&] { return current_ == self.index; });
         }
         try {
             if (!aborting_) self.body();
@@ -190,7 +191,7 @@ private:
         }
         if (next == self.index) return;
         hand_locked(next);
-        cv_.wait(l, [&] { return current_ == self.index; });
+        self.baton.wait(l, [&] { return current_ == self.index; });
         if (aborting_) throw CoopAbort{};
     }
 
@@ -200,7 +201,10 @@ private:
             context_.record(EventKind::sched_step, sync_points_, next);
         }
         current_ = next;
-        cv_.notify_all();
+        if (next == kNone)
+            done_.notify_one();
+        else
+            tasks_[next]->baton.notify_one();
     }
 
     // The next task: the caller (if runnable) with probability stay_percent, else a uniform
@@ -244,8 +248,8 @@ private:
     Rng rng_;
     SimContext& context_;
     std::vector<std::unique_ptr<CoopTask>> tasks_;
-    std::mutex m_;  // guards the fields below and hands the baton over
-    std::condition_variable cv_;
+    std::mutex m_;                  // guards the fields below and hands the baton over
+    std::condition_variable done_;  // signalled when the last task ends
     std::size_t current_ = kNone;
     bool aborting_ = false;
     bool crashed_ = false;
@@ -295,6 +299,61 @@ public:
 
 private:
     bool held_ = false;
+    CoopTask* owner_ = nullptr;
+};
+
+// The engine's reader-writer mutex under the scheduler (CoopPmem::SharedMutex): any number of
+// shared holders or one exclusive holder; both lock calls are scheduling points.
+class CoopSharedMutex {
+public:
+    CoopSharedMutex() = default;
+    CoopSharedMutex(const CoopSharedMutex&) = delete;
+    CoopSharedMutex& operator=(const CoopSharedMutex&) = delete;
+    ~CoopSharedMutex() { PCACHE_SIM_ASSERT(!writer_ && readers_ == 0); }
+
+    void lock() {
+        CoopTask* t = tl_coop_task;
+        if (t == nullptr) {
+            PCACHE_SIM_ASSERT(!writer_ && readers_ == 0);
+            writer_ = true;
+            return;
+        }
+        CoopScheduler::sync_point();
+        if (writer_ && owner_ == t) CoopScheduler::fail("locks a shared mutex it already holds");
+        while (writer_ || readers_ > 0) t->sched->block_on(*t, this);
+        writer_ = true;
+        owner_ = t;
+    }
+    void unlock() {
+        PCACHE_SIM_ASSERT(writer_);
+        writer_ = false;
+        owner_ = nullptr;
+        wake();
+    }
+    void lock_shared() {
+        CoopTask* t = tl_coop_task;
+        if (t == nullptr) {
+            PCACHE_SIM_ASSERT(!writer_);
+            ++readers_;
+            return;
+        }
+        CoopScheduler::sync_point();
+        if (writer_ && owner_ == t)
+            CoopScheduler::fail("reads a shared mutex it holds exclusively");
+        while (writer_) t->sched->block_on(*t, this);
+        ++readers_;
+    }
+    void unlock_shared() {
+        PCACHE_SIM_ASSERT(readers_ > 0);
+        if (--readers_ == 0) wake();
+    }
+
+private:
+    void wake() {
+        if (CoopTask* t = tl_coop_task) t->sched->wake(this);
+    }
+    bool writer_ = false;
+    std::uint32_t readers_ = 0;
     CoopTask* owner_ = nullptr;
 };
 

@@ -1,8 +1,9 @@
 // The simulated devices as seen by cooperative tasks: SimPmem and SimBlockDevice with a
 // scheduling point before every call the engine makes (pmem write, flush, drain, read; block
-// read, write, flush), and CoopPmem::Mutex = CoopMutex, which the engine picks up through
-// pcache/sync.hpp for every lock it takes. The scheduling point comes before the call takes
-// effect, like the crash hook: another task may run between an engine decision and its I/O.
+// read, write, flush), and CoopPmem::Mutex = CoopMutex and CoopPmem::SharedMutex =
+// CoopSharedMutex, which the engine picks up through pcache/sync.hpp for every lock it takes. The
+// scheduling point comes before the call takes effect, like the crash hook: another task may run
+// between an engine decision and its I/O.
 #pragma once
 
 #include "pcache/sim/coop.hpp"
@@ -14,6 +15,7 @@ namespace pcache::sim {
 class CoopPmem : public SimPmem {
 public:
     using Mutex = CoopMutex;
+    using SharedMutex = CoopSharedMutex;
     using SimPmem::SimPmem;
 
     Status write(std::uint64_t off, std::span<const std::byte> src, unsigned flags) {

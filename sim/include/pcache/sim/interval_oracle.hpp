@@ -15,6 +15,7 @@
 // settle() checks it and makes it the only history entry, so histories stay one epoch long.
 #pragma once
 
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -58,9 +59,14 @@ public:
                std::string& why) const {
         std::uint64_t id = 0;
         if (!oracle_identify_sector(bytes, sector, id)) {
+            std::uint64_t other = 0, other_id = 0;
+            std::memcpy(&other, bytes + 8, 8);
             why = "sector " + std::to_string(sector) +
-                  " holds bytes no write produced (a mix, "
-                  "garbage, or another sector's data)";
+                  (other != sector && other < sectors_.size() &&
+                           oracle_identify_sector(bytes, other, other_id)
+                       ? " holds sector " + std::to_string(other) + " of write " +
+                             std::to_string(other_id) + " (cache bytes reused under the read)"
+                       : " holds bytes no write produced (a mix or garbage)");
             return false;
         }
         const auto& hist = sectors_[sector];
