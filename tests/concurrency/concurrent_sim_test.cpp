@@ -21,7 +21,9 @@ std::string describe(const ConcurrentResult& r) {
     return "writes " + std::to_string(r.writes) + ", reads " + std::to_string(r.reads) +
            ", sectors checked " + std::to_string(r.sectors_checked) + ", scheduling points " +
            std::to_string(r.sync_points) + ", switches " + std::to_string(r.switches) +
-           ", busy retries " + std::to_string(r.busy_retries) + ", gc runs " +
+           ", busy retries " + std::to_string(r.busy_retries) + ", persistence points " +
+           std::to_string(r.persist_points) + ", crash images " +
+           std::to_string(r.crash_states_checked) + ", gc runs " +
            std::to_string(r.counters.gc_runs) + ", writeback ksets " +
            std::to_string(r.counters.writeback_ksets);
 }

@@ -15,6 +15,10 @@
 // last round the cache is flushed and written back to clean and the backing device must hold
 // exactly the settled data.
 //
+// With crash_at, the run is cut at that persistence point (a SimCrash thrown by the hook in one
+// task stops them all), sampled crash images are recovered, and every sector must hold a write
+// not replaced by a durable one (IntervalOracle::check_after_crash).
+//
 // A failure is one line ending in the command that replays exactly that run (every parameter
 // is in PCACHE_CSIM=...). The trace hash covers every scheduling choice and device event.
 #pragma once
@@ -26,6 +30,7 @@
 #include <vector>
 
 #include "pcache/cache/cache.hpp"
+#include "pcache/sim/block_explorer.hpp"
 #include "pcache/sim/coop_devices.hpp"
 #include "pcache/sim/interval_oracle.hpp"
 
@@ -48,6 +53,8 @@ struct ConcurrentConfig {
     std::uint32_t stay_percent = 50;  // scheduler: keep the running task at a point (percent)
     bool fill_on_read_miss = true;
     std::uint64_t busy_retries_max = 20000;
+    std::uint64_t crash_at = 0;      // cut the run at this persistence point (1-based; 0: never)
+    std::uint64_t crash_states = 4;  // crash images recovered and checked (sampled)
     std::string binary = "build/dev/tests/concurrency/concurrent_sim_test";
     std::string gtest_filter = "ConcurrentSim.Campaign";
 
@@ -69,6 +76,8 @@ struct ConcurrentConfig {
         f("stay_percent", c.stay_percent);
         f("fill_on_read_miss", c.fill_on_read_miss);
         f("busy_retries_max", c.busy_retries_max);
+        f("crash_at", c.crash_at);
+        f("crash_states", c.crash_states);
     }
     std::string to_string() const {
         std::string s;
@@ -128,6 +137,7 @@ inline ConcurrentConfig derive_config(ConcurrentConfig c, std::uint64_t seed) {
         c.backing_kib = 8192;
         c.hot_kib = 4096 - 32;
     }
+    if (r.below(3) == 0) c.crash_at = 1 + r.below(c.ops * 30);  // ~ the run's persistence points
     return c;
 }
 
@@ -139,6 +149,8 @@ struct ConcurrentResult {
     std::uint64_t reads = 0;
     std::uint64_t sectors_checked = 0;
     std::uint64_t busy_retries = 0;
+    std::uint64_t persist_points = 0;
+    std::uint64_t crash_states_checked = 0;
     CacheCounters counters;
     std::string failure;  // empty: passed; else one line ending in the reproduce command
     bool ok() const { return failure.empty(); }
@@ -165,11 +177,13 @@ public:
         if (Status s = cache_->set_gc_percent(cfg_.gc_percent); !s.ok())
             return finish("gc_percent: " + s.to_string());
         CoopScheduler sched({.seed = cfg_.seed, .stay_percent = cfg_.stay_percent}, machine_.ctx);
+        machine_.ctx.crash_at(cfg_.crash_at);
         for (std::uint32_t round = 0; round < cfg_.rounds; ++round) {
             spawn_round(sched, round);
             const auto outcome = sched.run();
             result_.sync_points += sched.sync_points();
             result_.switches += sched.switches();
+            if (outcome.crashed) return finish(crash_check());
             if (!outcome.ok())
                 return finish("round " + std::to_string(round) + ": " + outcome.failure);
             if (std::string why = quiescent_check(); !why.empty())
@@ -227,7 +241,9 @@ private:
     void client(Rng r, bool writer) {
         for (std::uint64_t op = 0; op < cfg_.ops; ++op) {
             if (writer && r.below(16) == 0) {
+                const std::uint64_t start = oracle_.tick();
                 retry_busy("FLUSH", [this](std::uint64_t&) { return cache_->flush(); });
+                oracle_.flushed(start);
                 continue;
             }
             const auto [first, count] = pick_range(r);
@@ -269,7 +285,7 @@ private:
             done += more;
             return s;
         });
-        oracle_.end_write(first, count, id);
+        oracle_.end_write(first, count, id, fua);
         ++result_.writes;
     }
 
@@ -334,8 +350,58 @@ private:
         return {};
     }
 
+    // The run was cut at cfg_.crash_at: the process is gone; recover sampled crash images
+    // (state 0 loses everything pending, 1 keeps everything, the rest drawn from the seed).
+    std::string crash_check() {
+        result_.counters = cache_->counters();
+        cache_.reset();
+        machine_.ctx.crash_at(0);
+        SystemExplorer ex(machine_.pmem, machine_.block, {.seed = cfg_.seed ^ cfg_.crash_at},
+                          {.seed = cfg_.seed ^ cfg_.crash_at});
+        Rng pick(cfg_.seed ^ cfg_.crash_at ^ 0xC4A5Full);
+        const std::uint64_t n = std::min(ex.state_count(), cfg_.crash_states);
+        for (std::uint64_t i = 0; i < n; ++i) {
+            const std::uint64_t state = i < 2 ? i : pick.below(ex.state_count());
+            ex.apply(state);
+            std::string why = recover_and_check();
+            ex.rollback();
+            ++result_.crash_states_checked;
+            if (!why.empty())
+                return "crash at persistence point " + std::to_string(cfg_.crash_at) + ", image " +
+                       std::to_string(state) + " of " + std::to_string(ex.state_count()) + ": " +
+                       why;
+        }
+        return {};
+    }
+
+    std::string recover_and_check() {
+        CacheOptions o;
+        o.data_crc = cfg_.data_crc;
+        o.geometry.segment_bytes = cfg_.segment_kib << 10;
+        o.n_ksets = cfg_.n_ksets;
+        o.fill_on_read_miss = false;
+        auto opened = SimCache::open(machine_.pmem, machine_.block, o);
+        if (!opened.ok()) return "recovery: " + opened.status().to_string();
+        auto& cache = *opened.value();
+        if (Status s = cache.check_invariants(); !s.ok()) return "invariants: " + s.to_string();
+        std::vector<std::byte> buf(64 << 10);
+        const std::uint64_t per = buf.size() / kOracleSectorBytes;
+        for (std::uint64_t first = 0; first < oracle_.sector_count(); first += per) {
+            if (Status s = cache.read(first * kOracleSectorBytes, buf); !s.ok())
+                return "read after recovery at sector " + std::to_string(first) + ": " +
+                       s.to_string();
+            for (std::uint64_t i = 0; i < per; ++i) {
+                std::string why;
+                if (!oracle_.check_after_crash(first + i, buf.data() + i * kOracleSectorBytes, why))
+                    return why;
+            }
+        }
+        return {};
+    }
+
     ConcurrentResult finish(std::string failure) {
         if (cache_) result_.counters = cache_->counters();
+        result_.persist_points = machine_.ctx.persist_points;
         cache_.reset();
         TraceHash h = machine_.ctx.trace;
         h.mix(result_.writes);
