@@ -34,6 +34,8 @@ public:
     struct Intervals {
         std::chrono::milliseconds idle_poll{5000};   // writeback and GC when nothing happens
         std::chrono::milliseconds kset_flush{1000};  // buffered keys become durable within this
+        // A failed step (a backing device error) is retried after 1 ms, doubling up to this.
+        std::chrono::milliseconds retry_max{1000};
     };
 
     explicit Runtime(CacheT& cache) : Runtime(cache, Intervals{}) {}
@@ -68,7 +70,8 @@ public:
         }
         wake_.notify_all();
     }
-    // The first error background work met (ok if none).
+    // The first error background work met (ok if none). Whether writeback is failing *now*:
+    // the cache's writeback_health().
     Status last_error() const {
         std::lock_guard g(mutex_);
         return error_;
@@ -84,6 +87,9 @@ public:
             if (s.code() != Errc::busy) return s;
             off += done;
             data = data.subspan(done);
+            // Buffered keys pin data segments until their ksets are in the log, where
+            // writeback can reach them: close the buffers now instead of at the next timer.
+            if (Status fs = cache_.flush_ksets(); !fs.ok() && fs.code() != Errc::busy) return fs;
             const std::uint64_t seen = progress_seq();
             wake();
             std::unique_lock l(mutex_);
@@ -129,12 +135,13 @@ public:
     }
 
 private:
-    using Step = bool (Runtime::*)();
-    bool writeback_once() { return record(cache_.writeback_step()); }
-    bool gc_once() { return record(cache_.gc_step()); }
+    using Step = bool (Runtime::*)(bool& failed);
+    bool writeback_once(bool& failed) { return record(cache_.writeback_step(), failed); }
+    bool gc_once(bool& failed) { return record(cache_.gc_step(), failed); }
     template <class R>
-    bool record(const R& r) {
-        if (!r.status.ok()) {
+    bool record(const R& r, bool& failed) {
+        failed = !r.status.ok();
+        if (failed) {
             std::lock_guard g(mutex_);
             if (error_.ok()) error_ = r.status;
         }
@@ -151,14 +158,29 @@ private:
         std::lock_guard g(mutex_);
         return progress_seq_;
     }
+    // Runs a step while it progresses; waits for a wake-up or the idle poll when it has nothing
+    // to do; after a failure, backs off (1 ms doubling to retry_max; wake-ups do not cut a
+    // backoff short, stop does) and tries again: writeback resumes by itself when the backing
+    // device recovers.
     void loop(Step step) {
+        std::chrono::milliseconds backoff{0};
         for (;;) {
-            if ((this->*step)()) {
+            bool failed = false;
+            if ((this->*step)(failed)) {
+                backoff = std::chrono::milliseconds(0);
                 std::lock_guard g(mutex_);
                 if (!running_) return;
                 continue;
             }
             std::unique_lock l(mutex_);
+            if (failed) {
+                backoff = std::min(iv_.retry_max,
+                                   std::max(std::chrono::milliseconds(1), backoff * 2));
+                wake_.wait_for(l, backoff, [&] { return !running_; });
+                if (!running_) return;
+                continue;
+            }
+            backoff = std::chrono::milliseconds(0);
             const std::uint64_t seen = wake_seq_;
             wake_.wait_for(l, iv_.idle_poll, [&] { return !running_ || wake_seq_ != seen; });
             if (!running_) return;

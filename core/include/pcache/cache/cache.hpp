@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <span>
 #include <string>
 #include <vector>
@@ -53,6 +54,7 @@ template <PmemDevice Pmem, BlockDevice Block>
 class Cache {
 public:
     using Mutex = MutexFor<Pmem>;  // std::mutex unless the policy declares one (sync.hpp)
+    using SharedMutex = SharedMutexFor<Pmem>;  // std::shared_mutex likewise
     using Subtree = BasicSubtree<Mutex>;
 
     // Attaches to a cache device and a backing device. A blank cache device is formatted; a
@@ -92,6 +94,8 @@ public:
     Status message(const std::string& text);  // "gc_percent N"
     Status set_gc_percent(std::uint32_t percent);
     CacheCounters counters() const;
+    // Whether writeback is failing now (a backing device error), since when and why.
+    WritebackHealth writeback_health() const;
     // Bytes of dirty keys appended to the log (buffered or durable) and not yet written back:
     // what "flush everything" still has to write. 0 exactly when the cache is clean.
     std::uint64_t dirty_bytes() const { return dirty_bytes_.load(std::memory_order_relaxed); }
@@ -115,6 +119,9 @@ private:
         std::uint8_t gen_seq = 0;
         unsigned gen_index = 0;
         std::uint32_t refs = 0;  // keys in the log + the data head filling it
+        // Held shared while a read copies this segment's bytes, exclusively while its
+        // generation is bumped: a segment is never reclaimed (and reused) under a copy.
+        mutable SharedMutex read_mutex;
     };
     struct KsetBuffer {
         mutable Mutex mutex;
@@ -154,6 +161,19 @@ private:
     bool key_is_stale(const CacheKey& k) const {
         return k.gen < segs_[k.seg].gen.load(std::memory_order_acquire);
     }
+    // The key-log reserve (docs/design.md "The key-log reserve"), in units of largest ksets:
+    // how many more ksets of kKsetBytesMax the log can append using the room left at key_head
+    // and the free segments. Invariant: log_capacity_locked() >= open_ksets_.
+    std::uint64_t log_capacity_locked() const {
+        return log_room_ksets_ + std::uint64_t(n_segs_ - segs_used_) * per_seg_ksets_;
+    }
+    // May a data segment be taken from the pool without eating into the reserve?
+    bool data_seg_allowed_locked() const {
+        return log_capacity_locked() >= per_seg_ksets_ + ksets_.size();
+    }
+    void set_log_room_locked(LogPos head);
+    Status open_kset_locked(KsetBuffer& kb);
+    Status reserve_busy(const char* what) const;
     struct Allocation {
         std::uint32_t seg, off, len;
         std::uint64_t gen;
@@ -179,13 +199,17 @@ private:
     Status write_piece(std::uint64_t off, std::span<const std::byte> data, bool fua,
                        std::uint32_t& written);
     Status read_piece(std::uint64_t off, std::span<std::byte> out);
-    Status read_from_key(const CacheKey& k, std::uint64_t from, std::span<std::byte> out);
+    Status read_from_key(const CacheKey& k, std::uint64_t from, std::span<std::byte> out,
+                         bool& stale);
     void fill_miss_locked(Subtree& st, std::uint64_t off, std::span<const std::byte> data);
     Status check_io(const char* what, std::uint64_t off, std::uint64_t len) const;
 
     // cache_writeback.hpp / cache_gc.hpp
     Status write_tail(Tail& t, std::uint64_t slot0_addr);
     Status decode_kset_at(LogPos pos, std::vector<std::byte>& buf, format::KsetView& v);
+    void writeback_lost(const CacheKey& k, const std::string& why);
+    StepResult writeback_failed(Status s);
+    std::string writeback_failing_note() const;
 
     Pmem& pmem_;
     Block& backing_;
@@ -206,6 +230,9 @@ private:
     static constexpr std::uint32_t kNoSeg = UINT32_MAX;
     std::uint32_t data_head_seg_ = kNoSeg;
     std::uint32_t data_head_off_ = 0;
+    std::uint32_t per_seg_ksets_ = 1;   // largest ksets a fresh segment holds (+ a LAST kset)
+    std::uint32_t log_room_ksets_ = 0;  // largest ksets that still fit at key_head
+    std::uint32_t open_ksets_ = 0;      // kset buffers holding keys
 
     std::vector<Subtree> subtrees_;
     std::vector<KsetBuffer> ksets_;
@@ -218,6 +245,8 @@ private:
     Mutex writeback_mutex_;  // one writeback step at a time
     Mutex gc_mutex_;         // one GC step at a time
     std::atomic<bool> gc_failed_{false};
+    mutable Mutex health_mutex_;  // leaf
+    WritebackHealth health_;
 
     std::atomic<std::uint64_t> dirty_bytes_{0};
     mutable Mutex counters_mutex_;

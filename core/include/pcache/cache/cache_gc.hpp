@@ -26,7 +26,14 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::gc_step() {
         std::lock_guard g(info_mutex_);
         percent = format::gc_percent_of(info_.flags);
     }
-    if (segs_used() < std::uint64_t(n_segs_) * percent / 100) return {};
+    {
+        // Below the gc_percent threshold GC waits, unless the key-log reserve is reached: then
+        // data allocation answers busy and only GC can give segments back (on a small cache
+        // the threshold may lie above the point where writers are refused).
+        std::lock_guard g(seg_mutex_);
+        if (segs_used_ < std::uint64_t(n_segs_) * percent / 100 && data_seg_allowed_locked())
+            return {};
+    }
     auto fail = [this](Status s) {
         gc_failed_.store(true);
         return StepResult{false, s.with_context("gc")};

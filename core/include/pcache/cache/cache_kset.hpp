@@ -25,8 +25,9 @@ Status Cache<Pmem, Block>::kset_close_locked(KsetBuffer& kb) {
         std::uint32_t next;
         {
             std::lock_guard s(seg_mutex_);
+            // Never busy while the reserve holds (log_capacity >= open ksets, this one open).
             auto seg = get_free_segment_locked();
-            if (!seg.ok()) return seg.status();
+            if (!seg.ok()) return seg.status().with_context("closing a kset (key-log reserve)");
             next = *seg;
         }
         PCACHE_TRY(pmem_.write(data_addr(next, 0), zeros, kPmemFlushCache));
@@ -35,6 +36,8 @@ Status Cache<Pmem, Block>::kset_close_locked(KsetBuffer& kb) {
         PCACHE_TRY(pmem_.write(data_addr(key_head_.seg, key_head_.off), last, kPmemFlushCache));
         pmem_.drain();
         key_head_ = LogPos{next, 0};
+        std::lock_guard s(seg_mutex_);
+        set_log_room_locked(key_head_);
     }
     format::KsetHeader h{0, kb.key_num, 0, 0};
     std::memcpy(kb.image.data(), &h, sizeof h);
@@ -67,6 +70,12 @@ Status Cache<Pmem, Block>::kset_close_locked(KsetBuffer& kb) {
     key_head_.off += static_cast<std::uint32_t>(size);
     std::memset(kb.image.data(), 0, format::kKsetHeaderBytes);
     kb.key_num = 0;
+    {
+        std::lock_guard s(seg_mutex_);
+        set_log_room_locked(key_head_);
+        assert(open_ksets_ > 0);
+        --open_ksets_;
+    }
     count(&CacheCounters::ksets_written);
     return {};
 }
@@ -98,9 +107,11 @@ Status Cache<Pmem, Block>::insert_and_append(Subtree& st, const CacheKey& key, b
     std::lock_guard g(kb.mutex);
     appended = false;
     if (kb.key_num == format::kKsetKeysMax) PCACHE_TRY(kset_close_locked(kb));
+    PCACHE_TRY(open_kset_locked(kb));  // busy here changes nothing
     st.insert(
         key, [this](const CacheKey& k) { return key_is_stale(k); },
         [this](const CacheKey& whole, CacheKey& piece) { fix_piece_crc(whole, piece); });
+    st.clear_poison(key.off, key.end());  // newer data replaces data lost in writeback
     append_key_locked(kb, key);
     appended = true;
     if (kb.key_num == format::kKsetKeysMax || force_close) return kset_close_locked(kb);
@@ -112,6 +123,8 @@ Status Cache<Pmem, Block>::insert_and_append(Subtree& st, const CacheKey& key, b
 template <PmemDevice Pmem, BlockDevice Block>
 void Cache<Pmem, Block>::fix_piece_crc(const CacheKey& whole, CacheKey& piece) {
     if (!opts_.data_crc || whole.crc_bad) return;
+    std::shared_lock rl(segs_[whole.seg].read_mutex);
+    if (key_is_stale(whole)) return;  // so is the piece: every walk drops it
     std::vector<std::byte> buf(whole.len);
     if (!pmem_.read(data_addr(whole.seg, whole.seg_off), buf).ok() ||
         crc::kcrc(buf.data(), buf.size()) != whole.data_crc) {

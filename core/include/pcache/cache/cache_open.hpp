@@ -58,6 +58,17 @@ Status Cache<Pmem, Block>::load_or_format() {
         existing = *found;
         if (!existing) PCACHE_TRY(require_empty_log_for_reformat());
     }
+    const std::uint32_t segs = existing ? info_.n_segs : sb_.seg_num;
+    per_seg_ksets_ = static_cast<std::uint32_t>((seg_data_bytes() - format::kKsetHeaderBytes) /
+                                                format::kKsetBytesMax);
+    assert(per_seg_ksets_ >= 1);  // Geometry::validate: a segment holds the largest kset
+    if (segs != 0 && std::uint64_t(segs - std::min(segs, 2u)) * per_seg_ksets_ < opts_.n_ksets)
+        return {Errc::invalid_argument,
+                std::to_string(opts_.n_ksets) + " kset buffers need at least " +
+                    std::to_string(2 + (opts_.n_ksets + per_seg_ksets_ - 1) / per_seg_ksets_) +
+                    " cache segments (the key log keeps room to close every buffer); this cache "
+                    "has " +
+                    std::to_string(segs)};
     if (existing) {
         n_segs_ = info_.n_segs;
         segs_.reset(new Segment[n_segs_]);
@@ -81,6 +92,10 @@ Status Cache<Pmem, Block>::load_or_format() {
     ksets_ = std::vector<KsetBuffer>(opts_.n_ksets);
     const std::uint64_t replay_start_ns = opts_.clock_ns ? opts_.clock_ns() : 0;
     PCACHE_TRY(replay());
+    {
+        std::lock_guard g(seg_mutex_);
+        set_log_room_locked(key_head_);
+    }
     if (opts_.clock_ns) counters_.replay_duration_ns = opts_.clock_ns() - replay_start_ns;
     info_.flags |= format::kCacheFlagInitDone;
     return write_cache_info();

@@ -42,7 +42,11 @@ Status Cache<Pmem, Block>::write(std::uint64_t off, std::span<const std::byte> d
         std::uint32_t written = 0;
         Status st = write_piece(at, data.subspan(done, piece), fua, written);
         if (!st.ok()) {
-            if (st.code() == Errc::busy) count(&CacheCounters::busy_returns);
+            if (st.code() == Errc::busy) {
+                count(&CacheCounters::busy_returns);
+                if (std::string note = writeback_failing_note(); !note.empty())
+                    return {Errc::busy, st.message() + note};
+            }
             return st;
         }
         assert(written > 0 && written <= piece);
@@ -103,10 +107,17 @@ Status Cache<Pmem, Block>::read(std::uint64_t off, std::span<std::byte> out) {
 }
 
 // Copies [from, from + out.size()) of key k. With data_crc the whole key is verified first.
+// The copy runs under the segment's read lock, after a generation check: the segment cannot be
+// invalidated (and reused) during the copy. A key found stale sets `stale` and copies nothing.
 template <PmemDevice Pmem, BlockDevice Block>
 Status Cache<Pmem, Block>::read_from_key(const CacheKey& k, std::uint64_t from,
-                                         std::span<std::byte> out) {
+                                         std::span<std::byte> out, bool& stale) {
     assert(from >= k.off && from + out.size() <= k.end());
+    std::shared_lock rl(segs_[k.seg].read_mutex);
+#ifndef PCACHE_MUTANT_M17  // seeded bug: no generation check: copies a reclaimed segment's bytes
+    stale = key_is_stale(k);
+    if (stale) return {};
+#endif
     auto crc_error = [&] {
         count(&CacheCounters::data_crc_errors);
         return Status(Errc::data_crc, "cached data for [" + std::to_string(k.off) + ", +" +
@@ -144,15 +155,22 @@ Status Cache<Pmem, Block>::read_from_key(const CacheKey& k, std::uint64_t from,
     return {};
 }
 
+// Walks the subtree under its lock. GC does not take subtree locks, so a key found by the walk
+// may be reclaimed before its bytes are copied: the copy then reports it stale and the rest of
+// the piece is walked again, the stale key dropped. Its bytes then come from the backing device,
+// which holds them (GC only reclaims written-back keys; docs/design.md "Reads under GC").
+inline constexpr unsigned kReadWalksMax = 16;
+
 template <PmemDevice Pmem, BlockDevice Block>
 Status Cache<Pmem, Block>::read_piece(std::uint64_t off, std::span<std::byte> out) {
     const std::uint64_t end = off + out.size();
     Subtree& st = subtree_for(off);
     std::lock_guard g(st.mutex);
+    if (const auto* p = st.poisoned(off, end))
+        return {Errc::io, "read [" + std::to_string(off) + ", +" + std::to_string(out.size()) +
+                              "): [" + std::to_string(p->first) + ", " +
+                              std::to_string(p->second.end) + ") " + p->second.why};
     boost::container::small_vector<CacheKey, 8> hits;  // no heap allocation for a typical read
-    st.for_each_overlap(
-        off, end, [this](const CacheKey& k) { return key_is_stale(k); },
-        [&](const CacheKey& k) { hits.push_back(k); });
     std::uint64_t cursor = off;
     bool missed = false;
     auto miss = [&](std::uint64_t to) -> Status {
@@ -163,15 +181,26 @@ Status Cache<Pmem, Block>::read_piece(std::uint64_t off, std::span<std::byte> ou
         if (opts_.fill_on_read_miss) fill_miss_locked(st, cursor, dst);
         return {};
     };
-    for (const CacheKey& k : hits) {
-        if (k.off > cursor) PCACHE_TRY(miss(k.off));
-        const std::uint64_t from = std::max(k.off, cursor), to = std::min(k.end(), end);
-        PCACHE_TRY(read_from_key(k, from, out.subspan(from - off, to - from)));
-        // Invalidation bumps the generation before the segment can be reused: a changed
-        // generation after the copy means the bytes may belong to someone else.
-        if (key_is_stale(k))
-            return {Errc::io, "cache segment reclaimed during a read (index out of date)"};
-        cursor = to;
+    for (unsigned walk = 1;; ++walk) {
+        hits.clear();
+        st.for_each_overlap(
+            cursor, end, [this](const CacheKey& k) { return key_is_stale(k); },
+            [&](const CacheKey& k) { hits.push_back(k); });
+        bool stale = false;
+        for (const CacheKey& k : hits) {
+            if (k.off > cursor) PCACHE_TRY(miss(k.off));
+            const std::uint64_t from = std::max(k.off, cursor), to = std::min(k.end(), end);
+            PCACHE_TRY(read_from_key(k, from, out.subspan(from - off, to - from), stale));
+            if (stale) break;
+            cursor = to;
+        }
+        if (!stale) break;
+        count(&CacheCounters::read_retries);
+        if (walk == kReadWalksMax)
+            return {Errc::io, "read [" + std::to_string(off) + ", +" +
+                                  std::to_string(out.size()) + "): the index changed under " +
+                                  std::to_string(kReadWalksMax) +
+                                  " walks in a row (GC reclaiming every key found)"};
     }
     if (cursor < end) PCACHE_TRY(miss(end));
     count(missed ? &CacheCounters::read_misses : &CacheCounters::read_hits);
@@ -194,7 +223,7 @@ void Cache<Pmem, Block>::fill_miss_locked(Subtree& st, std::uint64_t off,
             if (opts_.data_crc) key.data_crc = crc::kcrc(bytes.data(), bytes.size());
             KsetBuffer& kb = kset_for(key.off);
             std::lock_guard g(kb.mutex);
-            if (kb.key_num < format::kKsetKeysMax) {
+            if (kb.key_num < format::kKsetKeysMax && open_kset_locked(kb).ok()) {
                 st.insert(
                     key, [this](const CacheKey& k) { return key_is_stale(k); },
                     [this](const CacheKey& whole, CacheKey& piece) {

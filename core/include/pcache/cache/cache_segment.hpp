@@ -56,7 +56,10 @@ void Cache<Pmem, Block>::seg_put_locked(std::uint32_t seg) {
     assert(s.refs > 0);
     if (--s.refs > 0) return;
 #ifndef PCACHE_MUTANT_M12
-    s.gen.fetch_add(1, std::memory_order_acq_rel);
+    {
+        std::unique_lock rl(s.read_mutex);  // waits for reads copying out of this segment
+        s.gen.fetch_add(1, std::memory_order_acq_rel);
+    }
     if (Status st = write_seg_gen_locked(seg); !st.ok()) {
         // The bump is not durable: keep the segment out of the pool so no key can come back.
         count(&CacheCounters::writeback_errors);
@@ -68,12 +71,48 @@ void Cache<Pmem, Block>::seg_put_locked(std::uint32_t seg) {
     --segs_used_;
 }
 
+// Largest ksets that still fit at `head` (room for a LAST kset kept back).
+template <PmemDevice Pmem, BlockDevice Block>
+void Cache<Pmem, Block>::set_log_room_locked(LogPos head) {
+    const std::uint64_t room = seg_data_bytes() - std::min<std::uint64_t>(head.off, seg_data_bytes());
+    log_room_ksets_ = room < format::kKsetHeaderBytes
+                          ? 0
+                          : static_cast<std::uint32_t>((room - format::kKsetHeaderBytes) /
+                                                       format::kKsetBytesMax);
+}
+
+template <PmemDevice Pmem, BlockDevice Block>
+Status Cache<Pmem, Block>::reserve_busy(const char* what) const {
+    return {Errc::busy, std::string("cache full: ") + what + " would take the " +
+                            std::to_string(log_capacity_locked()) +
+                            " kset(s) of room the key log keeps to close every kset buffer (" +
+                            std::to_string(n_segs_ - segs_used_) + " of " +
+                            std::to_string(n_segs_) +
+                            " segments free): retry after writeback and GC"};
+}
+
+// Called with kb's lock held before a key is appended to it. A buffer that goes from empty to
+// holding keys needs one kset of the reserve (the capacity check keeps capacity >= open ksets).
+template <PmemDevice Pmem, BlockDevice Block>
+Status Cache<Pmem, Block>::open_kset_locked(KsetBuffer& kb) {
+    if (kb.key_num != 0) return {};
+    std::lock_guard g(seg_mutex_);
+#ifndef PCACHE_MUTANT_M21
+    if (log_capacity_locked() < std::uint64_t(open_ksets_) + 1) return reserve_busy("a new kset");
+#endif
+    ++open_ksets_;
+    return {};
+}
+
 // Space for up to `len` bytes in the data head; may be shorter at the end of a segment.
 template <PmemDevice Pmem, BlockDevice Block>
 Result<typename Cache<Pmem, Block>::Allocation> Cache<Pmem, Block>::data_alloc(std::uint32_t len) {
     assert(len > 0);
     std::lock_guard g(seg_mutex_);
     if (data_head_seg_ == kNoSeg) {
+#ifndef PCACHE_MUTANT_M21  // seeded bug: data takes the segments the key log needs to close
+        if (!data_seg_allowed_locked()) return reserve_busy("data");
+#endif
         auto seg = get_free_segment_locked();
         if (!seg.ok()) return seg.status();
         data_head_seg_ = *seg;

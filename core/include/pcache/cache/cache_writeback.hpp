@@ -7,11 +7,16 @@
 // kset; a batch of up to kWritebackKsetsMax ksets (or kWritebackBytesMax bytes) per flush keeps
 // the same guarantee with fewer flushes (CacheOptions::writeback_batch_ksets; 1 = the kernel's).
 // With data_crc on, every key's data is verified before it is written: corrupt data never reaches
-// the backing device. A backing-device error or a CRC mismatch stops writeback (dirty_tail stays,
-// nothing is lost) and is reported; the next step retries.
+// the backing device. A backing-device error fails the step (dirty_tail stays, nothing is lost;
+// the caller retries with backoff, Runtime does). A dirty key whose cached bytes cannot be read
+// (pmem media error) or fail their CRC is data already lost: it is reported (counter, one log
+// line), not written (the backing device keeps its old bytes), its range poisoned while it is
+// still the newest data for it (reads fail until it is overwritten), and writeback goes on.
 #pragma once
 
 #include <algorithm>
+
+#include <boost/container/small_vector.hpp>
 
 #include "pcache/cache/cache.hpp"
 
@@ -20,6 +25,56 @@ namespace pcache {
 inline constexpr std::uint32_t kWritebackKsetsMax = 32;
 inline constexpr std::uint64_t kWritebackBytesMax = 16ull << 20;
 inline constexpr std::uint64_t kWritebackRunBytesMax = 1ull << 20;
+
+template <PmemDevice Pmem, BlockDevice Block>
+std::string Cache<Pmem, Block>::writeback_failing_note() const {
+    std::lock_guard g(health_mutex_);
+    if (!health_.failing) return {};
+    return "; writeback failing for " + std::to_string(health_.failed_steps) + " step(s)" +
+           (health_.since_ns ? " since t=" + std::to_string(health_.since_ns / 1000000) + " ms"
+                             : std::string()) +
+           ": " + health_.last_error;
+}
+
+template <PmemDevice Pmem, BlockDevice Block>
+WritebackHealth Cache<Pmem, Block>::writeback_health() const {
+    std::lock_guard g(health_mutex_);
+    return health_;
+}
+
+template <PmemDevice Pmem, BlockDevice Block>
+typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_failed(Status s) {
+    count(&CacheCounters::writeback_errors);
+    s = s.with_context("writeback");
+    std::lock_guard g(health_mutex_);
+    if (!health_.failing) {
+        health_.failing = true;
+        health_.since_ns = opts_.clock_ns ? opts_.clock_ns() : 0;
+    }
+    ++health_.failed_steps;
+    health_.last_error = s.to_string();
+    return StepResult{false, s};
+}
+
+// A dirty key whose cached bytes are lost: poison the parts of its range for
+// which it is still the newest data (the index still maps them to its bytes).
+template <PmemDevice Pmem, BlockDevice Block>
+void Cache<Pmem, Block>::writeback_lost(const CacheKey& k, const std::string& why) {
+    Subtree& st = subtree_for(k.off);
+    {
+        std::lock_guard g(st.mutex);
+        boost::container::small_vector<CacheKey, 8> current;
+        st.for_each_overlap(
+            k.off, k.end(), [](const CacheKey&) { return false; },
+            [&](const CacheKey& e) {
+                if (e.seg == k.seg && e.gen == k.gen && e.seg_off - k.seg_off == e.off - k.off)
+                    current.push_back(e);
+            });
+        for (const CacheKey& e : current)
+            st.poison(std::max(e.off, k.off), std::min(e.end(), k.end()),
+                      "data lost: it " + why + " and never reached the backing device");
+    }
+}
 
 template <PmemDevice Pmem, BlockDevice Block>
 typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
@@ -31,13 +86,12 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
     }
     const LogPos head = key_head();
     if (pos == head) return {};
-    auto fail = [this](Status s) {
-        count(&CacheCounters::writeback_errors);
-        return StepResult{false, s.with_context("writeback")};
-    };
+    auto fail = [this](Status s) { return writeback_failed(std::move(s)); };
     std::vector<std::byte> buf, data;
     std::uint64_t batch_dirty_bytes = 0, batch_written_bytes = 0;
     std::uint32_t ksets = 0;
+    std::vector<std::pair<CacheKey, std::string>> lost;  // poisoned at once, reported at commit
+    std::size_t poisoned = 0;
     for (; ksets < std::clamp(opts_.writeback_batch_ksets, 1u, kWritebackKsetsMax) &&
            !(pos == head) && batch_written_bytes < kWritebackBytesMax;
          ++ksets) {
@@ -51,7 +105,7 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
             pos = log_pos_after(pos, v);
             continue;
         }
-        Subtree newest;  // overlaps inside the kset: later keys win
+        Subtree newest;  // overlaps inside the kset: later keys win (lost ones too: crc_bad)
         const std::uint64_t kset_addr = data_addr(pos.seg, pos.off);
         for (std::uint32_t i = 0; i < v.key_num(); ++i) {
             const auto k = v.key(i);
@@ -59,49 +113,86 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
             if (Status s = format::validate_key(k, n_segs_, seg_data_bytes(), where); !s.ok())
                 return fail(s);
             if (k.flags & format::kKeyFlagClean) continue;
+            CacheKey ck{k.off, k.len, k.flags, k.cache_seg_id, k.cache_seg_off, k.seg_gen,
+                        k.data_crc, false};
             if (opts_.data_crc) {
                 data.resize(k.len);
                 if (Status s = pmem_.read(data_addr(k.cache_seg_id, k.cache_seg_off), data);
-                    !s.ok())
-                    return fail(s);
-                if (crc::kcrc(data.data(), data.size()) != k.data_crc) {
+                    !s.ok()) {
+                    ck.crc_bad = true;
+                    lost.emplace_back(ck, "is unreadable in the cache (" + s.to_string() + ")");
+                } else if (crc::kcrc(data.data(), data.size()) != k.data_crc) {
                     count(&CacheCounters::data_crc_errors);
-                    return fail({Errc::data_crc,
-                                 "data of the key at device offset " + std::to_string(where) +
-                                     " fails its CRC: not written to the backing device"});
+                    ck.crc_bad = true;
+                    lost.emplace_back(ck, "fails its data CRC in the cache (key at device offset " +
+                                              std::to_string(where) + ")");
                 }
             }
             batch_dirty_bytes += k.len;
-            newest.insert(
-                CacheKey{k.off, k.len, k.flags, k.cache_seg_id, k.cache_seg_off, k.seg_gen,
-                         k.data_crc, false},
-                [](const CacheKey&) { return false; }, [](const CacheKey&, CacheKey&) {});
+            newest.insert(ck, [](const CacheKey&) { return false; },
+                          [](const CacheKey&, CacheKey&) {});
         }
         // Keys that continue each other both on the backing device and in pmem (a sequential
-        // write) go out as one request of up to kWritebackRunBytesMax.
+        // write) go out as one request of up to kWritebackRunBytesMax. Lost keys are skipped.
         const auto& keys = newest.keys();
         for (auto it = keys.begin(); it != keys.end();) {
             const CacheKey& first = it->second;
+            if (first.crc_bad) {
+                ++it;
+                continue;
+            }
             std::uint64_t run_bytes = first.len;
-            for (++it; it != keys.end() && run_bytes < kWritebackRunBytesMax; ++it) {
-                const CacheKey& k = it->second;
-                if (k.off != first.off + run_bytes || k.seg != first.seg ||
+            auto run_end = std::next(it);
+            for (; run_end != keys.end() && run_bytes < kWritebackRunBytesMax; ++run_end) {
+                const CacheKey& k = run_end->second;
+                if (k.crc_bad || k.off != first.off + run_bytes || k.seg != first.seg ||
                     k.seg_off != first.seg_off + run_bytes)
                     break;
                 run_bytes += k.len;
             }
             data.resize(run_bytes);
-            if (Status s = pmem_.read(data_addr(first.seg, first.seg_off), data); !s.ok())
+            if (Status s = pmem_.read(data_addr(first.seg, first.seg_off), data); !s.ok()) {
+                // A media error somewhere in the run: key by key, the unreadable ones are lost.
+                for (auto k = it; k != run_end; ++k) {
+                    const CacheKey& key = k->second;
+                    data.resize(key.len);
+                    if (Status ks = pmem_.read(data_addr(key.seg, key.seg_off), data); !ks.ok()) {
+                        lost.emplace_back(key,
+                                          "is unreadable in the cache (" + ks.to_string() + ")");
+                        continue;
+                    }
+                    if (Status ws = backing_.write(key.off, data, false); !ws.ok()) {
+#ifndef PCACHE_MUTANT_M19
+                        return fail(ws);
+#endif
+                    }
+                    count(&CacheCounters::backing_written_bytes, key.len);
+                    batch_written_bytes += key.len;
+                }
+                it = run_end;
+                continue;
+            }
+            if (Status s = backing_.write(first.off, data, false); !s.ok()) {
+#ifndef PCACHE_MUTANT_M19  // seeded bug: a failed backing write is passed over by dirty_tail
                 return fail(s);
-            if (Status s = backing_.write(first.off, data, false); !s.ok()) return fail(s);
+#endif
+            }
             count(&CacheCounters::backing_written_bytes, run_bytes);
             batch_written_bytes += run_bytes;
+            it = run_end;
         }
+        for (std::size_t i = poisoned; i < lost.size(); ++i)
+            writeback_lost(lost[i].first, lost[i].second);  // before GC may reclaim the key
+        poisoned = lost.size();
         pos = log_pos_after(pos, v);
     }
     // Every write of the batch must be durable before dirty_tail passes it.
 #ifndef PCACHE_MUTANT_M4
-    if (Status s = backing_.flush(); !s.ok()) return fail(s);
+    if (Status s = backing_.flush(); !s.ok()) {
+#ifndef PCACHE_MUTANT_M19
+        return fail(s);
+#endif
+    }
 #endif
     {
         std::lock_guard g(tail_mutex_);
@@ -115,6 +206,19 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
     dirty_bytes_.fetch_sub(std::min(batch_dirty_bytes, dirty_bytes_.load()),
                            std::memory_order_relaxed);
     count(&CacheCounters::writeback_ksets, ksets);
+    {
+        std::lock_guard g(health_mutex_);
+        health_ = WritebackHealth{};
+    }
+    for (const auto& [k, why] : lost) {  // once: the batch is committed
+        count(&CacheCounters::writeback_lost_extents);
+        count(&CacheCounters::writeback_lost_bytes, k.len);
+        if (opts_.log)
+            opts_.log("pcache: data lost: backing range [" + std::to_string(k.off) + ", +" +
+                      std::to_string(k.len) + ") " + why +
+                      "; not written back (the backing device keeps its old bytes there), "
+                      "reads of it fail until it is overwritten");
+    }
     return {true, {}};
 }
 

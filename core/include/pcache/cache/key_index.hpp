@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <string>
 
 namespace pcache {
 
@@ -102,6 +103,39 @@ public:
         }
     }
 
+    // Poisoned ranges: dirty data lost before it reached the backing device (writeback found
+    // it unreadable or failing its CRC). Reads of them fail until they are overwritten. In
+    // memory only (docs/design.md, fault policy).
+    struct Poison {
+        std::uint64_t end;
+        std::string why;
+    };
+    void poison(std::uint64_t off, std::uint64_t end, const std::string& why) {
+        clear_poison(off, end);
+        poisoned_.emplace(off, Poison{end, why});
+    }
+    void clear_poison(std::uint64_t off, std::uint64_t end) {
+        if (poisoned_.empty()) return;
+        auto it = poisoned_.lower_bound(off);
+        if (it != poisoned_.begin() && std::prev(it)->second.end > off) --it;
+        while (it != poisoned_.end() && it->first < end) {
+            const std::uint64_t a = it->first;
+            const Poison p = it->second;
+            it = poisoned_.erase(it);
+            if (a < off) poisoned_.emplace(a, Poison{off, p.why});
+            if (p.end > end) it = poisoned_.emplace(end, Poison{p.end, p.why}).first;
+        }
+    }
+    // The first poisoned range overlapping [off, end), or nullptr.
+    const std::pair<const std::uint64_t, Poison>* poisoned(std::uint64_t off,
+                                                           std::uint64_t end) const {
+        if (poisoned_.empty()) return nullptr;
+        auto it = poisoned_.lower_bound(off);
+        if (it != poisoned_.begin() && std::prev(it)->second.end > off) --it;
+        if (it != poisoned_.end() && it->first < end && it->second.end > off) return &*it;
+        return nullptr;
+    }
+
     void erase_exact(const CacheKey& k) {
         auto it = keys_.find(k.off);
         if (it != keys_.end() && it->second.len == k.len && it->second.seg == k.seg &&
@@ -124,6 +158,7 @@ public:
 
 private:
     std::map<std::uint64_t, CacheKey> keys_;
+    std::map<std::uint64_t, Poison> poisoned_;
 };
 using Subtree = BasicSubtree<>;
 

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 
 #include "pcache/format/geometry.hpp"
 
@@ -31,6 +32,16 @@ struct CacheOptions {
     // A monotonic clock in nanoseconds, used only to report counters().replay_duration_ns.
     // The engine itself never reads a clock; without one the duration stays 0.
     std::uint64_t (*clock_ns)() = nullptr;
+    // One line per event the embedder should log (lost dirty data). The engine never prints.
+    std::function<void(const std::string& line)> log = {};
+};
+
+// Writeback health (Cache::writeback_health): is writeback failing right now, since when, why.
+struct WritebackHealth {
+    bool failing = false;
+    std::uint64_t failed_steps = 0;  // failed writeback steps in a row
+    std::uint64_t since_ns = 0;      // CacheOptions::clock_ns at the first of them (0: no clock)
+    std::string last_error;          // the most recent failure ("" when healthy)
 };
 
 // Monotonic counters; units in the names.
@@ -52,6 +63,9 @@ struct CacheCounters {
     std::uint64_t replay_keys = 0;   // keys replayed at the last open (stale included)
     std::uint64_t replay_stale_keys = 0;
     std::uint64_t replay_duration_ns = 0;  // of the last open, when CacheOptions::clock_ns is set
+    std::uint64_t read_retries = 0;  // read walks repeated because GC reclaimed a key under them
+    std::uint64_t writeback_lost_extents = 0;  // dirty keys unreadable/corrupt: never written back
+    std::uint64_t writeback_lost_bytes = 0;
 };
 
 // Calls fn(name, value) for every counter, in a stable order; names carry their unit
@@ -75,6 +89,9 @@ void for_each_counter(const CacheCounters& c, Fn&& fn) {
     fn("replay_keys", c.replay_keys);
     fn("replay_stale_keys", c.replay_stale_keys);
     fn("replay_duration_ns", c.replay_duration_ns);
+    fn("read_retries", c.read_retries);
+    fn("writeback_lost_extents", c.writeback_lost_extents);
+    fn("writeback_lost_bytes", c.writeback_lost_bytes);
 }
 
 }  // namespace pcache

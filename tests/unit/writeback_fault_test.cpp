@@ -1,0 +1,263 @@
+// Writeback under faults (issue 14 item 2): a backing error is retried and loses nothing; dirty
+// data that cannot be read from pmem or fails its CRC is reported as lost, never written, and
+// reads of it fail until it is overwritten; a backing device that stays failed makes writes
+// fail with an error naming the cause, and shutdown still finishes.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+
+#include "cache_fixture.hpp"
+#include "pcache/runtime.hpp"
+
+namespace pcache {
+namespace {
+
+using testutil::pattern;
+
+// A MemBlockDevice whose writes and flushes fail on demand: while `fail` is set, or for the next
+// `fail_next` calls.
+class FaultyBlock {
+public:
+    explicit FaultyBlock(std::uint64_t size) : mem_(size) {}
+    std::uint64_t size() const { return mem_.size(); }
+    Status read(std::uint64_t off, std::span<std::byte> dst) {
+        std::lock_guard g(m_);
+        return mem_.read(off, dst);
+    }
+    Status write(std::uint64_t off, std::span<const std::byte> src, bool fua) {
+        std::lock_guard g(m_);
+        if (failing()) return {Errc::io, "backing write: injected EIO"};
+        return mem_.write(off, src, fua);
+    }
+    Status flush() {
+        std::lock_guard g(m_);
+        if (failing()) return {Errc::io, "backing flush: injected EIO"};
+        return mem_.flush();
+    }
+    void set_fail(bool f) {
+        std::lock_guard g(m_);
+        fail_ = f;
+    }
+    void fail_next(std::uint64_t n) {
+        std::lock_guard g(m_);
+        fail_next_ = n;
+    }
+    // Only the n-th write or flush from now fails (n >= 1).
+    void fail_call(std::uint64_t n) {
+        std::lock_guard g(m_);
+        fail_in_ = n;
+    }
+    std::vector<std::byte> bytes() {
+        std::lock_guard g(m_);
+        return mem_.bytes();
+    }
+
+private:
+    bool failing() {
+        if (fail_in_ > 0 && --fail_in_ == 0) return true;
+        if (fail_next_ > 0) {
+            --fail_next_;
+            return true;
+        }
+        return fail_;
+    }
+    std::mutex m_;
+    MemBlockDevice mem_;
+    bool fail_ = false;
+    std::uint64_t fail_next_ = 0, fail_in_ = 0;
+};
+static_assert(BlockDevice<FaultyBlock>);
+
+// A MemPmem whose reads of one range fail (a media error).
+class FaultyPmem {
+public:
+    explicit FaultyPmem(std::uint64_t size) : mem_(size) {}
+    std::uint64_t size() const { return mem_.size(); }
+    const std::byte* data() const { return mem_.data(); }
+    Status write(std::uint64_t off, std::span<const std::byte> src, unsigned flags) {
+        return mem_.write(off, src, flags);
+    }
+    Status flush(std::uint64_t off, std::uint64_t len) { return mem_.flush(off, len); }
+    void drain() { mem_.drain(); }
+    Status read(std::uint64_t off, std::span<std::byte> dst) const {
+        if (off < bad_end_ && off + dst.size() > bad_off_)
+            return {Errc::io, "pmem read: injected media error"};
+        return mem_.read(off, dst);
+    }
+    void set_bad(std::uint64_t off, std::uint64_t len) {
+        bad_off_ = off;
+        bad_end_ = off + len;
+    }
+    std::byte* raw() { return mem_.raw_for_tests(); }
+
+private:
+    MemPmem mem_;
+    std::uint64_t bad_off_ = 0, bad_end_ = 0;
+};
+static_assert(PmemDevice<FaultyPmem>);
+
+using FCache = Cache<FaultyPmem, FaultyBlock>;
+
+// Where `needle` (a write's bytes) sits in pmem.
+std::uint64_t find_in(FaultyPmem& p, const std::vector<std::byte>& needle) {
+    const std::byte* hit = std::search(p.data(), p.data() + p.size(), needle.begin(), needle.end());
+    EXPECT_NE(hit, p.data() + p.size());
+    return static_cast<std::uint64_t>(hit - p.data());
+}
+
+void writeback_until_clean(FCache& c) {
+    for (int i = 0; i < 10000 && !c.is_clean(); ++i) {
+        auto r = c.writeback_step();
+        ASSERT_TRUE(r.status.ok()) << r.status.to_string();
+        if (!r.progressed) {
+            ASSERT_TRUE(c.flush().ok());
+        }
+    }
+    ASSERT_TRUE(c.is_clean());
+}
+
+TEST(WritebackFaults, TransientBackingErrorKeepsDirtyTailAndIsRetried) {
+    FaultyPmem pmem(testutil::small_pmem_bytes(16));
+    FaultyBlock disk(8 << 20);
+    auto c = std::move(FCache::open(pmem, disk, testutil::small_options()).value());
+    std::vector<std::byte> model(8 << 20);
+    for (std::uint32_t i = 0; i < 40; ++i) {
+        auto d = pattern(16384, i);
+        const std::uint64_t off = (i * 5 % 37) * 65536;
+        ASSERT_TRUE(c->write(off, d).ok());
+        std::copy(d.begin(), d.end(), model.begin() + off);
+    }
+    ASSERT_TRUE(c->flush().ok());
+    const LogPos before = c->dirty_tail();
+    for (std::uint64_t fail_at = 1; fail_at <= 3; ++fail_at) {  // first write, second, flush...
+        disk.fail_call(fail_at);
+        auto r = c->writeback_step();
+        EXPECT_FALSE(r.status.ok());
+        EXPECT_TRUE(c->dirty_tail() == before) << "dirty_tail passed an unwritten extent";
+        const WritebackHealth h = c->writeback_health();
+        EXPECT_TRUE(h.failing);
+        EXPECT_NE(h.last_error.find("injected EIO"), std::string::npos) << h.last_error;
+    }
+    writeback_until_clean(*c);
+    EXPECT_FALSE(c->writeback_health().failing);
+    EXPECT_EQ(c->counters().writeback_lost_extents, 0u);
+    EXPECT_TRUE(disk.bytes() == model);
+}
+
+// Runtime: the backing device fails for a while under a writer; writeback resumes by itself.
+TEST(WritebackFaults, RuntimeRecoversFromABackingOutage) {
+    FaultyPmem pmem(testutil::small_pmem_bytes(8));
+    FaultyBlock disk(16 << 20);
+    auto c = std::move(FCache::open(pmem, disk, testutil::small_options()).value());
+    Runtime<FCache> rt(*c, {std::chrono::milliseconds(1), std::chrono::milliseconds(1),
+                            std::chrono::milliseconds(8)});
+    rt.start();
+    std::vector<std::byte> model(16 << 20);
+    for (std::uint32_t i = 0; i < 600; ++i) {
+        if (i % 100 == 50) disk.fail_next(40);  // an outage of 40 backing calls
+        const std::uint64_t off = (i * 613ull % 1000) * 16384;
+        auto d = pattern(16384, i);
+        Status s = rt.write_blocking(off, d, false, std::chrono::seconds(60));
+        ASSERT_TRUE(s.ok()) << s.to_string();
+        std::copy(d.begin(), d.end(), model.begin() + off);
+    }
+    ASSERT_TRUE(rt.flush_blocking().ok());
+    Status fs;
+    for (int i = 0; i < 100; ++i) {  // flush_all stops at a failure; the outages are over
+        fs = rt.flush_all();
+        if (fs.ok()) break;
+    }
+    ASSERT_TRUE(fs.ok()) << fs.to_string();
+    rt.stop();
+    EXPECT_GT(c->counters().writeback_errors, 0u);
+    EXPECT_EQ(c->counters().writeback_lost_extents, 0u);
+    EXPECT_TRUE(disk.bytes() == model);
+}
+
+// A dirty extent that fails its CRC (data_crc) or cannot be read from pmem is reported once,
+// never written back, and reads of it fail (also once GC reclaimed its segment) until it is
+// overwritten. Writeback goes on with the rest.
+void lost_extent_case(bool media_error) {
+    FaultyPmem pmem(testutil::small_pmem_bytes(16));
+    FaultyBlock disk(8 << 20);
+    CacheOptions o = testutil::small_options(true);
+    std::vector<std::string> log;
+    o.log = [&](const std::string& line) { log.push_back(line); };
+    auto c = std::move(FCache::open(pmem, disk, o).value());
+    const auto a = pattern(8192, 1), b = pattern(8192, 2);
+    ASSERT_TRUE(c->write(1 << 20, a).ok());
+    ASSERT_TRUE(c->write(2 << 20, b).ok());
+    ASSERT_TRUE(c->flush().ok());
+    const std::uint64_t at = find_in(pmem, a);
+    if (media_error)
+        pmem.set_bad(at + 4096, 512);
+    else
+        pmem.raw()[at + 100] ^= std::byte{1};
+    writeback_until_clean(*c);
+    const CacheCounters k = c->counters();
+    EXPECT_EQ(k.writeback_lost_extents, 1u);
+    EXPECT_EQ(k.writeback_lost_bytes, 8192u);
+    ASSERT_EQ(log.size(), 1u);
+    EXPECT_NE(log[0].find("[1048576, +8192)"), std::string::npos) << log[0];
+    const auto d = disk.bytes();
+    EXPECT_TRUE(std::all_of(d.begin() + (1 << 20), d.begin() + (1 << 20) + 8192,
+                            [](std::byte x) { return x == std::byte{0}; }))
+        << "the lost extent reached the backing device";
+    EXPECT_TRUE(std::equal(b.begin(), b.end(), d.begin() + (2 << 20)));
+    std::vector<std::byte> out(4096);
+    EXPECT_FALSE(c->read((1 << 20) + 4096, out).ok());
+    // GC retires the kset and reclaims the segment: still an error, never the old bytes.
+    ASSERT_TRUE(c->set_gc_percent(0).ok());
+    for (int i = 0; i < 100 && c->gc_step().progressed; ++i) {
+    }
+    Status r = c->read(1 << 20, out);
+    EXPECT_FALSE(r.ok());
+    EXPECT_NE(r.message().find("data lost"), std::string::npos) << r.to_string();
+    ASSERT_TRUE(c->read(2 << 20, out).ok());
+    // Overwriting half the range makes that half readable; the other half stays an error.
+    ASSERT_TRUE(c->write(1 << 20, pattern(4096, 3)).ok());
+    EXPECT_TRUE(c->read(1 << 20, out).ok());
+    EXPECT_TRUE(out == pattern(4096, 3));
+    EXPECT_FALSE(c->read((1 << 20) + 4096, out).ok());
+    EXPECT_EQ(log.size(), 1u);
+}
+
+TEST(WritebackFaults, CorruptDirtyExtentIsReportedSkippedAndPoisoned) { lost_extent_case(false); }
+TEST(WritebackFaults, UnreadableDirtyExtentIsReportedSkippedAndPoisoned) {
+    lost_extent_case(true);
+}
+
+// A backing device that stays failed: reads keep working, writes are absorbed until the cache is
+// full, then fail with an error naming the cause; close and Runtime stop finish.
+TEST(WritebackFaults, PermanentBackingFailureFailsWritesWithTheCause) {
+    FaultyPmem pmem(testutil::small_pmem_bytes(8));
+    FaultyBlock disk(16 << 20);
+    auto c = std::move(FCache::open(pmem, disk, testutil::small_options()).value());
+    Runtime<FCache> rt(*c, {std::chrono::milliseconds(1), std::chrono::milliseconds(1),
+                            std::chrono::milliseconds(4)});
+    rt.start();
+    disk.set_fail(true);
+    Status s;
+    std::uint32_t i = 0;
+    for (; i < 10000; ++i) {
+        s = rt.write_blocking(i * 16384ull, pattern(16384, i), false,
+                              std::chrono::milliseconds(300));
+        if (!s.ok()) break;
+    }
+    ASSERT_FALSE(s.ok()) << "a 2 MiB cache absorbed " << i << " writes of 16 KiB";
+    EXPECT_GT(i, 10u);
+    EXPECT_EQ(s.code(), Errc::busy);
+    EXPECT_NE(s.message().find("writeback failing"), std::string::npos) << s.to_string();
+    EXPECT_NE(s.message().find("injected EIO"), std::string::npos) << s.to_string();
+    EXPECT_TRUE(c->writeback_health().failing);
+    std::vector<std::byte> out(16384);
+    ASSERT_TRUE(c->read(16384, out).ok());
+    EXPECT_TRUE(out == pattern(16384, 1));
+    rt.stop();
+    EXPECT_FALSE(c->close().ok());  // the backing flush fails: reported, not hidden
+}
+
+}  // namespace
+}  // namespace pcache
