@@ -176,24 +176,33 @@ public:
         cache_ = std::move(opened.value());
         if (Status s = cache_->set_gc_percent(cfg_.gc_percent); !s.ok())
             return finish("gc_percent: " + s.to_string());
-        CoopScheduler sched({.seed = cfg_.seed, .stay_percent = cfg_.stay_percent}, machine_.ctx);
         machine_.ctx.crash_at(cfg_.crash_at);
+        std::string failure;
+        try {
+            failure = run_rounds();
+        } catch (const SimCrash&) {  // the crash point fell in a check run by this thread
+            failure = crash_check();
+        }
+        return finish(std::move(failure));
+    }
+
+private:
+    std::string run_rounds() {
+        CoopScheduler sched({.seed = cfg_.seed, .stay_percent = cfg_.stay_percent}, machine_.ctx);
         for (std::uint32_t round = 0; round < cfg_.rounds; ++round) {
             spawn_round(sched, round);
             const auto outcome = sched.run();
             result_.sync_points += sched.sync_points();
             result_.switches += sched.switches();
-            if (outcome.crashed) return finish(crash_check());
-            if (!outcome.ok())
-                return finish("round " + std::to_string(round) + ": " + outcome.failure);
+            if (outcome.crashed) return crash_check();
+            if (!outcome.ok()) return "round " + std::to_string(round) + ": " + outcome.failure;
             if (std::string why = quiescent_check(); !why.empty())
-                return finish("round " + std::to_string(round) + " (quiescent): " + why);
+                return "round " + std::to_string(round) + " (quiescent): " + why;
         }
-        if (std::string why = final_check(); !why.empty()) return finish("final: " + why);
-        return finish("");
+        if (std::string why = final_check(); !why.empty()) return "final: " + why;
+        return {};
     }
 
-private:
     static constexpr std::uint64_t kHotBytes = ConcurrentConfig::kHotBytes;
 
     void spawn_round(CoopScheduler& sched, std::uint32_t round) {
