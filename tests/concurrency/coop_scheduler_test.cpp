@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <shared_mutex>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -139,7 +140,23 @@ TEST(CoopScheduler, FailStopsEveryTask) {
     });
     const auto outcome = s.run();
     EXPECT_EQ(outcome.failure, "task failer: seen a bad value");
+    EXPECT_FALSE(outcome.threw);
     EXPECT_GT(spins, 0);
+}
+
+TEST(CoopScheduler, AnExceptionIsAHarnessError) {
+    SimContext ctx;
+    CoopScheduler s({.seed = 9, .stay_percent = 50}, ctx);
+    s.spawn("bad", [] {
+        CoopScheduler::sync_point();
+        throw std::runtime_error("boom");
+    });
+    s.spawn("good", [] {
+        for (int i = 0; i < 10; ++i) CoopScheduler::sync_point();
+    });
+    const auto outcome = s.run();
+    EXPECT_EQ(outcome.failure, "task bad threw: boom");
+    EXPECT_TRUE(outcome.threw);
 }
 
 TEST(CoopScheduler, LivelockIsBounded) {

@@ -132,6 +132,8 @@ inline ConcurrentConfig derive_config(ConcurrentConfig c, std::uint64_t seed) {
     c.data_crc = r.below(3) == 0;
     c.n_ksets = r.below(2) == 0 ? 1 : 2;
     c.segs = std::array<std::uint32_t, 3>{6, 8, 16}[r.below(3)];
+    c.writers = 1 + static_cast<std::uint32_t>(r.below(3));
+    c.readers = 1 + static_cast<std::uint32_t>(r.below(3));
     c.ops = r.below(2) == 0 ? 40 : 80;
     if (r.below(3) == 0) {  // two subtrees; writes split at the 4 MiB boundary
         c.backing_kib = 8192;
@@ -172,10 +174,10 @@ public:
         o.n_ksets = cfg_.n_ksets;
         o.fill_on_read_miss = cfg_.fill_on_read_miss;
         auto opened = SimCache::open(machine_.pmem, machine_.block, o);
-        if (!opened.ok()) return finish("open: " + opened.status().to_string());
+        if (!opened.ok()) return finish("open: " + opened.status().to_string(), true);
         cache_ = std::move(opened.value());
         if (Status s = cache_->set_gc_percent(cfg_.gc_percent); !s.ok())
-            return finish("gc_percent: " + s.to_string());
+            return finish("gc_percent: " + s.to_string(), true);
         machine_.ctx.crash_at(cfg_.crash_at);
         std::string failure;
         try {
@@ -183,7 +185,7 @@ public:
         } catch (const SimCrash&) {  // the crash point fell in a check run by this thread
             failure = crash_check();
         }
-        return finish(std::move(failure));
+        return finish(std::move(failure), harness_error_);
     }
 
 private:
@@ -195,6 +197,7 @@ private:
             result_.sync_points += sched.sync_points();
             result_.switches += sched.switches();
             if (outcome.crashed) return crash_check();
+            harness_error_ = outcome.threw;
             if (!outcome.ok()) return "round " + std::to_string(round) + ": " + outcome.failure;
             if (std::string why = quiescent_check(); !why.empty())
                 return "round " + std::to_string(round) + " (quiescent): " + why;
@@ -408,7 +411,10 @@ private:
         return {};
     }
 
-    ConcurrentResult finish(std::string failure) {
+    // A verdict of the oracle (wrong data, a read error, a failed invariant, a deadlock, a wedge,
+    // a lost durable write) carries the marker scripts/mutants.sh counts; an exception out of a
+    // task or a failed setup is a harness error.
+    ConcurrentResult finish(std::string failure, bool harness_error = false) {
         if (cache_) result_.counters = cache_->counters();
         result_.persist_points = machine_.ctx.persist_points;
         cache_.reset();
@@ -417,7 +423,9 @@ private:
         h.mix(result_.reads);
         h.mix(failure.size());
         result_.trace_hash = h.value();
-        if (!failure.empty()) result_.failure = failure + " | REPRODUCE " + cfg_.reproduce();
+        if (!failure.empty())
+            result_.failure = (harness_error ? "HARNESS ERROR: " : "ORACLE VIOLATION: ") + failure +
+                              " | REPRODUCE " + cfg_.reproduce();
         return std::move(result_);
     }
 
@@ -425,6 +433,7 @@ private:
     CoopMachine machine_;
     IntervalOracle oracle_;
     std::unique_ptr<SimCache> cache_;
+    bool harness_error_ = false;
     std::uint32_t clients_ = 0;  // client tasks still running (touched by the baton holder only)
     ConcurrentResult result_;
 };

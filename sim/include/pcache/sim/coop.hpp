@@ -89,6 +89,7 @@ public:
         bool ok() const { return failure.empty() && !crashed; }
         std::string failure;   // deadlock, livelock, a task's fail() or exception
         bool crashed = false;  // a task hit a SimCrash (the crash hook fired)
+        bool threw = false;    // the failure is an exception out of a task (a harness error)
     };
 
     // Runs every spawned task to its end (or until the run aborts); then forgets them.
@@ -96,7 +97,7 @@ public:
         PCACHE_SIM_ASSERT(!running_ && !tasks_.empty());
         running_ = true;
         failure_.clear();
-        crashed_ = aborting_ = false;
+        crashed_ = aborting_ = threw_ = false;
         sync_points_ = switches_ = 0;
         {
             std::lock_guard g(m_);
@@ -111,7 +112,7 @@ public:
         for (auto& t : tasks_) t->thread.join();
         tasks_.clear();
         running_ = false;
-        Outcome o{failure_, crashed_};
+        Outcome o{failure_, crashed_, threw_};
         return o;
     }
 
@@ -156,9 +157,11 @@ private:
             if (!aborting_) crashed_ = aborting_ = true;
         } catch (const std::exception& e) {
             std::lock_guard g(m_);
+            threw_ = threw_ || failure_.empty();
             set_failure_locked("task " + self.name + " threw: " + e.what());
         } catch (...) {
             std::lock_guard g(m_);
+            threw_ = threw_ || failure_.empty();
             set_failure_locked("task " + self.name + " threw an unknown exception");
         }
         tl_coop_task = nullptr;
@@ -253,6 +256,7 @@ private:
     std::size_t current_ = kNone;
     bool aborting_ = false;
     bool crashed_ = false;
+    bool threw_ = false;
     bool running_ = false;
     std::string failure_;
     std::uint64_t sync_points_ = 0;
