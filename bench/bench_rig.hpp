@@ -87,7 +87,7 @@ void prefault(P& p) {
         if (Status s = p.write(off, std::span(zeros).first(n), kPmemFlushCache); !s.ok())
             die("prefault", s);
     }
-    p.drain();
+    if (Status s = p.drain(); !s.ok()) die("prefault drain", s);
 }
 
 // Opens a pmem device of `bytes` bytes; files are unlinked at once (the mapping keeps them).
@@ -219,7 +219,7 @@ double bound_pmem_write(Dev d, std::uint64_t size) {
     const std::uint64_t slots = kBoundSpanBytes / size;
     const double ops = ops_per_second([&](std::uint64_t i) {
         if (!pmem->write((i % slots) * size, buf, kPmemFlushCache).ok()) std::abort();
-        pmem->drain();
+        if (!pmem->drain().ok()) std::abort();
     });
     return bound_memo()[key] = ops * static_cast<double>(size);
 }
@@ -232,8 +232,9 @@ double bound_pmem_read(Dev d, std::uint64_t size) {
     auto pmem = make_pmem<P>(d, kBoundSpanBytes);
     std::vector<std::byte> buf(size, std::byte{0x5a});
     const std::uint64_t slots = kBoundSpanBytes / size;
-    for (std::uint64_t i = 0; i < slots; ++i) (void)pmem->write(i * size, buf, kPmemFlushCache);
-    pmem->drain();
+    for (std::uint64_t i = 0; i < slots; ++i)
+        if (!pmem->write(i * size, buf, kPmemFlushCache).ok()) std::abort();
+    if (!pmem->drain().ok()) std::abort();
     const double ops = ops_per_second([&](std::uint64_t i) {
         if (!pmem->read((i * 40503 % slots) * size, buf).ok()) std::abort();
     });

@@ -57,7 +57,7 @@ void BM_BoundPmemWrite(State& st, Dev d) {
         // Sequential, as the engine's data head fills a segment.
         if (!pmem->write((i++ % (kBoundSpanBytes / size)) * size, buf, kPmemFlushCache).ok())
             std::abort();
-        pmem->drain();
+        if (!pmem->drain().ok()) std::abort();
     }
     st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations() * size));
 }
@@ -69,7 +69,7 @@ void BM_BoundPmemRead(State& st, Dev d) {
     auto buf = pattern(size);
     for (std::uint64_t off = 0; off < kBoundSpanBytes; off += size)
         (void)pmem->write(off, buf, kPmemFlushCache);
-    pmem->drain();
+    if (!pmem->drain().ok()) std::abort();
     std::uint64_t i = 0;
     for (auto _ : st) {
         if (!pmem->read(slot_off(i++, size, kBoundSpanBytes), buf).ok()) std::abort();

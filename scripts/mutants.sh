@@ -1,75 +1,106 @@
 #!/usr/bin/env bash
 # Seeded-bug validation of the crash suite (crash-model.md, "Proving the harness works").
 #
-# Builds tests/crash/crash_campaign_test (the only target built per mutant) once without a
-# mutant and once per PCACHE_MUTANT=M1..M16, reusing one build directory, and requires:
-#   * no mutant: the suite (CrashSuite.*, CrashDetect.*) and the controls pass;
-#   * every mutant: the suite fails within the budget (a hang counts as caught only through
-#     the suite's own bounded child process, never through the timeout);
+# Table-driven: scripts/mutants.table lists each mutant with its test target, gtest filter and
+# description. The script builds every target of the table once without a mutant and once per
+# mutant (-DPCACHE_MUTANT=<id>, one build directory), and requires:
+#   * no mutant: every filter of the table and the controls (CrashControl.*) pass;
+#   * every mutant: its filter fails with a verdict of the oracle in the log ("ORACLE VIOLATION: "
+#     from a campaign, "DETECTED: " from CrashDetect). A non-zero exit without such a verdict
+#     (an assert, a signal, a setup failure) is CRASHED, the time budget is TIMEOUT, a pass is
+#     MISSED: each one fails this script (a harness bug, never a catch);
 #   * control "eADR without flushes": the M1 build (data never flushed) passes under eadr.
-# Usage: bash scripts/mutants.sh [M1 M5 ...]      (default: all sixteen)
-# Environment: PCACHE_MUTANT_BUILD_DIR (default build/mutants), PCACHE_MUTANT_BUDGET_S (120).
+# Usage: bash scripts/mutants.sh [M1 M5 ...]      (default: every line of the table)
+# Environment: PCACHE_MUTANT_BUILD_DIR (default build/mutants), PCACHE_MUTANT_BUDGET_S (240).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 dir=${PCACHE_MUTANT_BUILD_DIR:-build/mutants}
-budget_s=${PCACHE_MUTANT_BUDGET_S:-120}
-suite='CrashSuite.*:CrashDetect.*'
-if [ $# -gt 0 ]; then mutants=("$@"); else mutants=(M1 M2 M3 M4 M5 M6 M7 M8 M9 M10 M11 M12 M13 M14 M15 M16); fi
-test_bin="$dir/tests/crash/crash_campaign_test"
+budget_s=${PCACHE_MUTANT_BUDGET_S:-240}
+table=scripts/mutants.table
 log_dir="$dir/mutant-logs"
 mkdir -p "$log_dir"
 start_s=$SECONDS
+verdict_re='ORACLE VIOLATION: |DETECTED: '
 
-build() {  # build <mutant or empty>
+declare -A target filter desc
+ids=()
+while IFS='|' read -r id tgt flt dsc; do
+    id=$(echo "$id" | xargs)
+    [ -z "$id" ] && continue
+    case "$id" in \#*) continue ;; esac
+    target[$id]=$(echo "$tgt" | xargs)
+    filter[$id]=$(echo "$flt" | xargs)
+    desc[$id]=$(echo "$dsc" | sed -e 's/^ *//' -e 's/ *$//')
+    ids+=("$id")
+done <"$table"
+if [ $# -gt 0 ]; then mutants=("$@"); else mutants=("${ids[@]}"); fi
+for m in "${mutants[@]}"; do
+    [ -n "${target[$m]:-}" ] || { echo "mutants: $m is not in $table" >&2; exit 2; }
+done
+
+build() {  # build <mutant or empty> <targets...>
+    local m=$1
+    shift
     cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE= -DCMAKE_CXX_FLAGS=-O1 \
         -DPCACHE_WERROR=ON -DPCACHE_BUILD_BENCH=OFF -DPCACHE_BUILD_TOOLS=OFF -DPCACHE_INSTALL=OFF \
-        -DPCACHE_MUTANT="$1" >/dev/null
-    cmake --build "$dir" --target crash_campaign_test >"$log_dir/build-${1:-none}.log" 2>&1 || {
-        echo "mutants: build of '${1:-no mutant}' failed, see $log_dir/build-${1:-none}.log" >&2
+        -DPCACHE_MUTANT="$m" >/dev/null
+    cmake --build "$dir" --target "$@" >"$log_dir/build-${m:-none}.log" 2>&1 || {
+        echo "mutants: build of '${m:-no mutant}' failed, see $log_dir/build-${m:-none}.log" >&2
         exit 1
     }
 }
 
-run() {  # run <filter> <log>: exit status of the suite (124 = budget exceeded)
+run() {  # run <target> <filter> <log>: exit status of the test binary (124 = budget exceeded)
     local rc=0
-    timeout "$budget_s" "$test_bin" --gtest_filter="$1" --gtest_brief=1 >"$2" 2>&1 || rc=$?
+    timeout "$budget_s" "$dir/tests/crash/$1" --gtest_filter="$2" --gtest_brief=1 >"$3" 2>&1 || rc=$?
     return $rc
 }
 
 failed=0
-printf '%-6s %-8s %5s  %s\n' mutant verdict secs "first failure"
+printf '%-8s %-8s %5s  %s\n' mutant verdict secs "first verdict / description"
 
-build ""
-t=$SECONDS
-if run "$suite:CrashControl.*" "$log_dir/none.log"; then
-    printf '%-6s %-8s %5s  %s\n' none pass $((SECONDS - t)) "(required: zero failures)"
-else
-    printf '%-6s %-8s %5s  %s\n' none FAIL $((SECONDS - t)) "see $log_dir/none.log"
-    failed=1
-fi
+# No mutant: every (target, filter) of the table passes, and the controls.
+declare -A filters_of
+for m in "${ids[@]}"; do filters_of[${target[$m]}]="${filters_of[${target[$m]}]:-}:${filter[$m]}"; done
+build "" "${!filters_of[@]}"
+for t in "${!filters_of[@]}"; do
+    f=$(echo "${filters_of[$t]#:}" | tr ':' '\n' | sort -u | paste -sd: -)
+    [ "$t" = crash_campaign_test ] && f="$f:CrashControl.*"
+    s=$SECONDS
+    if run "$t" "$f" "$log_dir/none-$t.log"; then
+        printf '%-8s %-8s %5s  %s\n' none pass $((SECONDS - s)) "$t $f (required: zero failures)"
+    else
+        printf '%-8s %-8s %5s  %s\n' none FAIL $((SECONDS - s)) "see $log_dir/none-$t.log"
+        failed=1
+    fi
+done
 
 for m in "${mutants[@]}"; do
-    build "$m"
-    t=$SECONDS
+    build "$m" "${target[$m]}"
+    s=$SECONDS
     rc=0
-    run "$suite" "$log_dir/$m.log" || rc=$?
-    first=$(grep -m1 -E ' \| REPRODUCE|ACCEPTED|CRASHED|HUNG|wrong error' "$log_dir/$m.log" | sed -e 's/ | REPRODUCE.*//' -e 's/^ *//' | cut -c1-120 || true)
+    run "${target[$m]}" "${filter[$m]}" "$log_dir/$m.log" || rc=$?
+    first=$(grep -m1 -oE "($verdict_re).*" "$log_dir/$m.log" | sed -e 's/ | REPRODUCE.*//' | cut -c1-110 || true)
     if [ "$rc" -eq 0 ]; then
-        printf '%-6s %-8s %5s  %s\n' "$m" MISSED $((SECONDS - t)) "the suite passed: harness bug"
+        verdict=MISSED note="the suite passed: ${desc[$m]}"
         failed=1
     elif [ "$rc" -eq 124 ]; then
-        printf '%-6s %-8s %5s  %s\n' "$m" TIMEOUT $((SECONDS - t)) "not caught within ${budget_s}s"
+        verdict=TIMEOUT note="no verdict within ${budget_s}s: ${desc[$m]}"
+        failed=1
+    elif [ "$rc" -ge 128 ] || [ -z "$first" ]; then
+        verdict=CRASHED note="exit $rc without an oracle verdict, see $log_dir/$m.log"
         failed=1
     else
-        printf '%-6s %-8s %5s  %s\n' "$m" caught $((SECONDS - t)) "$first"
+        verdict=caught note="$first"
     fi
+    printf '%-8s %-8s %5s  %s\n' "$m" "$verdict" $((SECONDS - s)) "$note"
     if [ "$m" = M1 ]; then  # control: eADR needs no flushes, so M1 must pass there
-        t=$SECONDS
-        if run 'CrashSuite.Eadr' "$log_dir/M1-eadr.log"; then
-            printf '%-6s %-8s %5s  %s\n' M1/eadr pass $((SECONDS - t)) "(control: eADR without flushes)"
+        s=$SECONDS
+        if run crash_campaign_test 'CrashSuite.Eadr' "$log_dir/M1-eadr.log"; then
+            printf '%-8s %-8s %5s  %s\n' M1/eadr pass $((SECONDS - s)) "(control: eADR without flushes)"
         else
-            printf '%-6s %-8s %5s  %s\n' M1/eadr FAIL $((SECONDS - t)) "false alarm, see $log_dir/M1-eadr.log"
+            printf '%-8s %-8s %5s  %s\n' M1/eadr FAIL $((SECONDS - s)) "false alarm, see $log_dir/M1-eadr.log"
             failed=1
         fi
     fi

@@ -2,6 +2,7 @@
 #include "pcache/pmem/pmem2_device.hpp"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <libpmem2.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -219,6 +220,7 @@ Pmem2Device& Pmem2Device::operator=(Pmem2Device&& other) noexcept {
     memcpy_fn_ = std::exchange(other.memcpy_fn_, nullptr);
     flush_fn_ = std::exchange(other.flush_fn_, nullptr);
     drain_fn_ = std::exchange(other.drain_fn_, nullptr);
+    sync_errno_ = other.sync_errno_.exchange(0);
     return *this;
 }
 
@@ -241,20 +243,45 @@ Status Pmem2Device::write(std::uint64_t off, std::span<const std::byte> src, uns
         return {Errc::invalid_argument,
                 "pmem write: unknown flag bits " + std::to_string(flags & ~kPmemAllFlags)};
     if (src.empty()) return {};
-    memcpy_fn_(base_ + off, src.data(), src.size(), to_pmem2_flags(flags));
+    if (granularity_ != PmemGranularity::page) {
+        memcpy_fn_(base_ + off, src.data(), src.size(), to_pmem2_flags(flags));
+        return {};
+    }
+    // Page granularity: libpmem2 would msync inside its memcpy and drop the error. Copy without
+    // its flush and msync here instead, so that a failed msync reaches the caller.
+    memcpy_fn_(base_ + off, src.data(), src.size(), PMEM2_F_MEM_NOFLUSH | PMEM2_F_MEM_NODRAIN);
+    if (flags & kPmemNoFlush) return {};
+    return msync_range(off, src.size());
+}
+
+Status Pmem2Device::msync_range(std::uint64_t off, std::uint64_t len) {
+    static const std::uint64_t page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+    const std::uint64_t first = off / page * page;
+    if (::msync(base_ + first, off + len - first, MS_SYNC) != 0) {
+        int expected = 0;
+        sync_errno_.compare_exchange_strong(expected, errno);
+    }
+    const int e = sync_errno_.load();
+    if (e != 0)
+        return {Errc::io, "pmem '" + path_ + "': msync failed (" + std::strerror(e) +
+                              "): writes since the failure are not durable"};
     return {};
 }
 
 Status Pmem2Device::flush(std::uint64_t off, std::uint64_t len) {
     PCACHE_TRY(check_range("pmem flush", off, len, size_bytes_));
-    // At page granularity this is msync(); libpmem2's flush function returns no error, so an
-    // msync failure (only possible for I/O-backed files, never tmpfs or DAX) is not visible.
-    if (len != 0) flush_fn_(base_ + off, len);
+    if (len == 0) return {};
+    if (granularity_ == PmemGranularity::page) return msync_range(off, len);
+    flush_fn_(base_ + off, len);
     return {};
 }
 
-void Pmem2Device::drain() {
+Status Pmem2Device::drain() {
     if (drain_fn_) drain_fn_();
+    if (const int e = sync_errno_.load(); e != 0)
+        return {Errc::io, "pmem '" + path_ + "': msync failed (" + std::strerror(e) +
+                              "): writes since the failure are not durable"};
+    return {};
 }
 
 Status Pmem2Device::read(std::uint64_t off, std::span<std::byte> dst) const {

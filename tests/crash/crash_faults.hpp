@@ -44,6 +44,11 @@ inline std::string corruption_verdict(int rc) {
     }
 }
 
+// The verdict marker scripts/mutants.sh counts: a corrupt image accepted, refused with the wrong
+// error, or recovery crashing or hanging on it in the isolated child is a detection; a setup that
+// failed before the corruption was written (3) is not.
+inline const char* detect_marker(int rc) { return rc == 3 ? "SETUP FAILED: " : "DETECTED: "; }
+
 // A clean image with one kset of one key (4 KiB at offset 0) at the start of cache segment 0.
 struct CleanImage {
     SimPmem pmem{format::kSegmentsOffsetBytes + kCorruptionSegs * (64 << 10)};
@@ -141,7 +146,7 @@ inline std::string control_commit_word(PmemMode mode) {
     SimPmem pmem(4096, {.mode = mode});
     std::vector<std::uint64_t> payload(16, 0xABCDull);
     (void)pmem.write(64, std::as_bytes(std::span(payload)), kPmemFlushCache);
-    pmem.drain();
+    PCACHE_SIM_ASSERT(pmem.drain().ok());
     const std::uint64_t commit = 0x1122334455667788ull;
     (void)pmem.write(0, std::as_bytes(std::span(&commit, 1)), kPmemFlushCache);
     return every_image(pmem, [&](const SimPmem& p) -> std::string {
@@ -166,7 +171,7 @@ inline std::string control_eadr_no_flush() {
         return {};
     });
     if (!why.empty()) return why;
-    pmem.drain();
+    PCACHE_SIM_ASSERT(pmem.drain().ok());
     if (pmem.pending_words() != 0) return "eadr: a fence left stores pending";
     return {};
 }

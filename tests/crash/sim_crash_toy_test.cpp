@@ -47,7 +47,9 @@ struct ToyLog {
         const std::uint64_t commit = slot + 1;
         const auto off = slot * kRecordBytes;
         ASSERT_TRUE(m.pmem.write(off, std::as_bytes(std::span(payload)), kPmemFlushCache).ok());
-        if (bug != Bug::missing_fence) m.pmem.drain();
+        if (bug != Bug::missing_fence) {
+            EXPECT_TRUE(m.pmem.drain().ok());
+        }
         ASSERT_TRUE(m.pmem.write(off + 64, std::as_bytes(std::span(&commit, 1)), 0).ok());
         acked_slots_ = slot + 1;
     }

@@ -102,7 +102,7 @@ TYPED_TEST(PmemConformance, EveryFlagCombinationThenFlushAndDrain) {
         const Bytes data = pattern(100 + flags, 5000);
         ASSERT_TRUE(this->dev().write(off, data, flags).ok()) << "flags " << flags;
         ASSERT_TRUE(this->dev().flush(off, data.size()).ok());
-        this->dev().drain();
+        EXPECT_TRUE(this->dev().drain().ok());
         EXPECT_EQ(this->read_back(off, data.size()), data) << "flags " << flags;
     }
     EXPECT_TRUE(this->dev().flush(0, 0).ok());
@@ -135,7 +135,7 @@ TYPED_TEST(PmemConformance, DataSurvivesCloseAndReopen) {
         const Bytes data = pattern(42, 10000);
         ASSERT_TRUE(this->dev().write(12345, data, kPmemFlushCache).ok());
         ASSERT_TRUE(this->dev().flush(12345, data.size()).ok());
-        this->dev().drain();
+        EXPECT_TRUE(this->dev().drain().ok());
         this->dev_.reset();  // unmap and close
         const Bytes raw = file_bytes(this->dir_.file("pmem"));
         ASSERT_EQ(raw.size(), kPmemBytes);

@@ -80,7 +80,14 @@ public:
         return mem_.write(off, src, flags);
     }
     Status flush(std::uint64_t off, std::uint64_t len) { return mem_.flush(off, len); }
-    void drain() { mem_.drain(); }
+    Status drain() {
+        if (fail_drains_ > 0) {
+            --fail_drains_;
+            return {Errc::io, "pmem drain: injected msync failure"};
+        }
+        return mem_.drain();
+    }
+    void fail_next_drains(std::uint64_t n) { fail_drains_ = n; }
     Status read(std::uint64_t off, std::span<std::byte> dst) const {
         if (off < bad_end_ && off + dst.size() > bad_off_)
             return {Errc::io, "pmem read: injected media error"};
@@ -95,6 +102,7 @@ public:
 private:
     MemPmem mem_;
     std::uint64_t bad_off_ = 0, bad_end_ = 0;
+    std::uint64_t fail_drains_ = 0;
 };
 static_assert(PmemDevice<FaultyPmem>);
 
@@ -257,6 +265,36 @@ TEST(WritebackFaults, PermanentBackingFailureFailsWritesWithTheCause) {
     EXPECT_TRUE(out == pattern(16384, 1));
     rt.stop();
     EXPECT_FALSE(c->close().ok());  // the backing flush fails: reported, not hidden
+}
+
+// Durability errors are never swallowed (issue 14 item 3): a FLUSH whose kset cannot be made
+// durable fails, and is not reported done until a later FLUSH succeeds; a write whose data
+// drain fails is refused and gives its space back.
+TEST(DurabilityErrors, FlushReportsAFailedDrain) {
+    FaultyPmem pmem(testutil::small_pmem_bytes(16));
+    FaultyBlock disk(8 << 20);
+    auto c = std::move(FCache::open(pmem, disk, testutil::small_options()).value());
+    const auto a = pattern(8192, 1);
+    ASSERT_TRUE(c->write(0, a).ok());
+    for (std::uint64_t n = 1; n <= 2; ++n) {  // the end marker's drain, then the kset's
+        pmem.fail_next_drains(0);
+        pmem.fail_next_drains(n);
+        Status f = c->flush();
+        EXPECT_FALSE(f.ok()) << "flush acknowledged although drain " << n << " failed";
+        EXPECT_FALSE(c->is_clean());
+        pmem.fail_next_drains(0);
+    }
+    EXPECT_EQ(c->counters().ksets_written, 0u);
+    ASSERT_TRUE(c->flush().ok());
+    EXPECT_EQ(c->counters().ksets_written, 1u);
+    pmem.fail_next_drains(1);
+    const std::uint32_t used = c->segs_used();
+    EXPECT_FALSE(c->write(1 << 20, a).ok());
+    EXPECT_EQ(c->segs_used(), used);
+    std::vector<std::byte> out(8192);
+    ASSERT_TRUE(c->read(0, out).ok());
+    EXPECT_TRUE(out == a);
+    ASSERT_TRUE(c->check_invariants().ok());
 }
 
 }  // namespace

@@ -1,9 +1,14 @@
 // pcache sim: a crash campaign on simulated hardware (sim/include/pcache/sim/campaign.hpp).
 //
 // Runs seeded workloads on Cache<SimPmem, SimBlockDevice>, cuts each at its persistence points,
-// recovers every crash image and checks the oracle of crash-model.md. One seed (--seed S), or
-// consecutive seeds from S until --seconds have passed (the budget is measured here, in the
-// tool: the simulator never reads a clock). A progress line goes to stderr on a terminal; the
+// recovers every crash image and checks the oracle of crash-model.md. One seed (--seed S),
+// --cases N consecutive seeds from S, or consecutive seeds until --seconds have passed (the
+// budget is measured here, in the tool: the simulator never reads a clock). data_crc is on for
+// every second seed by default (--data-crc mixed). The summary lists what the campaign reached
+// (segment switches, LAST ksets, log wraps, GC runs, stripe splits, sequence wraps, work after
+// recovery); unless replaying one case or given --no-reach-check, reaching none of a required
+// kind is a failure (exit 1): a campaign that never leaves key-log segment 0 proves nothing
+// about the rest of the log. A progress line goes to stderr on a terminal; the
 // summary goes to stdout; every failure prints the one-line command that replays it, and
 // `--seed S --crash-at K --state I` replays exactly that case. Exit 0: no failure; 1: failures
 // (findings in `any` mode are reported but do not fail); 2: usage.
@@ -22,13 +27,24 @@ using Clock = std::chrono::steady_clock;
 
 int run_sim(const std::vector<std::string>& args) {
     po::options_description opts("options");
-    std::uint64_t seed = 1, ops = 100, seconds = 0, segment_kib = 64, backing_kib = 1024;
-    std::uint32_t segs = 8, n_ksets = 1, explore_one_in = 1;
+    const sim::CampaignConfig d;
+    std::uint64_t seed = 1, ops = 2000, seconds = 0, cases = 1, segment_kib = 64,
+                  backing_kib = 8192;
+    std::uint32_t segs = 8, n_ksets = 2, explore_one_in = 16;
+    std::uint64_t pmem_samples = d.pmem_samples, block_samples = d.block_samples,
+                  recovery_states_max = d.recovery_states_max;
+    std::uint32_t idempotence_one_in = d.idempotence_one_in,
+                  backing_check_one_in = d.backing_check_one_in,
+                  crc_flip_one_in = d.crc_flip_one_in,
+                  after_recovery_one_in = d.after_recovery_one_in,
+                  after_recovery_ops = d.after_recovery_ops;
+    std::string data_crc = "mixed";
     std::uint64_t crash_at = sim::CampaignConfig::kAll, state = sim::CampaignConfig::kAll;
     std::uint64_t recovery_at = sim::CampaignConfig::kAll,
                   recovery_state = sim::CampaignConfig::kAll;
     std::string mode_name = "x86";
     opts.add_options()("seed", po::value(&seed), "first (or only) seed")(
+        "cases", po::value(&cases), "run this many consecutive seeds")(
         "seconds", po::value(&seconds),
         "run consecutive seeds until this many seconds have passed")("ops", po::value(&ops),
                                                                      "operations per workload")(
@@ -36,7 +52,23 @@ int run_sim(const std::vector<std::string>& args) {
         "segment-kib", po::value(&segment_kib), "segment size in KiB (16384: kernel geometry)")(
         "segs", po::value(&segs), "segments in the simulated cache device")(
         "backing-kib", po::value(&backing_kib), "simulated backing device size in KiB")(
-        "n-ksets", po::value(&n_ksets), "kset buffers")("data-crc", "per-key data CRC on")(
+        "n-ksets", po::value(&n_ksets), "kset buffers")(
+        "data-crc", po::value(&data_crc)->implicit_value("on"),
+        "per-key data CRC: on, off or mixed (every second seed)")(
+        "pmem-samples", po::value(&pmem_samples), "sampled pmem images per crash point")(
+        "block-samples", po::value(&block_samples), "sampled backing images per crash point")(
+        "idempotence-one-in", po::value(&idempotence_one_in),
+        "recover twice on one image in N (0: never)")(
+        "backing-check-one-in", po::value(&backing_check_one_in),
+        "writeback to clean and compare the backing device on one image in N")(
+        "crc-flip-one-in", po::value(&crc_flip_one_in),
+        "with data_crc: flip cached data on one image in N")(
+        "after-recovery-one-in", po::value(&after_recovery_one_in),
+        "go on writing, writing back and collecting on one recovered image in N")(
+        "after-recovery-ops", po::value(&after_recovery_ops), "operations after such a recovery")(
+        "recovery-states-max", po::value(&recovery_states_max),
+        "images per recovery crash point")(
+        "no-reach-check", "do not fail when a kind of event was never reached")(
         "tear-block-writes", "unflushed backing writes may tear at 512-byte sectors")(
         "recovery-crashes", "also crash recovery at its persistence points")(
         "explore-one-in", po::value(&explore_one_in),
@@ -54,6 +86,9 @@ int run_sim(const std::vector<std::string>& args) {
     const auto mode = sim::parse_pmem_mode(mode_name);
     if (!mode || *mode == sim::PmemMode::unsafe_shutdown)
         return usage_error("sim", "--mode: expected x86, eadr or any");
+    if (data_crc != "on" && data_crc != "off" && data_crc != "mixed")
+        return usage_error("sim", "--data-crc: expected on, off or mixed");
+    if (cases == 0) return usage_error("sim", "--cases: expected at least 1");
     if (ops == 0 || segs < 2 || backing_kib < 128 || backing_kib % 4 != 0)
         return usage_error(
             "sim", "expected --ops >= 1, --segs >= 2, --backing-kib >= 128 and a multiple of 4");
@@ -69,7 +104,14 @@ int run_sim(const std::vector<std::string>& args) {
     base.segs = segs;
     base.backing_bytes = backing_kib << 10;
     base.n_ksets = n_ksets;
-    base.data_crc = vm.count("data-crc") > 0;
+    base.pmem_samples = pmem_samples;
+    base.block_samples = block_samples;
+    base.idempotence_one_in = idempotence_one_in;
+    base.backing_check_one_in = backing_check_one_in;
+    base.crc_flip_one_in = crc_flip_one_in;
+    base.after_recovery_one_in = after_recovery_one_in;
+    base.after_recovery_ops = after_recovery_ops;
+    base.recovery_states_max = recovery_states_max;
     base.tear_block_writes = vm.count("tear-block-writes") > 0;
     base.recovery_crashes = vm.count("recovery-crashes") > 0;
     base.explore_one_in = explore_one_in;
@@ -79,18 +121,24 @@ int run_sim(const std::vector<std::string>& args) {
     base.recovery_state = recovery_state;
     base.tool = "pcache";
     const bool replay = crash_at != sim::CampaignConfig::kAll;
+    const bool reach_check = !replay && vm.count("no-reach-check") == 0;
     if (replay) base.failures_max = 1;
 
     const bool tty = ::isatty(STDERR_FILENO) == 1;
     const auto start = Clock::now();
     auto elapsed_s = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
     std::uint64_t runs = 0, points = 0, explored = 0, states = 0, recovery_crashes = 0, hash = 0;
+    std::uint64_t crc_runs = 0;
+    sim::CampaignReach reach;
     std::vector<std::string> failures;
-    const std::uint64_t seeds_max = seconds == 0 ? 1 : UINT64_MAX;
+    const std::uint64_t seeds_max = seconds == 0 ? cases : UINT64_MAX;
     for (std::uint64_t n = 0; n < seeds_max; ++n) {
         sim::CampaignConfig c = base;
         c.seed = seed + n;
+        c.data_crc = data_crc == "on" || (data_crc == "mixed" && c.seed % 2 == 1);
+        crc_runs += c.data_crc ? 1 : 0;
         const sim::CampaignResult r = sim::Campaign(c).run();
+        reach.add(r.reach);
         ++runs;
         points += r.persist_points;
         explored += r.crash_points_explored;
@@ -110,17 +158,19 @@ int run_sim(const std::vector<std::string>& args) {
                 static_cast<unsigned long long>(c.seed), static_cast<unsigned long long>(runs),
                 t > 0 ? double(states) / t : 0.0, static_cast<unsigned long long>(explored),
                 failures.size());
-        if (seconds == 0 || t >= double(seconds) ||
+        if ((seconds != 0 && t >= double(seconds)) ||
             (!failures.empty() && *mode != sim::PmemMode::any))
             break;
     }
     if (tty) std::fputs("\n", stderr);
     const double t = elapsed_s();
     std::printf(
-        "pcache sim: mode %s, %llu seed(s) from %llu, %llu ops each, segment %llu KiB x %u%s\n",
+        "pcache sim: mode %s, %llu seed(s) from %llu (%llu with data_crc), %llu ops each, segment "
+        "%llu KiB x %u, backing %llu KiB, %u kset buffers\n",
         mode_name.c_str(), static_cast<unsigned long long>(runs),
-        static_cast<unsigned long long>(seed), static_cast<unsigned long long>(ops),
-        static_cast<unsigned long long>(segment_kib), segs, base.data_crc ? ", data_crc" : "");
+        static_cast<unsigned long long>(seed), static_cast<unsigned long long>(crc_runs),
+        static_cast<unsigned long long>(ops), static_cast<unsigned long long>(segment_kib), segs,
+        static_cast<unsigned long long>(backing_kib), n_ksets);
     std::printf(
         "  persistence points %llu, explored %llu, crash states checked %llu (%llu in recovery "
         "crashes)\n",
@@ -132,7 +182,19 @@ int run_sim(const std::vector<std::string>& args) {
         std::printf(
             "  note: crash point %llu has no image %llu (or the workload has fewer points)\n",
             static_cast<unsigned long long>(crash_at), static_cast<unsigned long long>(state));
+    std::printf("  reached:");
+    reach.for_each([](const char* name, std::uint64_t v, bool) {
+        std::printf(" %s=%llu", name, static_cast<unsigned long long>(v));
+    });
+    std::printf("\n");
+    const std::string missing = reach.missing();
+    if (reach_check && !missing.empty())
+        std::printf(
+            "  NOT REACHED: %s (the campaign proves nothing about these paths: more --ops, "
+            "more --cases, a larger --backing-kib or --n-ksets 2)\n",
+            missing.c_str());
     if (failures.empty()) {
+        if (reach_check && !missing.empty()) return kExitProblems;
         std::printf("  no failures\n");
         return kExitOk;
     }

@@ -8,7 +8,9 @@
 //    With no flags the bytes are durable when write returns. The kernel's memcpy_flushcache is
 //    write(off, bytes, kNonTemporal | kNoDrain).
 //  * flush(off, len): write back the lines (clwb); no ordering, nothing durable without drain().
-//  * drain(): the store fence; everything flushed or written non-temporally before it is durable.
+//  * drain(): the store fence; everything flushed or written non-temporally before it is durable
+//    when it returns ok. An error (e.g. a failed msync) means durability is not known: callers
+//    must report it, never acknowledge what it covered.
 //  * read(off, out): a machine-check-safe copy that reports a media error instead of crashing.
 //  * data(): read-only view of the mapping for direct reads (may be used only where a media
 //    error would be acceptable to crash on; the engine reads metadata through read()).
@@ -42,7 +44,7 @@ concept PmemDevice = requires(P& p, const P& cp, std::uint64_t off, std::uint64_
     { cp.data() } -> std::same_as<const std::byte*>;
     { p.write(off, src, flags) } -> std::same_as<Status>;
     { p.flush(off, len) } -> std::same_as<Status>;
-    { p.drain() } -> std::same_as<void>;
+    { p.drain() } -> std::same_as<Status>;
     { cp.read(off, dst) } -> std::same_as<Status>;
 };
 

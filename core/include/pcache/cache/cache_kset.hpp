@@ -30,11 +30,18 @@ Status Cache<Pmem, Block>::kset_close_locked(KsetBuffer& kb) {
             if (!seg.ok()) return seg.status().with_context("closing a kset (key-log reserve)");
             next = *seg;
         }
-        PCACHE_TRY(pmem_.write(data_addr(next, 0), zeros, kPmemFlushCache));
-        pmem_.drain();
         const auto last = format::to_bytes(format::make_last_kset(next));
+#ifdef PCACHE_MUTANT_M3  // seeded bug: the chain link is durable before the new segment's header
         PCACHE_TRY(pmem_.write(data_addr(key_head_.seg, key_head_.off), last, kPmemFlushCache));
-        pmem_.drain();
+        PCACHE_TRY(pmem_.drain());
+        PCACHE_TRY(pmem_.write(data_addr(next, 0), zeros, kPmemFlushCache));
+        PCACHE_TRY(pmem_.drain());
+#else
+        PCACHE_TRY(pmem_.write(data_addr(next, 0), zeros, kPmemFlushCache));
+        PCACHE_TRY(pmem_.drain());
+        PCACHE_TRY(pmem_.write(data_addr(key_head_.seg, key_head_.off), last, kPmemFlushCache));
+        PCACHE_TRY(pmem_.drain());
+#endif
         key_head_ = LogPos{next, 0};
         std::lock_guard s(seg_mutex_);
         set_log_room_locked(key_head_);
@@ -44,15 +51,11 @@ Status Cache<Pmem, Block>::kset_close_locked(KsetBuffer& kb) {
     format::seal_kset(kb.image);
     const std::uint64_t at = data_addr(key_head_.seg, key_head_.off);
     PCACHE_TRY(pmem_.write(at + size, zeros, kPmemFlushCache));
-    pmem_.drain();
+    PCACHE_TRY(pmem_.drain());
     const auto kset = std::span<const std::byte>(kb.image).first(size);
 #if defined(PCACHE_MUTANT_M2)  // seeded bug: kset flushed (clwb) but not fenced before FLUSH
                                // returns
     PCACHE_TRY(pmem_.write(at, kset, kPmemNoDrain));
-#elif defined(PCACHE_MUTANT_M3)   // seeded bug: the fence placed before the kset copy, key_head
-                                  // published after
-    pmem_.drain();
-    PCACHE_TRY(pmem_.write(at, kset, kPmemFlushCache));
 #elif defined(PCACHE_MUTANT_M14)  // seeded bug: non-temporal kset copy, no drain before publishing
     PCACHE_TRY(pmem_.write(at, kset, kPmemFlushCache));
 #elif defined(PCACHE_MUTANT_M15)  // seeded bug: CRC word stored after the flush, counted as covered
@@ -61,11 +64,11 @@ Status Cache<Pmem, Block>::kset_close_locked(KsetBuffer& kb) {
         std::memset(unsealed.data(), 0, 4);
         PCACHE_TRY(pmem_.write(at, unsealed, kPmemNoDrain));                      // copy + clwb
         PCACHE_TRY(pmem_.write(at, kset.first(8), kPmemNoFlush | kPmemNoDrain));  // after the clwb
-        pmem_.drain();
+        PCACHE_TRY(pmem_.drain());
     }
 #else
     PCACHE_TRY(pmem_.write(at, kset, kPmemFlushCache));
-    pmem_.drain();
+    PCACHE_TRY(pmem_.drain());
 #endif
     key_head_.off += static_cast<std::uint32_t>(size);
     std::memset(kb.image.data(), 0, format::kKsetHeaderBytes);

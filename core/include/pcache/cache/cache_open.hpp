@@ -109,7 +109,7 @@ Status Cache<Pmem, Block>::format_superblock() {
     const std::uint64_t begin = format::kCacheInfoOffsetBytes;
     const std::vector<std::byte> zeros(format::kSegmentsOffsetBytes - begin);
     PCACHE_TRY(pmem_.write(begin, zeros, kPmemFlushCache));
-    pmem_.drain();
+    PCACHE_TRY(pmem_.drain());
     if (sb_.seg_num == 0) return {Errc::no_space, "cache device holds no segment"};
     // The 24-byte superblock may tear at 8-byte boundaries. Its magic (aligned, at +8) is the
     // commit word: cleared first, the other fields fenced, then set. A power cut mid-format thus
@@ -121,14 +121,14 @@ Status Cache<Pmem, Block>::format_superblock() {
     if (old == raw) return {};
     const std::array<std::byte, 8> magic_zero{};
     PCACHE_TRY(pmem_.write(kMagicAt, magic_zero, kPmemFlushCache));
-    pmem_.drain();
+    PCACHE_TRY(pmem_.drain());
     std::array<std::byte, 8> magic{};
     std::memcpy(magic.data(), raw.data() + 8, 8);
     std::memset(raw.data() + 8, 0, 8);
     PCACHE_TRY(pmem_.write(format::kSuperblockOffsetBytes, raw, kPmemFlushCache));
-    pmem_.drain();
+    PCACHE_TRY(pmem_.drain());
     PCACHE_TRY(pmem_.write(kMagicAt, magic, kPmemFlushCache));
-    pmem_.drain();
+    PCACHE_TRY(pmem_.drain());
     return {};
 }
 
@@ -196,7 +196,7 @@ Status Cache<Pmem, Block>::write_meta(std::uint64_t slot0_addr, std::uint64_t st
 #else
     PCACHE_TRY(pmem_.write(slot0_addr + stride * index, record, kPmemFlushCache));
 #endif
-    pmem_.drain();
+    PCACHE_TRY(pmem_.drain());
     return {};
 }
 
@@ -225,7 +225,7 @@ Status Cache<Pmem, Block>::init_segments_new() {
             PCACHE_TRY(write_seg_info(i - 1));
         }
         PCACHE_TRY(pmem_.write(opts_.geometry.segment_offset(i), zeros, kPmemFlushCache));
-        pmem_.drain();
+        PCACHE_TRY(pmem_.drain());
         {
             std::lock_guard g(seg_mutex_);
             PCACHE_TRY(write_seg_gen_locked(i));
@@ -234,7 +234,7 @@ Status Cache<Pmem, Block>::init_segments_new() {
         s.info.flags = format::kSegTypeCacheData << format::kSegInfoTypeShift;
         PCACHE_TRY(write_seg_info(i));
         PCACHE_TRY(pmem_.write(data_addr(i, 0), empty_kset, kPmemFlushCache));
-        pmem_.drain();
+        PCACHE_TRY(pmem_.drain());
     }
     return {};
 }

@@ -130,6 +130,19 @@ Status Cache<Pmem, Block>::replay_key(const format::KeyOnMedia& k, std::uint64_t
                     ": its segment was reclaimed while it still held unwritten data"};
     if (k.seg_gen < gen) {  // the segment was invalidated after this key: skip it entirely
         counters_.replay_stale_keys += 1;
+        // ... but not what it overwrote. A stale key lies before dirty_tail, so the backing
+        // device holds its range at least as new as this key; an older key still in the index
+        // for that range (a read-miss fill, or a key in a segment not yet reclaimed) must not
+        // come back. GC persists a reclaimed segment's generation before key_tail passes the
+        // kset, so a crash in between replays such a kset with some keys stale and older keys
+        // live (found by the crash suite: `pcache sim --seed 1 --ops 2000 --crash-at 4252`).
+        const CacheKey hole{k.off, k.len, k.flags, k.cache_seg_id, k.cache_seg_off, k.seg_gen, 0,
+                            true};
+        Subtree& st = subtree_for(k.off);
+        st.insert(
+            hole, [this](const CacheKey& e) { return key_is_stale(e); },
+            [this](const CacheKey& whole, CacheKey& piece) { fix_piece_crc(whole, piece); });
+        st.erase_exact(hole);
         return {};
     }
     if (!seg_used_[k.cache_seg_id]) {

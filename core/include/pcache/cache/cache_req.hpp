@@ -64,11 +64,16 @@ Status Cache<Pmem, Block>::write_piece(std::uint64_t off, std::span<const std::b
     if (!a.ok()) return a.status();
     const auto bytes = data.first(a->len);
 #ifdef PCACHE_MUTANT_M1  // seeded bug: cached copy, never flushed, before the key points to it
-    PCACHE_TRY(pmem_.write(data_addr(a->seg, a->off), bytes, kPmemNoFlush | kPmemNoDrain));
+    Status ws = pmem_.write(data_addr(a->seg, a->off), bytes, kPmemNoFlush | kPmemNoDrain);
 #else
-    PCACHE_TRY(pmem_.write(data_addr(a->seg, a->off), bytes, kPmemFlushCache));
+    Status ws = pmem_.write(data_addr(a->seg, a->off), bytes, kPmemFlushCache);
 #endif
-    pmem_.drain();  // the data is durable before any key can point to it
+    if (ws.ok()) ws = pmem_.drain();  // the data is durable before any key can point to it
+    if (!ws.ok()) {                   // no key will point to the space: give it back
+        std::lock_guard sg(seg_mutex_);
+        seg_put_locked(a->seg);
+        return ws;
+    }
     count(&CacheCounters::pmem_written_bytes, a->len);
     CacheKey key{off, a->len, 0, a->seg, a->off, a->gen, 0, false};
     if (opts_.data_crc) key.data_crc = crc::kcrc(bytes.data(), bytes.size());
@@ -222,7 +227,7 @@ void Cache<Pmem, Block>::fill_miss_locked(Subtree& st, std::uint64_t off,
         const auto bytes = data.subspan(done, a->len);
         CacheKey key{off + done, a->len, format::kKeyFlagClean, a->seg, a->off, a->gen, 0, false};
         Status s = pmem_.write(data_addr(a->seg, a->off), bytes, kPmemFlushCache);
-        pmem_.drain();
+        if (s.ok()) s = pmem_.drain();
         if (s.ok()) {
             if (opts_.data_crc) key.data_crc = crc::kcrc(bytes.data(), bytes.size());
             KsetBuffer& kb = kset_for(key.off);
@@ -235,8 +240,11 @@ void Cache<Pmem, Block>::fill_miss_locked(Subtree& st, std::uint64_t off,
                     });
                 append_key_locked(kb, key);
                 count(&CacheCounters::pmem_written_bytes, a->len);
-                if (kb.key_num == format::kKsetKeysMax)
-                    (void)kset_close_locked(kb);  // retried later
+                // Not swallowed, deferred: the fill is best effort and its key is valid while
+                // buffered. A failed close leaves the buffer full and unchanged; the next
+                // append to it closes it first and reports the error to that writer, and so
+                // does the next FLUSH, the only calls that promise durability.
+                if (kb.key_num == format::kKsetKeysMax) (void)kset_close_locked(kb);
                 done += a->len;
                 continue;
             }
@@ -252,7 +260,11 @@ Status Cache<Pmem, Block>::flush() {
 #ifndef PCACHE_MUTANT_M13
     for (KsetBuffer& kb : ksets_) {
         std::lock_guard g(kb.mutex);
+#ifdef PCACHE_MUTANT_M20  // seeded bug: a kset close (pmem write/drain) error is swallowed
+        (void)kset_close_locked(kb);
+#else
         PCACHE_TRY(kset_close_locked(kb));
+#endif
     }
 #endif
     return {};

@@ -93,19 +93,32 @@ Status Cache<Pmem, Block>::message(const std::string& text) {
     return set_gc_percent(static_cast<std::uint32_t>(std::stoul(value)));
 }
 
-// Whole-structure check for tests: the log walks from key_tail through dirty_tail to key_head;
-// every key of an unwritten (dirty) kset is live in a used segment (GC never reclaims dirty
-// data); the index is ordered and non-overlapping with every live key in a used segment holding
-// references; the segment count is consistent.
+// Whole-structure check for tests (call it with no request in flight): the log walks from
+// key_tail through dirty_tail to key_head; every key of an unwritten (dirty) kset is live in a
+// used segment (GC never reclaims dirty data); every segment's reference count is exactly the
+// number of live keys pointing into it (in the log from key_tail and in the kset buffers) plus
+// one for the data head; a used segment is referenced, the data head or in the log; the index is
+// ordered and non-overlapping with every live key in a used segment; the segment count is
+// consistent.
 template <PmemDevice Pmem, BlockDevice Block>
 Status Cache<Pmem, Block>::check_invariants() {
     std::lock_guard wb(writeback_mutex_);
     std::lock_guard gc(gc_mutex_);
+    std::vector<std::unique_lock<std::mutex>> kset_locks;
+    for (KsetBuffer& kb : ksets_) kset_locks.emplace_back(kb.mutex);
     const LogPos kt = key_tail(), dt = dirty_tail(), kh = key_head();
+    std::unique_lock seg_lock(seg_mutex_);
+    std::vector<std::uint64_t> refs(n_segs_, 0);
+    std::vector<bool> log_seg(n_segs_, false);
+    auto count_ref = [&](std::uint32_t seg, std::uint64_t gen) {
+        if (seg < n_segs_ && gen == segs_[seg].gen.load()) ++refs[seg];
+    };
     LogPos pos = kt;
     bool dirty = kt == dt;
     std::vector<std::byte> buf;
-    for (std::uint64_t steps = 0; !(pos == kh); ++steps) {
+    for (std::uint64_t steps = 0;; ++steps) {
+        if (pos.seg < n_segs_) log_seg[pos.seg] = true;
+        if (pos == kh) break;
         if (steps > std::uint64_t(n_segs_) * (seg_data_bytes() / format::kset_bytes(1) + 1))
             return {Errc::corrupt, "log walk from key_tail does not reach key_head"};
         format::KsetView v;
@@ -114,11 +127,12 @@ Status Cache<Pmem, Block>::check_invariants() {
             return {Errc::corrupt, "log ends at " + std::to_string(pos.seg) + ":" +
                                        std::to_string(pos.off) + " before key_head " +
                                        std::to_string(kh.seg) + ":" + std::to_string(kh.off)};
-        for (std::uint32_t i = 0; dirty && i < v.key_num(); ++i) {
+        for (std::uint32_t i = 0; i < v.key_num(); ++i) {
             const auto k = v.key(i);
-            std::lock_guard sg(seg_mutex_);
-            if (k.cache_seg_id >= n_segs_ || !seg_used_[k.cache_seg_id] ||
-                k.seg_gen != segs_[k.cache_seg_id].gen.load() || segs_[k.cache_seg_id].refs == 0)
+            count_ref(k.cache_seg_id, k.seg_gen);
+            if (dirty && (k.cache_seg_id >= n_segs_ || !seg_used_[k.cache_seg_id] ||
+                          k.seg_gen != segs_[k.cache_seg_id].gen.load() ||
+                          segs_[k.cache_seg_id].refs == 0))
                 return {Errc::corrupt, "dirty key at log position " + std::to_string(pos.seg) +
                                            ":" + std::to_string(pos.off) +
                                            " points into a reclaimed segment " +
@@ -127,15 +141,33 @@ Status Cache<Pmem, Block>::check_invariants() {
         pos = log_pos_after(pos, v);
         if (pos == dt) dirty = true;
     }
+    for (const KsetBuffer& kb : ksets_)
+        for (std::uint32_t i = 0; i < kb.key_num; ++i) {
+            const auto k = format::load<format::KeyOnMedia>(kb.image, format::kset_bytes(i));
+            count_ref(k.cache_seg_id, k.seg_gen);
+        }
+    if (data_head_seg_ != kNoSeg) ++refs[data_head_seg_];
+    for (std::uint32_t s = 0; s < n_segs_; ++s) {
+        if (segs_[s].refs != refs[s])
+            return {Errc::corrupt, "segment " + std::to_string(s) + " holds " +
+                                       std::to_string(segs_[s].refs) + " references but " +
+                                       std::to_string(refs[s]) +
+                                       " live keys and data heads point into it"};
+        if (refs[s] > 0 && !seg_used_[s])
+            return {Errc::corrupt, "segment " + std::to_string(s) + " is referenced but free"};
+        if (seg_used_[s] && refs[s] == 0 && !log_seg[s])
+            return {Errc::corrupt, "segment " + std::to_string(s) +
+                                       " is in use but holds no live key, no data head and no "
+                                       "kset of the log (leaked)"};
+    }
     if (!dirty) return {Errc::corrupt, "dirty_tail is not between key_tail and key_head"};
     std::uint32_t used = 0;
-    {
-        std::lock_guard g(seg_mutex_);
-        for (std::uint32_t s = 0; s < n_segs_; ++s) used += seg_used_[s] ? 1 : 0;
-        if (used != segs_used_)
-            return {Errc::corrupt, "segs_used " + std::to_string(segs_used_) + " but " +
-                                       std::to_string(used) + " marked"};
-    }
+    for (std::uint32_t s = 0; s < n_segs_; ++s) used += seg_used_[s] ? 1 : 0;
+    if (used != segs_used_)
+        return {Errc::corrupt, "segs_used " + std::to_string(segs_used_) + " but " +
+                                   std::to_string(used) + " marked"};
+    seg_lock.unlock();
+    kset_locks.clear();
     for (std::size_t i = 0; i < subtrees_.size(); ++i) {
         Subtree& st = subtrees_[i];
         std::lock_guard g(st.mutex);

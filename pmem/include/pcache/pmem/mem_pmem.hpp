@@ -45,7 +45,7 @@ public:
     Status flush(std::uint64_t off, std::uint64_t len) {
         return check_range("pmem flush", off, len, size_);
     }
-    void drain() {}
+    Status drain() { return {}; }
     Status read(std::uint64_t off, std::span<std::byte> dst) const {
         PCACHE_TRY(check_range("pmem read", off, dst.size(), size_));
         if (!dst.empty()) std::memcpy(dst.data(), base_ + off, dst.size());

@@ -29,6 +29,7 @@
 #pragma once
 
 #include <cstddef>
+#include <atomic>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -85,7 +86,9 @@ public:
 
     Status write(std::uint64_t off, std::span<const std::byte> src, unsigned flags);
     Status flush(std::uint64_t off, std::uint64_t len);
-    void drain();
+    // At page granularity a failed msync makes this (and every later drain) fail: the kernel
+    // reports a page writeback error only once, so the device stays failed.
+    Status drain();
     Status read(std::uint64_t off, std::span<std::byte> dst) const;
 
     PmemGranularity granularity() const { return granularity_; }
@@ -121,6 +124,8 @@ private:
     MemcpyFn memcpy_fn_ = nullptr;
     FlushFn flush_fn_ = nullptr;
     DrainFn drain_fn_ = nullptr;
+    Status msync_range(std::uint64_t off, std::uint64_t len);
+    std::atomic<int> sync_errno_{0};  // first msync failure (page granularity); sticky
 };
 static_assert(PmemDevice<Pmem2Device>);
 

@@ -108,6 +108,24 @@ public:
         return runs_;
     }
 
+    // A recovered image becomes the new starting point (work on a copy of the oracle): each
+    // touched sector's history is what recovery returned, durable and live. `ids` holds one id
+    // per sector of touched_runs(), in order.
+    void adopt_recovered(const std::vector<std::uint64_t>& ids) {
+        std::size_t at = 0;
+        for (const auto& [first, end] : touched_runs())
+            for (std::uint64_t s = first; s < end; ++s, ++at) {
+                PCACHE_SIM_ASSERT(at < ids.size());
+                sectors_[s].ids.assign(1, ids[at]);
+                sectors_[s].durable = sectors_[s].live = 0;
+            }
+    }
+    // Whether `id` is in the sector's history (any write ever issued to it, or 0).
+    bool ever_wrote(std::uint64_t sector, std::uint64_t id) const {
+        const auto& ids = sectors_[sector].ids;
+        return id == 0 || std::find(ids.begin(), ids.end(), id) != ids.end();
+    }
+
     // Checks one sector read after a crash; on failure explains why.
     bool check_after_crash(std::uint64_t sector, const std::byte* bytes, std::uint64_t& id,
                            std::string& why) const {

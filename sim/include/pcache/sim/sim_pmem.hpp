@@ -128,7 +128,7 @@ public:
             store_bytes(off, src, nt);
         }
         if (!nt && (flags & kPmemNoFlush) == 0) PCACHE_TRY(flush(off, src.size()));
-        if ((flags & kPmemNoDrain) == 0) drain();
+        if ((flags & kPmemNoDrain) == 0) return drain();
         return {};
     }
 
@@ -146,10 +146,14 @@ public:
         return {};
     }
 
-    void drain() {
+    Status drain() {
         if (context() != nullptr) context()->on_persist(EventKind::pmem_drain);  // may throw
+        if (fail_drains_ > 0) {  // injected: the fence reports an error, nothing becomes durable
+            --fail_drains_;
+            return {Errc::io, "sim pmem: injected drain (persist) failure"};
+        }
         ++drains_;
-        if (options_.mode == PmemMode::unsafe_shutdown) return;  // nothing is ever safe
+        if (options_.mode == PmemMode::unsafe_shutdown) return {};  // nothing is ever safe
         ensure_lines();
         const bool eadr = options_.mode == PmemMode::eadr;
         std::size_t kept = 0;
@@ -162,7 +166,10 @@ public:
         log_.resize(kept);
         lines_valid_ = false;
         PCACHE_SIM_ASSERT(eadr ? log_.empty() : true);
+        return {};
     }
+    // Fault injection: the next `n` drains fail (as a failed msync would).
+    void fail_next_drains(std::uint64_t n) { fail_drains_ = n; }
 
     Status read(std::uint64_t off, std::span<std::byte> dst) const {
         PCACHE_TRY(check_range("pmem read", off, dst.size(), size_bytes_));
@@ -350,6 +357,7 @@ private:
     bool lines_valid_ = true;
     std::uint64_t next_seq_ = 1;
     std::uint64_t drains_ = 0;
+    std::uint64_t fail_drains_ = 0;
     std::vector<std::pair<std::uint64_t, std::uint64_t>> bad_ranges_;     // (offset, bytes)
     std::vector<std::pair<std::uint64_t, std::uint64_t>> journal_;        // (word, old value)
     std::vector<std::pair<std::uint64_t, std::uint64_t>> restore_marks_;  // see CrashPoint
