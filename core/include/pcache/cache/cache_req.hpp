@@ -122,6 +122,8 @@ Status Cache<Pmem, Block>::read_from_key(const CacheKey& k, std::uint64_t from,
 #ifndef PCACHE_MUTANT_M17  // seeded bug: no generation check: copies a reclaimed segment's bytes
     stale = key_is_stale(k);
     if (stale) return {};
+#else
+    stale = false;
 #endif
     auto crc_error = [&] {
         count(&CacheCounters::data_crc_errors);

@@ -26,9 +26,9 @@ public:
         CoopScheduler::sync_point();
         return SimPmem::flush(off, len);
     }
-    void drain() {
+    Status drain() {
         CoopScheduler::sync_point();
-        SimPmem::drain();
+        return SimPmem::drain();
     }
     Status read(std::uint64_t off, std::span<std::byte> dst) const {
         CoopScheduler::sync_point();
