@@ -25,13 +25,14 @@ verdict_re='ORACLE VIOLATION: |DETECTED: '
 
 declare -A target filter desc
 ids=()
+trim() { sed -e 's/^[[:space:]]*//' -e 's/[[:space:]]*$//' <<<"$1"; }  # (xargs chokes on quotes)
 while IFS='|' read -r id tgt flt dsc; do
-    id=$(echo "$id" | xargs)
+    id=$(trim "$id")
     [ -z "$id" ] && continue
     case "$id" in \#*) continue ;; esac
-    target[$id]=$(echo "$tgt" | xargs)
-    filter[$id]=$(echo "$flt" | xargs)
-    desc[$id]=$(echo "$dsc" | sed -e 's/^ *//' -e 's/ *$//')
+    target[$id]=$(trim "$tgt")
+    filter[$id]=$(trim "$flt")
+    desc[$id]=$(trim "$dsc")
     ids+=("$id")
 done <"$table"
 if [ $# -gt 0 ]; then mutants=("$@"); else mutants=("${ids[@]}"); fi
