@@ -25,11 +25,10 @@ verdict_re='ORACLE VIOLATION: |DETECTED: '
 
 declare -A target filter desc
 ids=()
-trim() { sed -e 's/^[[:space:]]*//' -e 's/[[:space:]]*$//' <<<"$1"; }  # (xargs chokes on quotes)
+trim() { sed -e 's/^[[:space:]]*//' -e 's/[[:space:]]*$//' <<<"$1"; }
 while IFS='|' read -r id tgt flt dsc; do
+    case "$id" in \#* | '') continue ;; esac
     id=$(trim "$id")
-    [ -z "$id" ] && continue
-    case "$id" in \#*) continue ;; esac
     target[$id]=$(trim "$tgt")
     filter[$id]=$(trim "$flt")
     desc[$id]=$(trim "$dsc")
@@ -66,7 +65,9 @@ printf '%-8s %-8s %5s  %s\n' mutant verdict secs "first verdict / description"
 
 # No mutant: every (target, filter) of the table passes, and the controls.
 declare -A filters_of
-for m in "${ids[@]}"; do filters_of[${target[$m]}]="${filters_of[${target[$m]}]:-}:${filter[$m]}"; done
+for m in "${ids[@]}"; do  # positive patterns only: a negative part (after '-') narrows one mutant's run
+    filters_of[${target[$m]}]="${filters_of[${target[$m]}]:-}:${filter[$m]%%-*}"
+done
 build "" "${!filters_of[@]}"
 for t in "${!filters_of[@]}"; do
     f=$(echo "${filters_of[$t]#:}" | tr ':' '\n' | sort -u | paste -sd: -)

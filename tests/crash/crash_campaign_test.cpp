@@ -143,39 +143,60 @@ struct SuiteCase {
     std::uint64_t segment_bytes;
     std::uint32_t segs;
     bool recovery_crashes;
+    std::uint64_t ops = 150;
+    std::uint64_t backing_bytes = 1 << 20;
+    std::uint32_t explore_one_in = 0;  // 0: 2 (6 with recovery crashes)
+    bool focus = false;
+    std::uint64_t seeds = 0;  // 0: PCACHE_CRASH_SEEDS (6)
 };
 
-constexpr SuiteCase kSuite[] = {
+// The long cases: `log` crosses key-log segments, chains LAST ksets, wraps the log and every
+// 8-bit sequence, fills 32-kset writeback batches (10000 operations, sampled points plus every
+// point of the operations that switch segments); `stripes` splits writes across two 4 MiB
+// stripes into two kset buffers, data_crc on every second seed.
+const SuiteCase kSuite[] = {
     {"x86", PmemMode::x86, false, 1, 64 << 10, 6, false},
     {"x86-crc", PmemMode::x86, true, 1, 64 << 10, 6, false},
     {"x86-ksets2", PmemMode::x86, false, 2, 128 << 10, 5, false},
     {"x86-recovery", PmemMode::x86, false, 1, 64 << 10, 6, true},
     {"eadr", PmemMode::eadr, false, 1, 64 << 10, 6, false},
+    {"x86-log", PmemMode::x86, false, 1, 64 << 10, 8, false, 10000, 1 << 20, 2048, true, 2},
+    {"x86-stripes", PmemMode::x86, false, 2, 64 << 10, 8, false, 1500, 8 << 20, 16, true, 2},
 };
 
 std::uint64_t suite_seeds() { return env_u64("PCACHE_CRASH_SEEDS").value_or(6); }
 
-void run_suite(const SuiteCase& sc) {
+CampaignConfig suite_config(const SuiteCase& sc, std::uint64_t seed) {
+    CampaignConfig c;
+    c.seed = seed;
+    c.mode = sc.mode;
+    c.data_crc = sc.data_crc || (sc.seeds != 0 && seed % 2 == 0);
+    c.n_ksets = sc.n_ksets;
+    c.segment_bytes = sc.segment_bytes;
+    c.segs = sc.segs;
+    c.ops = sc.ops;
+    c.backing_bytes = sc.backing_bytes;
+    c.recovery_crashes = sc.recovery_crashes;
+    c.explore_one_in = sc.explore_one_in != 0 ? sc.explore_one_in : sc.recovery_crashes ? 6 : 2;
+    c.focus = sc.focus;
+    c.states_per_point_max = sc.recovery_crashes ? 3 : 8;
+    c.crc_flip_one_in = 2;
+    c.tool = "build/dev/tools/pcache";
+    return c;
+}
+
+CampaignReach run_suite(const SuiteCase& sc) {
     std::uint64_t failures = 0;
-    for (std::uint64_t seed = 1; seed <= suite_seeds() && failures == 0; ++seed) {
-        CampaignConfig c;
-        c.seed = seed;
-        c.mode = sc.mode;
-        c.data_crc = sc.data_crc;
-        c.n_ksets = sc.n_ksets;
-        c.segment_bytes = sc.segment_bytes;
-        c.segs = sc.segs;
-        c.ops = 150;
-        c.backing_bytes = 1 << 20;
-        c.recovery_crashes = sc.recovery_crashes;
-        c.explore_one_in = sc.recovery_crashes ? 6 : 2;
-        c.states_per_point_max = sc.recovery_crashes ? 3 : 8;
-        c.crc_flip_one_in = 2;
-        c.tool = "build/dev/tools/pcache";
-        const CampaignResult r = Campaign(c).run();
+    CampaignReach reach;
+    const std::uint64_t seeds = sc.seeds != 0 ? sc.seeds : suite_seeds();
+    for (std::uint64_t seed = 1; seed <= seeds && failures == 0; ++seed) {
+        const CampaignResult r = Campaign(suite_config(sc, seed)).run();
         failures += r.failures.size();
+        reach.add(r.reach);
         EXPECT_TRUE(r.failures.empty()) << sc.name << " seed " << seed << ": " << summary(r);
     }
+    std::printf("%s reached: %s\n", sc.name, reach.to_string().c_str());
+    return reach;
 }
 
 TEST(CrashSuite, X86) { run_suite(kSuite[0]); }
@@ -183,6 +204,44 @@ TEST(CrashSuite, X86DataCrc) { run_suite(kSuite[1]); }
 TEST(CrashSuite, X86TwoKsets) { run_suite(kSuite[2]); }
 TEST(CrashSuite, X86CrashDuringRecovery) { run_suite(kSuite[3]); }
 TEST(CrashSuite, Eadr) { run_suite(kSuite[4]); }
+TEST(CrashSuite, X86LongLog) {
+    const CampaignReach r = run_suite(kSuite[5]);
+    EXPECT_GT(r.seg_switches, 0u);
+    EXPECT_GT(r.log_wraps, 0u);
+    EXPECT_GT(r.gc_past_last, 0u);
+    EXPECT_GT(r.wb_full_batches, 0u);
+    EXPECT_GT(r.tail_seq_wraps, 0u);
+    EXPECT_GT(r.gen_seq_wraps, 0u);
+    EXPECT_GT(r.after_recovery_writes, 0u);
+    EXPECT_GT(r.after_recovery_gc, 0u);
+}
+TEST(CrashSuite, X86Stripes) {
+    const CampaignReach r = run_suite(kSuite[6]);
+    EXPECT_GT(r.stripe_splits, 0u);
+    EXPECT_GT(r.corruption_followups, 0u);
+    EXPECT_GT(r.after_recovery_writes, 0u);
+}
+
+// Regression found by the long workloads: GC persisted a reclaimed segment's generation before
+// key_tail passed the kset; after a crash in between, replay skipped the stale key but kept an
+// older read-miss fill of the same range, so a flushed write read back as an older one (first
+// seen as `pcache sim --seed 1 --ops 2000 --backing-kib 8192 --n-ksets 2 --crash-at 4252` on the
+// generator of that day; fixed in cache_replay.hpp; mutant M22 puts the bug back).
+TEST(CrashRegression, StaleKeyDoesNotResurrectOlderFill) {
+    for (std::uint64_t seed : {1, 2}) {
+        CampaignConfig c;
+        c.seed = seed;
+        c.ops = 2000;
+        c.backing_bytes = 8 << 20;
+        c.n_ksets = 2;
+        c.explore_one_in = 8;
+        c.after_recovery_one_in = 0;
+        c.tool = "build/dev/tools/pcache";
+        const CampaignResult r = Campaign(c).run();
+        EXPECT_TRUE(r.failures.empty()) << summary(r);
+        EXPECT_GT(r.states_checked, 0u);
+    }
+}
 
 TEST(CrashSuite, SameSeedSameTraceHash) {
     CampaignConfig c;

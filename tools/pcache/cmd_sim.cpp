@@ -28,9 +28,11 @@ using Clock = std::chrono::steady_clock;
 int run_sim(const std::vector<std::string>& args) {
     po::options_description opts("options");
     const sim::CampaignConfig d;
-    std::uint64_t seed = 1, ops = 2000, seconds = 0, cases = 1, segment_kib = 64,
+    // Defaults: one campaign that reaches every required kind (10000 operations cross key-log
+    // segments, wrap the log and every 8-bit sequence; 8 MiB = two stripes, two kset buffers).
+    std::uint64_t seed = 1, ops = 10000, seconds = 0, cases = 1, segment_kib = 64,
                   backing_kib = 8192;
-    std::uint32_t segs = 8, n_ksets = 2, explore_one_in = 16;
+    std::uint32_t segs = 8, n_ksets = 2, explore_one_in = 64;
     std::uint64_t pmem_samples = d.pmem_samples, block_samples = d.block_samples,
                   recovery_states_max = d.recovery_states_max;
     std::uint32_t idempotence_one_in = d.idempotence_one_in,
@@ -69,6 +71,7 @@ int run_sim(const std::vector<std::string>& args) {
         "recovery-states-max", po::value(&recovery_states_max),
         "images per recovery crash point")(
         "no-reach-check", "do not fail when a kind of event was never reached")(
+        "no-focus", "do not explore every point of the operations that switch log segments")(
         "tear-block-writes", "unflushed backing writes may tear at 512-byte sectors")(
         "recovery-crashes", "also crash recovery at its persistence points")(
         "explore-one-in", po::value(&explore_one_in),
@@ -112,6 +115,7 @@ int run_sim(const std::vector<std::string>& args) {
     base.after_recovery_one_in = after_recovery_one_in;
     base.after_recovery_ops = after_recovery_ops;
     base.recovery_states_max = recovery_states_max;
+    base.focus = vm.count("no-focus") == 0;
     base.tear_block_writes = vm.count("tear-block-writes") > 0;
     base.recovery_crashes = vm.count("recovery-crashes") > 0;
     base.explore_one_in = explore_one_in;

@@ -57,6 +57,15 @@ public:
     CampaignResult run() { return run(generate_workload(cfg_)); }
 
     CampaignResult run(const std::vector<WorkloadOp>& ops) {
+        if (cfg_.focus && cfg_.crash_point == CampaignConfig::kAll) {
+            CampaignConfig probe_cfg = cfg_;
+            probe_cfg.focus = false;
+            probe_cfg.crash_point = CampaignConfig::kAll - 1;  // explores nothing
+            Campaign probe(probe_cfg);
+            probe.record_focus_ = true;
+            probe.run(ops);
+            focus_ = std::move(probe.focus_);
+        }
         machine_.ctx.hook = [this](const PersistEvent& e) { on_persist(e); };
         auto opened = SimCache::open(machine_.pmem, machine_.block, cfg_.cache_options());
         if (!opened.ok()) {
@@ -65,9 +74,15 @@ public:
             cache_ = std::move(opened.value());
             for (const WorkloadOp& op : ops) {
                 if (result_.failures.size() >= cfg_.failures_max || !cache_) break;
+                const std::uint64_t first = machine_.ctx.persist_points + 1;
+                const CampaignReach before = result_.reach;
                 execute(op);
                 ++result_.ops_run;
                 if (cache_) observe();
+                if (record_focus_ && (result_.reach.seg_switches != before.seg_switches ||
+                                      result_.reach.gc_past_last != before.gc_past_last) &&
+                    machine_.ctx.persist_points >= first)
+                    focus_.emplace_back(first, machine_.ctx.persist_points);
             }
         }
         drop_cache();
@@ -139,7 +154,14 @@ private:
         buf_.resize(op.len_bytes);
         for (std::uint64_t at = 0; at < op.len_bytes; at += kOracleSectorBytes)
             oracle_fill_sector(id, (op.off_bytes + at) / kOracleSectorBytes, buf_.data() + at);
-        Status s = busy_retried([&] { return cache_->write(op.off_bytes, buf_, op.fua); });
+        std::uint64_t done = 0;  // a busy write goes on from where it stopped
+        Status s = busy_retried([&] {
+            std::uint64_t now = 0;
+            Status st = cache_->write(op.off_bytes + done, std::span(buf_).subspan(done), op.fua,
+                                      &now);
+            done += now;
+            return st;
+        });
         if (s.ok()) {
             oracle_.end_write(op.off_bytes, op.len_bytes, id, op.fua);
             if (cfg_.n_ksets >= 2 && (op.off_bytes >> format::kSubtreeShift) !=
@@ -200,6 +222,13 @@ private:
     bool selected(std::uint64_t point) const {
         if (cfg_.crash_point != CampaignConfig::kAll) return point == cfg_.crash_point;
         if (cfg_.explore_one_in <= 1) return true;
+        for (const auto& [first, last] : focus_) {
+            if (point < first) break;
+            if (point > last) continue;
+            const std::uint64_t stride = (last - first + cfg_.focus_points_max) /
+                                         std::max<std::uint64_t>(cfg_.focus_points_max, 1);
+            if ((point - first) % std::max<std::uint64_t>(stride, 1) == 0) return true;
+        }
         std::uint64_t x = cfg_.seed ^ (point * 0x9E3779B97F4A7C15ull);
         return splitmix64(x) % cfg_.explore_one_in == 0;
     }
@@ -320,6 +349,8 @@ private:
     TraceHash verdicts_;
     std::uint64_t recovery_target_ = 0;  // persistence ordinal at which recovery is cut
     bool in_check_ = false;
+    bool record_focus_ = false;
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> focus_;  // [first, last] points
     std::vector<std::byte> buf_;  // the workload's I/O buffer (the engine may hold a span of it)
 };
 

@@ -57,6 +57,11 @@ struct CampaignConfig {
     std::uint32_t crc_flip_one_in = 4;        // with data_crc
     std::uint32_t after_recovery_one_in = 8;  // go on writing, writeback and GC on the image
     std::uint32_t after_recovery_ops = 48;
+    // Focus: a first, unchecked run of the same workload finds the operations that switch
+    // key-log segments (LAST ksets, log wraps) or move key_tail past a LAST kset; every
+    // persistence point of those (up to focus_points_max each, evenly spread) is explored too.
+    bool focus = false;
+    std::uint64_t focus_points_max = 48;
     std::uint64_t failures_max = 4;
     std::string tool = "pcache";  // for the reproduce command
 
