@@ -2,8 +2,8 @@
 #include "pcache/pmem/pmem2_device.hpp"
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <libpmem2.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 

@@ -88,7 +88,9 @@ void run_stress(bool data_crc, std::uint64_t reads_total) {
     std::string first_error;
     auto report = [&](const std::string& what) {
         std::lock_guard g(report_mutex);
-        if (errors++ == 0) first_error = what;
+        if (errors++ == 0)
+            first_error = what + " (thread interleaving is not reproducible; rerun: " +
+                          "tests/stress/read_stress_test --gtest_repeat=20)";
         stop = true;
     };
 
@@ -137,8 +139,7 @@ void run_stress(bool data_crc, std::uint64_t reads_total) {
                     const std::int64_t v = version_of(buf.data() + s * 512, first + s);
                     const std::uint64_t hi = m.started[first + s].load();
                     if (v < 0 || std::uint64_t(v) < lo[s] || std::uint64_t(v) > hi)
-                        return report("read of sector " + std::to_string(first + s) +
-                                      " returned " +
+                        return report("read of sector " + std::to_string(first + s) + " returned " +
                                       (v < 0 ? std::string("a torn or foreign sector")
                                              : "version " + std::to_string(v)) +
                                       ", expected a version in [" + std::to_string(lo[s]) + ", " +

@@ -112,7 +112,8 @@ TEST(SimPmemExplorer, RollbackUndoesImageAndRecoveryWrites) {
     ex.rollback();
     EXPECT_EQ(std::memcmp(p.data(), cpu_before.data(), cpu_before.size()), 0);
     EXPECT_EQ(p.pending_words(), 2u);
-    EXPECT_TRUE(p.drain().ok());  // flush marks are restored too: nothing was flushed, nothing commits
+    EXPECT_TRUE(
+        p.drain().ok());  // flush marks are restored too: nothing was flushed, nothing commits
     EXPECT_EQ(p.pending_words(), 2u);
 }
 

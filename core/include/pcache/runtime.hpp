@@ -174,8 +174,8 @@ private:
             }
             std::unique_lock l(mutex_);
             if (failed) {
-                backoff = std::min(iv_.retry_max,
-                                   std::max(std::chrono::milliseconds(1), backoff * 2));
+                backoff =
+                    std::min(iv_.retry_max, std::max(std::chrono::milliseconds(1), backoff * 2));
                 wake_.wait_for(l, backoff, [&] { return !running_; });
                 if (!running_) return;
                 continue;

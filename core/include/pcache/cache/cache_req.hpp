@@ -208,9 +208,8 @@ Status Cache<Pmem, Block>::read_piece(std::uint64_t off, std::span<std::byte> ou
         if (!stale) break;
         count(&CacheCounters::read_retries);
         if (walk == kReadWalksMax)
-            return {Errc::io, "read [" + std::to_string(off) + ", +" +
-                                  std::to_string(out.size()) + "): the index changed under " +
-                                  std::to_string(kReadWalksMax) +
+            return {Errc::io, "read [" + std::to_string(off) + ", +" + std::to_string(out.size()) +
+                                  "): the index changed under " + std::to_string(kReadWalksMax) +
                                   " walks in a row (GC reclaiming every key found)"};
     }
     if (cursor < end) PCACHE_TRY(miss(end));

@@ -76,11 +76,12 @@ void Cache<Pmem, Block>::seg_put_locked(std::uint32_t seg) {
 // Largest ksets that still fit at `head` (room for a LAST kset kept back).
 template <PmemDevice Pmem, BlockDevice Block>
 void Cache<Pmem, Block>::set_log_room_locked(LogPos head) {
-    const std::uint64_t room = seg_data_bytes() - std::min<std::uint64_t>(head.off, seg_data_bytes());
-    log_room_ksets_ = room < format::kKsetHeaderBytes
-                          ? 0
-                          : static_cast<std::uint32_t>((room - format::kKsetHeaderBytes) /
-                                                       format::kKsetBytesMax);
+    const std::uint64_t room =
+        seg_data_bytes() - std::min<std::uint64_t>(head.off, seg_data_bytes());
+    log_room_ksets_ =
+        room < format::kKsetHeaderBytes
+            ? 0
+            : static_cast<std::uint32_t>((room - format::kKsetHeaderBytes) / format::kKsetBytesMax);
 }
 
 template <PmemDevice Pmem, BlockDevice Block>

@@ -67,7 +67,9 @@ void Cache<Pmem, Block>::writeback_lost(const CacheKey& k, const std::string& wh
         st.for_each_overlap(
             k.off, k.end(), [](const CacheKey&) { return false; },
             [&](const CacheKey& e) {
-                if (e.seg == k.seg && e.gen == k.gen && e.seg_off - k.seg_off == e.off - k.off)
+                if (e.seg == k.seg && e.gen == k.gen &&
+                    std::int64_t(e.seg_off) - std::int64_t(k.seg_off) ==
+                        std::int64_t(e.off) - std::int64_t(k.off))
                     current.push_back(e);
             });
         for (const CacheKey& e : current)
@@ -113,8 +115,8 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
             if (Status s = format::validate_key(k, n_segs_, seg_data_bytes(), where); !s.ok())
                 return fail(s);
             if (k.flags & format::kKeyFlagClean) continue;
-            CacheKey ck{k.off, k.len, k.flags, k.cache_seg_id, k.cache_seg_off, k.seg_gen,
-                        k.data_crc, false};
+            CacheKey ck{k.off,           k.len,     k.flags,    k.cache_seg_id,
+                        k.cache_seg_off, k.seg_gen, k.data_crc, false};
             if (opts_.data_crc) {
                 data.resize(k.len);
                 if (Status s = pmem_.read(data_addr(k.cache_seg_id, k.cache_seg_off), data);
@@ -129,8 +131,8 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
                 }
             }
             batch_dirty_bytes += k.len;
-            newest.insert(ck, [](const CacheKey&) { return false; },
-                          [](const CacheKey&, CacheKey&) {});
+            newest.insert(
+                ck, [](const CacheKey&) { return false; }, [](const CacheKey&, CacheKey&) {});
         }
         // Keys that continue each other both on the backing device and in pmem (a sequential
         // write) go out as one request of up to kWritebackRunBytesMax. Lost keys are skipped.

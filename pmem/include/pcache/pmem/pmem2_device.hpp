@@ -28,8 +28,8 @@
 // mutable state); open, move and destruction may not.
 #pragma once
 
-#include <cstddef>
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string>
