@@ -95,8 +95,12 @@ CampaignConfig property_config(PmemMode mode) {
     return c;
 }
 
-void property(PmemMode mode, bool recovery_crashes) {
+void property(PmemMode mode, bool recovery_crashes, const char* test) {
     CampaignConfig c = property_config(mode);
+    c.replay_cmd = std::string(
+                       "RC_PARAMS=\"reproduce=<the string RapidCheck prints below>\" "
+                       "build/dev/tests/crash/crash_campaign_test --gtest_filter=CrashProperty.") +
+                   test;
     c.recovery_crashes = recovery_crashes;
     if (recovery_crashes) {
         c.explore_one_in = 8;
@@ -111,10 +115,16 @@ void property(PmemMode mode, bool recovery_crashes) {
     RC_ASSERT(r.failures.empty());
 }
 
-RC_GTEST_PROP(CrashProperty, EveryPointX86, ()) { property(PmemMode::x86, false); }
-RC_GTEST_PROP(CrashProperty, EveryPointEadr, ()) { property(PmemMode::eadr, false); }
-RC_GTEST_PROP(CrashProperty, CrashDuringRecoveryX86, ()) { property(PmemMode::x86, true); }
-RC_GTEST_PROP(CrashProperty, CrashDuringRecoveryEadr, ()) { property(PmemMode::eadr, true); }
+RC_GTEST_PROP(CrashProperty, EveryPointX86, ()) { property(PmemMode::x86, false, "EveryPointX86"); }
+RC_GTEST_PROP(CrashProperty, EveryPointEadr, ()) {
+    property(PmemMode::eadr, false, "EveryPointEadr");
+}
+RC_GTEST_PROP(CrashProperty, CrashDuringRecoveryX86, ()) {
+    property(PmemMode::x86, true, "CrashDuringRecoveryX86");
+}
+RC_GTEST_PROP(CrashProperty, CrashDuringRecoveryEadr, ()) {
+    property(PmemMode::eadr, true, "CrashDuringRecoveryEadr");
+}
 
 // Kernel geometry: 16 MiB segments on a 512 MiB SimPmem (MAP_NORESERVE: only touched pages cost).
 TEST(CrashProperty, KernelGeometry) {
@@ -148,6 +158,7 @@ struct SuiteCase {
     std::uint32_t explore_one_in = 0;  // 0: 2 (6 with recovery crashes)
     bool focus = false;
     std::uint64_t seeds = 0;  // 0: PCACHE_CRASH_SEEDS (6)
+    bool tear = false;        // unflushed backing writes tear at 512-byte sectors
 };
 
 // The long cases: `log` crosses key-log segments, chains LAST ksets, wraps the log and every
@@ -161,7 +172,7 @@ const SuiteCase kSuite[] = {
     {"x86-recovery", PmemMode::x86, false, 1, 64 << 10, 6, true},
     {"eadr", PmemMode::eadr, false, 1, 64 << 10, 6, false},
     {"x86-log", PmemMode::x86, false, 1, 64 << 10, 8, false, 10000, 1 << 20, 2048, true, 2},
-    {"x86-stripes", PmemMode::x86, false, 2, 64 << 10, 8, false, 1500, 8 << 20, 16, true, 2},
+    {"x86-stripes", PmemMode::x86, false, 2, 64 << 10, 8, false, 1500, 8 << 20, 16, true, 2, true},
 };
 
 std::uint64_t suite_seeds() { return env_u64("PCACHE_CRASH_SEEDS").value_or(6); }
@@ -179,6 +190,7 @@ CampaignConfig suite_config(const SuiteCase& sc, std::uint64_t seed) {
     c.recovery_crashes = sc.recovery_crashes;
     c.explore_one_in = sc.explore_one_in != 0 ? sc.explore_one_in : sc.recovery_crashes ? 6 : 2;
     c.focus = sc.focus;
+    c.tear_block_writes = sc.tear;
     c.states_per_point_max = sc.recovery_crashes ? 3 : 8;
     c.crc_flip_one_in = 2;
     c.tool = "build/dev/tools/pcache";
@@ -190,7 +202,10 @@ CampaignReach run_suite(const SuiteCase& sc) {
     CampaignReach reach;
     const std::uint64_t seeds = sc.seeds != 0 ? sc.seeds : suite_seeds();
     for (std::uint64_t seed = 1; seed <= seeds && failures == 0; ++seed) {
-        const CampaignResult r = Campaign(suite_config(sc, seed)).run();
+        CampaignConfig c = suite_config(sc, seed);
+        if (auto v = env_u64("PCACHE_CRASH_SEGS")) c.segs = static_cast<std::uint32_t>(*v);
+        if (auto v = env_u64("PCACHE_CRASH_SEED0")) c.seed += *v;
+        const CampaignResult r = Campaign(c).run();
         failures += r.failures.size();
         reach.add(r.reach);
         EXPECT_TRUE(r.failures.empty()) << sc.name << " seed " << seed << ": " << summary(r);
@@ -284,8 +299,8 @@ TEST(CrashDetect, OutOfBoundsKeyIsRefused) {
 
 TEST(CrashDetect, KsetChainCycleIsRefused) {
     const int rc = run_bounded([] { return testutil::open_with_chain_cycle(); });
-    EXPECT_EQ(rc, 0) << testutil::detect_marker(rc) << "kset chain cycle: "
-                     << testutil::corruption_verdict(rc);
+    EXPECT_EQ(rc, 0) << testutil::detect_marker(rc)
+                     << "kset chain cycle: " << testutil::corruption_verdict(rc);
 }
 
 // ---- controls: correct protocols must pass in the modes they are correct for ------------------

@@ -152,8 +152,9 @@ void run_model(bool data_crc, std::uint32_t segs) {
                     make_room(*c);
                     s = c->flush();
                 }
-                if (!s.ok()) RC_FAIL("FLUSH never completed: " + s.to_string() + " status " +
-                                     c->status_line());
+                if (!s.ok())
+                    RC_FAIL("FLUSH never completed: " + s.to_string() + " status " +
+                            c->status_line());
                 break;
             }
             case Op::reopen: {

@@ -68,8 +68,7 @@ int run_sim(const std::vector<std::string>& args) {
         "after-recovery-one-in", po::value(&after_recovery_one_in),
         "go on writing, writing back and collecting on one recovered image in N")(
         "after-recovery-ops", po::value(&after_recovery_ops), "operations after such a recovery")(
-        "recovery-states-max", po::value(&recovery_states_max),
-        "images per recovery crash point")(
+        "recovery-states-max", po::value(&recovery_states_max), "images per recovery crash point")(
         "no-reach-check", "do not fail when a kind of event was never reached")(
         "no-focus", "do not explore every point of the operations that switch log segments")(
         "tear-block-writes", "unflushed backing writes may tear at 512-byte sectors")(

@@ -137,8 +137,8 @@ Status Cache<Pmem, Block>::replay_key(const format::KeyOnMedia& k, std::uint64_t
         // kset, so a crash in between replays such a kset with some keys stale and older keys
         // live (found by the crash suite: `pcache sim --seed 1 --ops 2000 --crash-at 4252`).
 #ifndef PCACHE_MUTANT_M22  // seeded bug: a stale key skipped without punching its range
-        const CacheKey hole{k.off, k.len, k.flags, k.cache_seg_id, k.cache_seg_off, k.seg_gen, 0,
-                            true};
+        const CacheKey hole{k.off,           k.len,     k.flags, k.cache_seg_id,
+                            k.cache_seg_off, k.seg_gen, 0,       true};
         Subtree& st = subtree_for(k.off);
         st.insert(
             hole, [this](const CacheKey& e) { return key_is_stale(e); },

@@ -130,9 +130,9 @@ Status Cache<Pmem, Block>::check_invariants() {
         for (std::uint32_t i = 0; i < v.key_num(); ++i) {
             const auto k = v.key(i);
             count_ref(k.cache_seg_id, k.seg_gen);
-            if (dirty && (k.cache_seg_id >= n_segs_ || !seg_used_[k.cache_seg_id] ||
-                          k.seg_gen != segs_[k.cache_seg_id].gen.load() ||
-                          segs_[k.cache_seg_id].refs == 0))
+            if (dirty &&
+                (k.cache_seg_id >= n_segs_ || !seg_used_[k.cache_seg_id] ||
+                 k.seg_gen != segs_[k.cache_seg_id].gen.load() || segs_[k.cache_seg_id].refs == 0))
                 return {Errc::corrupt, "dirty key at log position " + std::to_string(pos.seg) +
                                            ":" + std::to_string(pos.off) +
                                            " points into a reclaimed segment " +

@@ -19,6 +19,7 @@
 // state[, recovery point, recovery state]) and the `pcache sim` command replaying exactly it.
 #pragma once
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -65,6 +66,7 @@ public:
             probe.record_focus_ = true;
             probe.run(ops);
             focus_ = std::move(probe.focus_);
+            std::sort(focus_.begin(), focus_.end());
         }
         machine_.ctx.hook = [this](const PersistEvent& e) { on_persist(e); };
         auto opened = SimCache::open(machine_.pmem, machine_.block, cfg_.cache_options());
@@ -79,8 +81,7 @@ public:
                 execute(op);
                 ++result_.ops_run;
                 if (cache_) observe();
-                if (record_focus_ && (result_.reach.seg_switches != before.seg_switches ||
-                                      result_.reach.gc_past_last != before.gc_past_last) &&
+                if (record_focus_ && result_.reach.gc_past_last != before.gc_past_last &&
                     machine_.ctx.persist_points >= first)
                     focus_.emplace_back(first, machine_.ctx.persist_points);
             }
@@ -157,15 +158,16 @@ private:
         std::uint64_t done = 0;  // a busy write goes on from where it stopped
         Status s = busy_retried([&] {
             std::uint64_t now = 0;
-            Status st = cache_->write(op.off_bytes + done, std::span(buf_).subspan(done), op.fua,
-                                      &now);
+            Status st =
+                cache_->write(op.off_bytes + done, std::span(buf_).subspan(done), op.fua, &now);
             done += now;
             return st;
         });
         if (s.ok()) {
             oracle_.end_write(op.off_bytes, op.len_bytes, id, op.fua);
-            if (cfg_.n_ksets >= 2 && (op.off_bytes >> format::kSubtreeShift) !=
-                                         ((op.off_bytes + op.len_bytes - 1) >> format::kSubtreeShift))
+            if (cfg_.n_ksets >= 2 &&
+                (op.off_bytes >> format::kSubtreeShift) !=
+                    ((op.off_bytes + op.len_bytes - 1) >> format::kSubtreeShift))
                 ++result_.reach.stripe_splits;
         } else if (s.code() != Errc::busy) {
             fail_live("write [" + std::to_string(op.off_bytes) + ", +" +
@@ -215,8 +217,25 @@ private:
             if (e.ordinal == recovery_target_) throw SimCrash{e};
             return;
         }
+        if (record_focus_ && writing_last_kset()) {  // the points around a segment switch
+            focus_.emplace_back(e.ordinal > 2 ? e.ordinal - 2 : 1, e.ordinal + 2);
+            return;
+        }
         if (in_check_ || !selected(e.ordinal)) return;
         explore_point(e.ordinal);
+    }
+
+    // Whether the stores this fence makes durable write a LAST kset header (magic, then flags
+    // with the LAST bit): the segment switch, whose neighbouring points M3-like bugs live at.
+    bool writing_last_kset() const {
+        const auto& log = machine_.pmem.pending_log();
+        for (const PmemStore& st : log) {
+            if (st.new_value != format::kKsetFlagLast) continue;
+            for (const PmemStore& m : log)
+                if (m.word_index + 1 == st.word_index && m.new_value == format::kKsetMagic)
+                    return true;
+        }
+        return false;
     }
 
     bool selected(std::uint64_t point) const {

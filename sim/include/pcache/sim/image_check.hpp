@@ -29,9 +29,13 @@ using SimCache = Cache<SimPmem, SimBlockDevice>;
 // of a step ("" when none).
 // `corrupt_ok`: a data_crc error of writeback is expected (cached data was corrupted on
 // purpose) and not a failure.
-inline std::string make_room(SimCache& c, CampaignReach* reach = nullptr, bool corrupt_ok = false) {
+// `steps_max` bounds the steps (until neither makes progress): one step keeps the cache at the
+// edge of full, as background work at an interval does (the key-log reserve then decides who
+// gets the next free segment, and the log re-enters segments it left).
+inline std::string make_room(SimCache& c, CampaignReach* reach = nullptr, bool corrupt_ok = false,
+                             int steps_max = 4096, bool* progressed = nullptr) {
     (void)c.flush();  // busy here is what the steps below resolve
-    for (int step = 0; step < 4096; ++step) {  // until neither makes progress (bounded)
+    for (int step = 0; step < steps_max; ++step) {
         const std::uint64_t before = c.counters().writeback_ksets;
         auto wb = c.writeback_step();
         if (!wb.status.ok() && !(corrupt_ok && wb.status.code() == Errc::data_crc))
@@ -40,6 +44,7 @@ inline std::string make_room(SimCache& c, CampaignReach* reach = nullptr, bool c
         auto gc = c.gc_step();
         if (!gc.status.ok()) return "gc_step while making room: " + gc.status.to_string();
         if (!wb.progressed && !gc.progressed) break;
+        if (progressed) *progressed = true;
     }
     return {};
 }
@@ -48,13 +53,17 @@ template <class F>
 Status retry_busy(SimCache& c, F&& f, std::string& room_error, CampaignReach* reach = nullptr,
                   bool corrupt_ok = false) {
     Status s;
-    for (int attempt = 0; attempt < 32; ++attempt) {  // bounded: busy needs writeback + GC
+    for (int attempt = 0; attempt < 4096; ++attempt) {  // bounded: busy needs writeback + GC
         s = f();
         if (s.code() != Errc::busy) return s;
-        if (std::string why = make_room(c, reach, corrupt_ok); !why.empty()) {
+        bool progressed = false;  // one step at a time; all of them when one step is not enough
+        std::string why = make_room(c, reach, corrupt_ok, 1, &progressed);
+        if (why.empty() && !progressed) why = make_room(c, reach, corrupt_ok, 4096, &progressed);
+        if (!why.empty()) {
             room_error = why;
             return s;
         }
+        if (!progressed) return s;  // nothing left to free: busy stays (a wedge, reported)
     }
     return s;
 }
@@ -121,8 +130,8 @@ private:
                 std::string why;
                 for (std::uint64_t i = 0; i < n; ++i) {
                     std::uint64_t id = 0;
-                    if (!oracle_.check_after_crash(s + i, buf_.data() + i * kOracleSectorBytes,
-                                                   id, why))
+                    if (!oracle_.check_after_crash(s + i, buf_.data() + i * kOracleSectorBytes, id,
+                                                   why))
                         return why;
                     ids.push_back(id);
                 }
@@ -134,8 +143,7 @@ private:
 
     // Writeback to clean, flush the backing device: it alone must hold what the cache returned
     // (`ids`, one per sector of `o.touched_runs()`).
-    std::string check_backing(SimCache& c, const std::vector<std::uint64_t>& ids,
-                              SectorOracle& o) {
+    std::string check_backing(SimCache& c, const std::vector<std::uint64_t>& ids, SectorOracle& o) {
         const std::uint64_t steps_max = std::uint64_t(cfg_.segs) * 4096;
         if (Status s = c.flush(); !s.ok()) return "flush after recovery failed: " + s.to_string();
         for (std::uint64_t steps = 0; steps < steps_max; ++steps) {
@@ -207,8 +215,8 @@ private:
         for (std::uint32_t i = 0; i < cfg_.after_recovery_ops; ++i) {
             const std::uint64_t pick = rng.below(10);
             if (pick < 6) {
-                const WorkloadOp w = random_write(rng, sectors, 1 + rng.below(rng.below(4) == 0 ? 128 : 8),
-                                                  rng.below(4) == 0);
+                const WorkloadOp w = random_write(
+                    rng, sectors, 1 + rng.below(rng.below(4) == 0 ? 128 : 8), rng.below(4) == 0);
                 bool acked = false;
                 if (std::string why = oracle_write(c, o, w.off_bytes / kOracleSectorBytes,
                                                    w.len_bytes / kOracleSectorBytes, w.fua, acked);
@@ -217,13 +225,15 @@ private:
                 reach_.after_recovery_writes += acked ? 1 : 0;
             } else if (pick < 7) {
                 std::string room;
-                Status s = retry_busy(c, [&] { return c.flush(); }, room);
+                Status s = retry_busy(
+                    c, [&] { return c.flush(); }, room);
                 if (!room.empty()) return room;
                 if (!s.ok()) return "flush on a recovered image: " + s.to_string();
                 o.flushed();
             } else if (pick < 9) {
                 auto r = c.writeback_step();
-                if (!r.status.ok()) return "writeback on a recovered image: " + r.status.to_string();
+                if (!r.status.ok())
+                    return "writeback on a recovered image: " + r.status.to_string();
                 reach_.after_recovery_wb += r.progressed ? 1 : 0;
             } else {
                 const std::uint64_t before = c.counters().gc_runs;

@@ -20,20 +20,19 @@
 namespace pcache::sim {
 
 struct CampaignReach {
-    std::uint64_t seg_switches = 0;    // key_head moved to another segment (one LAST kset each)
-    std::uint64_t log_wraps = 0;       // key_head entered a segment that held ksets before
-    std::uint64_t gc_runs = 0;         // engine counter gc_runs
-    std::uint64_t gc_past_last = 0;    // key_tail left a segment through its LAST kset
-    std::uint64_t wb_full_batches = 0; // writeback steps that wrote the maximum of 32 ksets
-    std::uint64_t stripe_splits = 0;   // acknowledged writes crossing a 4 MiB stripe, n_ksets >= 2
-    std::uint64_t tail_seq_wraps = 0;  // key_tail / dirty_tail record sequence went past 255
-    std::uint64_t gen_seq_wraps = 0;   // a segment's generation record sequence went past 255
-    std::uint64_t info_seq_wraps = 0;  // cache_info record sequence went past 255
+    std::uint64_t seg_switches = 0;     // key_head moved to another segment (one LAST kset each)
+    std::uint64_t log_wraps = 0;        // key_head entered a segment that held ksets before
+    std::uint64_t gc_runs = 0;          // engine counter gc_runs
+    std::uint64_t gc_past_last = 0;     // key_tail left a segment through its LAST kset
+    std::uint64_t wb_full_batches = 0;  // writeback steps that wrote the maximum of 32 ksets
+    std::uint64_t stripe_splits = 0;    // acknowledged writes crossing a 4 MiB stripe, n_ksets >= 2
+    std::uint64_t tail_seq_wraps = 0;   // key_tail / dirty_tail record sequence went past 255
+    std::uint64_t gen_seq_wraps = 0;    // a segment's generation record sequence went past 255
+    std::uint64_t info_seq_wraps = 0;   // cache_info record sequence went past 255
     std::uint64_t after_recovery_writes = 0;  // acknowledged writes on recovered crash images
     std::uint64_t after_recovery_gc = 0;      // GC runs on recovered crash images
     std::uint64_t after_recovery_wb = 0;      // writeback steps that progressed on them
     std::uint64_t corruption_followups = 0;   // flipped data followed by a cut, writeback, GC
-    std::uint64_t faults_injected = 0;        // fault-model events (campaign_faults)
 
     void add(const CampaignReach& o) {
         seg_switches += o.seg_switches;
@@ -49,7 +48,6 @@ struct CampaignReach {
         after_recovery_gc += o.after_recovery_gc;
         after_recovery_wb += o.after_recovery_wb;
         corruption_followups += o.corruption_followups;
-        faults_injected += o.faults_injected;
     }
 
     // Calls fn(name, value, required) for each kind in a stable order. `required`: a full
@@ -69,7 +67,6 @@ struct CampaignReach {
         fn("gc_after_recovery", after_recovery_gc, true);
         fn("writeback_after_recovery", after_recovery_wb, true);
         fn("corruption_followups", corruption_followups, false);
-        fn("faults_injected", faults_injected, false);
     }
 
     std::string to_string() const {
@@ -112,6 +109,7 @@ public:
         }
         seqs(pmem, r);
     }
+
 private:
     static constexpr std::uint32_t kNone = UINT32_MAX;
 

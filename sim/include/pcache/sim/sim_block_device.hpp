@@ -115,6 +115,12 @@ public:
 
     Status write(std::uint64_t off, std::span<const std::byte> src, bool fua) {
         PCACHE_TRY(check_block_io("block write", off, src.size(), size()));
+        if (failing_writes_ > 0) {  // backing EIO: transient (a count) or permanent (~0)
+            if (failing_writes_ != ~std::uint64_t{0}) --failing_writes_;
+            ++failed_writes_;
+            return {Errc::io, "block write [" + std::to_string(off) + ", +" +
+                                  std::to_string(src.size()) + "): EIO (injected)"};
+        }
         const std::uint64_t sectors = src.size() / kBlockSectorBytes;
         if (!fua && log_.size() + sectors > options_.pending_sectors_max)
             return {Errc::no_space, "sim block: more than " +
@@ -185,6 +191,10 @@ public:
             if (s.sector == sector) s.old_data[bit / 8] ^= std::byte(1u << (bit % 8));
     }
     void clear_faults() { faults_.clear(); }
+    // Backing EIO on write (must-survive when transient: nothing acknowledged may be lost):
+    // the next `count` writes fail with Errc::io; ~0 fails every write until set to 0.
+    void fail_writes(std::uint64_t count) { failing_writes_ = count; }
+    std::uint64_t failed_writes() const { return failed_writes_; }
 
     // The durable image of [off, off+len): the current view with the pending log undone.
     Status read_durable(std::uint64_t off, std::span<std::byte> dst) const {
@@ -256,6 +266,7 @@ private:
     std::vector<BlockFault> faults_;
     std::uint64_t writes_ = 0;
     std::uint64_t flushes_ = 0;
+    std::uint64_t failing_writes_ = 0, failed_writes_ = 0;
     std::vector<std::pair<std::uint64_t, Sector>> journal_;  // (sector, previous content)
     std::vector<std::size_t> journal_marks_;
 };

@@ -64,6 +64,9 @@ struct CampaignConfig {
     std::uint64_t focus_points_max = 48;
     std::uint64_t failures_max = 4;
     std::string tool = "pcache";  // for the reproduce command
+    // Workloads not generated from the seed (RapidCheck): the command that replays the case,
+    // printed instead of `pcache sim ...` (which could not rebuild the operations).
+    std::string replay_cmd;
 
     std::uint64_t pmem_bytes() const {
         return format::kSegmentsOffsetBytes + std::uint64_t(segs) * segment_bytes;
@@ -90,6 +93,9 @@ inline std::string campaign_command(const CampaignConfig& c, std::uint64_t point
                                     std::uint64_t state,
                                     std::uint64_t rpoint = CampaignConfig::kAll,
                                     std::uint64_t rstate = CampaignConfig::kAll) {
+    if (!c.replay_cmd.empty())
+        return c.replay_cmd + " (crash point " + std::to_string(point) + ", state " +
+               std::to_string(state) + ")";
     const CampaignConfig d;
     std::string s = c.tool + " sim --seed " + std::to_string(c.seed) + " --mode " +
                     std::string(pmem_mode_name(c.mode)) + " --ops " + std::to_string(c.ops) +
@@ -140,8 +146,8 @@ inline WorkloadOp random_read(Rng& rng, std::uint64_t sectors) {
     WorkloadOp op;
     op.kind = WorkloadOp::Kind::read;
     op.off_bytes = s * kOracleSectorBytes;
-    op.len_bytes = static_cast<std::uint32_t>(std::min<std::uint64_t>(1 + rng.below(64), sectors - s) *
-                                              kOracleSectorBytes);
+    op.len_bytes = static_cast<std::uint32_t>(
+        std::min<std::uint64_t>(1 + rng.below(64), sectors - s) * kOracleSectorBytes);
     return op;
 }
 
@@ -160,7 +166,8 @@ inline WorkloadOp phase_op(Phase phase, Rng& rng, std::uint64_t sectors, bool fi
             if (pick < 23) return WorkloadOp{K::gc};
             return random_read(rng, sectors);
         case Phase::bulk:
-            if (pick < 14) return random_write(rng, sectors, 32 + rng.below(225), rng.below(6) == 0);
+            if (pick < 14)
+                return random_write(rng, sectors, 32 + rng.below(225), rng.below(6) == 0);
             if (pick < 17) return WorkloadOp{K::writeback};
             if (pick < 20) return WorkloadOp{K::gc};
             if (pick < 22) return WorkloadOp{K::flush};
@@ -173,8 +180,8 @@ inline WorkloadOp phase_op(Phase phase, Rng& rng, std::uint64_t sectors, bool fi
                 WorkloadOp op;
                 op.kind = K::write;
                 op.off_bytes = (b - before) * kOracleSectorBytes;
-                op.len_bytes = static_cast<std::uint32_t>(std::min(before + after, sectors - (b - before)) *
-                                                          kOracleSectorBytes);
+                op.len_bytes = static_cast<std::uint32_t>(
+                    std::min(before + after, sectors - (b - before)) * kOracleSectorBytes);
                 op.fua = rng.below(3) == 0;
                 return op;
             }
@@ -196,7 +203,8 @@ inline WorkloadOp phase_op(Phase phase, Rng& rng, std::uint64_t sectors, bool fi
     if (pick < 17) return WorkloadOp{K::flush};
     if (pick < 20) return WorkloadOp{K::writeback};
     if (pick < 22) return WorkloadOp{K::gc};
-    if (pick < 23) return WorkloadOp{K::gc_percent, 0, 0, false, static_cast<std::uint32_t>(rng.below(91))};
+    if (pick < 23)
+        return WorkloadOp{K::gc_percent, 0, 0, false, static_cast<std::uint32_t>(rng.below(91))};
     return WorkloadOp{K::reopen};
 }
 
