@@ -14,7 +14,7 @@ job=${1:-build}
 packages=(cmake ninja-build pkg-config g++ clang-14 libclang-rt-14-dev libboost-dev
           libboost-program-options-dev libgtest-dev libgmock-dev libbenchmark-dev librapidcheck-dev
           libpmem2-dev liburing-dev libfuse3-dev nbdkit-plugin-dev zstd libzstd-dev
-          fuse3 nbdkit libnbd-bin fio e2fsprogs python3)
+          fuse3 nbdkit libnbd-bin fio e2fsprogs python3 libblkid-dev help2man)
 
 install_packages() {
     [ "${PCACHE_SKIP_APT:-0}" = 1 ] && return 0
@@ -30,16 +30,21 @@ install_packages() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
-build() {
+build() {  # build PRESET [TARGET...]: everything, or only the targets named
     local preset=$1
+    shift
     cmake --preset "$preset" >/dev/null
-    cmake --build --preset "$preset"
+    if [ $# -gt 0 ]; then
+        cmake --build --preset "$preset" --target "$@"
+    else
+        cmake --build --preset "$preset"
+    fi
 }
 
 install_packages
 case "$job" in
     demo)
-        build release
+        build release pcache_tool  # only what the demo runs: the pcache tool
         build/release/tools/pcache demo
         # then a short crash campaign on simulated pmem: power cut at every persistence point
         exec build/release/tools/pcache sim --seconds 10

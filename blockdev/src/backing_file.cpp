@@ -27,7 +27,7 @@ Status create_file(const std::string& path, std::uint64_t size_bytes, bool& crea
         if (errno == EEXIST) return {};  // opened as an existing file below
         const int err = errno;
         return {err == ENOENT ? Errc::not_found : Errc::io,
-                "block device '" + path + "': cannot create: " + errno_text(err)};
+                "backing '" + path + "': cannot create: " + errno_text(err)};
     }
     created = true;
     const int rc = ::ftruncate(fd, static_cast<off_t>(size_bytes));
@@ -36,8 +36,8 @@ Status create_file(const std::string& path, std::uint64_t size_bytes, bool& crea
     if (rc != 0) {
         ::unlink(path.c_str());
         created = false;
-        return {Errc::io, "block device '" + path + "': cannot size to " +
-                              std::to_string(size_bytes) + " B: " + errno_text(err)};
+        return {Errc::io, "backing '" + path + "': cannot size to " + std::to_string(size_bytes) +
+                              " B: " + errno_text(err)};
     }
     return {};
 }
@@ -46,14 +46,14 @@ Status create_file(const std::string& path, std::uint64_t size_bytes, bool& crea
 
 Result<BackingFile> BackingFile::open(const std::string& path, const BlockOpenOptions& options) {
     if (options.size_bytes % kBlockSectorBytes != 0)
-        return {Errc::invalid_argument, "block device '" + path + "': size_bytes must be a " +
+        return {Errc::invalid_argument, "backing '" + path + "': size_bytes must be a " +
                                             "multiple of 512, found " +
                                             std::to_string(options.size_bytes)};
     bool created = false;
     if (options.create) {
         if (options.size_bytes == 0)
             return {Errc::invalid_argument,
-                    "block device '" + path + "': create needs size_bytes > 0, found 0"};
+                    "backing '" + path + "': create needs size_bytes > 0, found 0"};
         PCACHE_TRY(create_file(path, options.size_bytes, created));
     }
     BackingFile file;
@@ -64,12 +64,12 @@ Result<BackingFile> BackingFile::open(const std::string& path, const BlockOpenOp
     if (file.fd_ < 0) {
         const int err = errno;
         if (err == ENOENT)
-            s = {Errc::not_found, "block device '" + path + "': cannot open: " + errno_text(err)};
+            s = {Errc::not_found, "backing '" + path + "': cannot open: " + errno_text(err)};
         else if (err == EINVAL && options.direct)
-            s = {Errc::unsupported, "block device '" + path +
-                                        "': the file system refuses O_DIRECT: " + errno_text(err)};
+            s = {Errc::unsupported,
+                 "backing '" + path + "': the file system refuses O_DIRECT: " + errno_text(err)};
         else
-            s = {Errc::io, "block device '" + path + "': cannot open: " + errno_text(err)};
+            s = {Errc::io, "backing '" + path + "': cannot open: " + errno_text(err)};
     } else {
         s = file.probe(options);
     }
@@ -92,10 +92,10 @@ Status BackingFile::probe(const BlockOpenOptions& options) {
             return errno_status("BLKGETSIZE64", 0, errno);
     } else {
         return {Errc::invalid_argument,
-                "block device '" + path_ + "': expected a regular file or a block device"};
+                "backing '" + path_ + "': expected a regular file or a block device"};
     }
     if (found_bytes < options.size_bytes)
-        return {Errc::invalid_argument, "block device '" + path_ + "' is " +
+        return {Errc::invalid_argument, "backing '" + path_ + "' is " +
                                             std::to_string(found_bytes) + " B, expected at least " +
                                             std::to_string(options.size_bytes) + " B"};
     // A trailing partial sector is not addressable through a sector-granular interface.

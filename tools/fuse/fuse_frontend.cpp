@@ -6,6 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <signal.h>
+
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -14,6 +17,32 @@
 namespace pcache::serve {
 
 namespace {
+
+// Stop signals: the first ends the loop (the caller then closes the cache), later ones only
+// say so. The handlers stay installed until the process exits, so a second Ctrl-C during the
+// close cannot kill it half-way; installed with sigaction, they also replace the SIG_IGN that
+// a script's `cmd &` gives a background job for SIGINT.
+std::atomic<fuse_session*> g_session{nullptr};
+std::atomic<int> g_stop_signal{0};
+
+void write_stderr(const char* text) {
+    const ssize_t n = ::write(STDERR_FILENO, text, std::strlen(text));
+    (void)n;
+}
+
+void on_stop_signal(int sig) {
+    int expected = 0;
+    if (!g_stop_signal.compare_exchange_strong(expected, sig)) {
+        write_stderr(
+            "pcache serve: already stopping: closing the cache cleanly (SIGKILL would leave a "
+            "log to replay at the next start)\n");
+        return;
+    }
+    write_stderr(sig == SIGHUP    ? "pcache serve: SIGHUP: stopping\n"
+                 : sig == SIGTERM ? "pcache serve: SIGTERM: stopping\n"
+                                  : "pcache serve: SIGINT: stopping\n");
+    if (fuse_session* se = g_session.load()) fuse_session_exit(se);
+}
 
 constexpr fuse_ino_t kRootIno = FUSE_ROOT_ID;
 constexpr fuse_ino_t kFileIno = 2;
@@ -187,18 +216,31 @@ public:
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
     ~Session() {
-        if (handlers_) fuse_remove_signal_handlers(se_);
+        g_session = nullptr;
         if (mounted_) fuse_session_unmount(se_);
         fuse_session_destroy(se_);
     }
     fuse_session* get() const { return se_; }
-    bool handlers_ = false, mounted_ = false;
+    bool mounted_ = false;
 
 private:
     fuse_session* se_;
 };
 
 }  // namespace
+
+void install_stop_handlers() {
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    for (int s : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(s, &sa, nullptr);
+    struct sigaction ign {};
+    ign.sa_handler = SIG_IGN;
+    sigemptyset(&ign.sa_mask);
+    ::sigaction(SIGPIPE, &ign, nullptr);
+}
+
+bool stop_requested() { return g_stop_signal.load() != 0; }
 
 Status serve_fuse(Backend& backend, const FuseOptions& options) {
     struct stat mp {};
@@ -222,9 +264,8 @@ Status serve_fuse(Backend& backend, const FuseOptions& options) {
     fuse_session* raw = fuse_session_new(&args, &ops, sizeof ops, &c);
     if (!raw) return {Errc::io, "fuse_session_new failed (see libfuse's message above)"};
     Session se(raw);
-    if (fuse_set_signal_handlers(se.get()) != 0)
-        return {Errc::io, "cannot install signal handlers"};
-    se.handlers_ = true;
+    g_session = se.get();
+    if (stop_requested()) return {};
     if (fuse_session_mount(se.get(), options.mountpoint.c_str()) != 0)
         return {Errc::io, "cannot mount FUSE on '" + options.mountpoint +
                               "' (is /dev/fuse there, and are you root or in the fuse group?)"};

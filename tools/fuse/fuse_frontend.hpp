@@ -26,6 +26,12 @@ struct FuseOptions {
     bool debug = false;         // libfuse's request trace on stderr
 };
 
+// SIGINT, SIGTERM and SIGHUP end serve_fuse's loop (the first one; later ones print "already
+// stopping" and are otherwise ignored until the process exits). Call once, early: a signal
+// before the loop starts makes serve_fuse return at once.
+void install_stop_handlers();
+bool stop_requested();
+
 // Mounts, serves until SIGINT, SIGTERM or SIGHUP (or an unmount), then unmounts. The caller
 // opens the backend before and closes it after. Errors: invalid_argument for a bad mount point,
 // io when mounting or the loop fails.

@@ -14,7 +14,10 @@
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
 
+#include <unistd.h>
+
 #include <cerrno>
+#include <cstdio>
 #include <memory>
 #include <string>
 
@@ -31,6 +34,8 @@ using pcache::serve::CacheBackend;
 pcache::serve::ServeOptions g_options;
 std::string g_segment_size = "16M";
 std::unique_ptr<CacheBackend> g_backend;
+std::string g_announce;  // announce=: where clients connect (pcache serve passes it)
+std::string g_socket;    // socket=: the Unix socket to remove at exit (pcache serve passes it)
 
 int error_out(const Status& s) {
     nbdkit_error("pcache: %s", s.to_string().c_str());
@@ -46,11 +51,17 @@ int config(const char* key, const char* value) {
         g_options.backing_path = v;
     else if (k == "segment_size")
         g_segment_size = v;
-    else if (k == "data_crc" || k == "format") {
+    else if (k == "announce")
+        g_announce = v;
+    else if (k == "socket")
+        g_socket = v;
+    else if (k == "data_crc" || k == "format" || k == "force_backing") {
         auto b = pcache::serve::parse_switch(v, key);
         if (!b.ok()) return error_out(b.status());
         if (k == "format")
             g_options.format = *b;
+        else if (k == "force_backing")
+            g_options.force_backing = *b;
         else
             g_options.data_crc = *b;
     } else if (k == "ksets") {
@@ -60,7 +71,7 @@ int config(const char* key, const char* value) {
     } else {
         nbdkit_error(
             "pcache: unknown parameter '%s' (expected pmem, backing, data_crc, format, "
-            "segment_size, ksets)",
+            "force_backing, segment_size, ksets, announce, socket)",
             key);
         return -1;
     }
@@ -83,12 +94,18 @@ int get_ready() {
     auto b = CacheBackend::open(g_options);
     if (!b.ok()) return error_out(b.status());
     g_backend = std::move(*b);
-    if (g_backend->formatted_now()) nbdkit_debug("pcache: formatted a new cache");
+    // The same lines as the FUSE front end of pcache serve prints.
+    if (g_backend->formatted_now())
+        std::fprintf(stderr, "pcache serve: formatted a new cache on '%s'\n",
+                     g_options.pmem_path.c_str());
     return 0;
 }
 
 int after_fork() {
     g_backend->start();
+    if (!g_announce.empty())
+        std::fprintf(stderr, "pcache serve: serving %s as %s\n", g_backend->describe().c_str(),
+                     g_announce.c_str());
     return 0;
 }
 
@@ -96,7 +113,12 @@ void cleanup() {
     if (!g_backend) return;
     if (Status s = g_backend->close(); !s.ok())
         nbdkit_error("pcache: clean shutdown failed: %s", s.to_string().c_str());
+    else
+        std::fprintf(stderr, "pcache serve: clean shutdown: %s\n",
+                     g_backend->status_line().c_str());
     g_backend.reset();
+    // nbdkit leaves its Unix socket behind; a stale one would make the next start fail.
+    if (!g_socket.empty()) ::unlink(g_socket.c_str());
 }
 
 void* open_handle(int /*readonly*/) { return g_backend.get(); }
@@ -147,7 +169,10 @@ nbdkit_plugin make_plugin() {
         "data_crc=on|off      per-key data CRC of a new cache (must match an existing one)\n"
         "format=on            format the cache device if it holds no cache\n"
         "segment_size=<SIZE>  segment size (16M, the kernel's, by default)\n"
-        "ksets=<N>            kset buffers (default: one per CPU)";
+        "ksets=<N>            kset buffers (default: one per CPU)\n"
+        "force_backing=on     use a backing that holds a pcache superblock or a signature\n"
+        "announce=<TEXT>      print 'serving ... as TEXT' once ready (pcache serve sets it)\n"
+        "socket=<PATH>        remove this Unix socket at exit (pcache serve sets it)";
     p.magic_config_key = "pmem";
     p.get_ready = get_ready;
     p.after_fork = after_fork;

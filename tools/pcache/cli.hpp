@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -39,15 +40,20 @@ inline int usage_error(const char* cmd, const std::string& message) {
     return kExitUsage;
 }
 
-// Parses `args` against `opts` (plus --help). Returns -1 to go on, or the exit code to return:
-// 0 after printing help on stdout, kExitUsage after a diagnostic on stderr.
+// Parses `args` against `opts` (plus --help) and `hidden` (internal: positional words). Returns -1
+// to go on, or the exit code to return: 0 after printing help on stdout, kExitUsage after a
+// diagnostic on stderr.
 inline int parse_args(const char* cmd, const char* synopsis, po::options_description& opts,
                       const po::positional_options_description* positional,
-                      const std::vector<std::string>& args, po::variables_map& vm) {
+                      const std::vector<std::string>& args, po::variables_map& vm,
+                      const po::options_description* hidden = nullptr) {
     opts.add_options()("help,h", "print this help");
     try {
+        po::options_description all;
+        all.add(opts);
+        if (hidden) all.add(*hidden);  // parsed, never shown in --help
         po::command_line_parser parser(args);
-        parser.options(opts);
+        parser.options(all);
         if (positional)
             parser.positional(*positional);
         else
@@ -65,6 +71,44 @@ inline int parse_args(const char* cmd, const char* synopsis, po::options_descrip
         return usage_error(cmd, e.what());
     }
     return -1;
+}
+
+// One typed parser for every integer option: decimal digits only (no sign: "-1" is refused, not
+// wrapped), within [lo, hi], else a usage error naming the option and the range. The help shows
+// the default when the variable holds one.
+template <class T>
+T parse_integer_or_throw(const std::string& text, T lo, T hi, const std::string& name) {
+    const auto bad = [&] {
+        return po::error("--" + name + " \"" + text + "\": expected an integer in " +
+                         std::to_string(lo) + ".." + std::to_string(hi));
+    };
+    if (text.empty() || text.size() > 20 ||
+        text.find_first_not_of("0123456789") != std::string::npos)
+        throw bad();
+    unsigned long long v = 0;
+    for (char c : text) {
+        if (v > (~0ull - 9) / 10) throw bad();
+        v = v * 10 + static_cast<unsigned long long>(c - '0');
+    }
+    if (v < static_cast<unsigned long long>(lo) || v > static_cast<unsigned long long>(hi))
+        throw bad();
+    return static_cast<T>(v);
+}
+template <class T>
+po::typed_value<std::string>* integer(T* out, T lo, T hi, const std::string& name,
+                                      bool show_default = true) {
+    auto* v = po::value<std::string>()->notifier([out, lo, hi, name](const std::string& text) {
+        *out = parse_integer_or_throw(text, lo, hi, name);
+    });
+    if (show_default) v->default_value(std::to_string(*out));
+    return v;
+}
+// The same for an option without a default: `out` is set only when the option is given.
+template <class T>
+po::typed_value<std::string>* integer(std::optional<T>* out, T lo, T hi, const std::string& name) {
+    return po::value<std::string>()->notifier([out, lo, hi, name](const std::string& text) {
+        *out = parse_integer_or_throw(text, lo, hi, name);
+    });
 }
 
 // A byte count: decimal digits with an optional binary suffix K, M, G, T (or KiB, MiB, GiB, TiB).
@@ -95,6 +139,14 @@ inline Result<format::Geometry> geometry_from(const po::variables_map& vm) {
     format::Geometry g{*b};
     PCACHE_TRY(g.validate());
     return g;
+}
+
+// 16M, 256K, 4096: a size as --segment-size accepts it back.
+inline std::string human_bytes_exact(std::uint64_t b) {
+    if (b && b % (1ull << 30) == 0) return std::to_string(b >> 30) + "G";
+    if (b && b % (1ull << 20) == 0) return std::to_string(b >> 20) + "M";
+    if (b && b % (1ull << 10) == 0) return std::to_string(b >> 10) + "K";
+    return std::to_string(b);
 }
 
 inline std::string human_bytes(double b) {

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -68,6 +69,17 @@ int run_bench(const std::vector<std::string>& args) {
     if (vm.count("help")) {
         std::cout << desc << '\n';
         return pcache::tool::kExitOk;
+    }
+    if (!filter.empty()) {
+        // Google Benchmark compiles the filter as an extended regex (a leading '-' negates it)
+        // and, when it does not compile, prints an error but still exits 0.
+        try {
+            std::regex re(filter[0] == '-' ? filter.substr(1) : filter, std::regex::extended);
+        } catch (const std::regex_error& e) {
+            std::fprintf(stderr, "pcache bench: --filter \"%s\": not a regular expression (%s)\n",
+                         filter.c_str(), e.what());
+            return pcache::tool::kExitUsage;
+        }
     }
     const std::string bin = find_bench_binary();
     if (bin.empty()) {

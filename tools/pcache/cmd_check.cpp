@@ -87,14 +87,14 @@ int run_check(const std::vector<std::string>& args) {
             std::printf("problem: ... and %llu more\n",
                         static_cast<unsigned long long>(problems.count - problems.list.size()));
         for (const auto& w : warnings) std::printf("warning: %s\n", w.c_str());
-        std::printf(
-            "%s: %s; %zu segments, %llu ksets, %llu keys (%llu stale), %llu dirty bytes\n",
-            img.pmem->path().c_str(),
-            problems.empty() ? "clean" : (std::to_string(problems.count) + " problem(s)").c_str(),
-            h.segments.size(), static_cast<unsigned long long>(log.ksets),
-            static_cast<unsigned long long>(log.keys),
-            static_cast<unsigned long long>(log.stale_keys),
-            static_cast<unsigned long long>(log.dirty_bytes));
+        std::printf("%s: %s; %zu segments, %llu ksets, %llu keys (%llu stale), %llu dirty bytes\n",
+                    img.pmem->path().c_str(),
+                    problems.empty() ? "no problems"
+                                     : (std::to_string(problems.count) + " problem(s)").c_str(),
+                    h.segments.size(), static_cast<unsigned long long>(log.ksets),
+                    static_cast<unsigned long long>(log.keys),
+                    static_cast<unsigned long long>(log.stale_keys),
+                    static_cast<unsigned long long>(log.dirty_bytes));
     }
     return problems.empty() ? kExitOk : kExitProblems;
 }

@@ -78,9 +78,18 @@ Status create_sparse(const std::string& path, std::uint64_t bytes) {
     return {};
 }
 
-void print_counters(const CacheCounters& c) {
-    for_each_counter(c, [](const char* name, std::uint64_t v) {
-        std::printf("%-22s %llu\n", name, static_cast<unsigned long long>(v));
+// The counters of both opens, side by side: the workload the user just watched (first open:
+// writes, hits, ksets) and the reopen (replay, verify, writeback until clean).
+void print_counters(const CacheCounters& run, const CacheCounters& reopen) {
+    std::vector<std::pair<std::string, std::uint64_t>> first;
+    for_each_counter(run, [&](const char* name, std::uint64_t v) { first.emplace_back(name, v); });
+    std::printf("%-26s %14s %18s\n", "counter", "workload", "reopen+writeback");
+    std::size_t i = 0;
+    for_each_counter(reopen, [&](const char* name, std::uint64_t v) {
+        const std::uint64_t w = i < first.size() ? first[i].second : 0;
+        ++i;
+        std::printf("%-26s %14llu %18llu\n", name, static_cast<unsigned long long>(w),
+                    static_cast<unsigned long long>(v));
     });
 }
 
@@ -88,6 +97,7 @@ Status run_demo_files(const std::string& pmem_path, const std::string& backing_p
     PCACHE_TRY(create_sparse(pmem_path, kPmemBytes));
     PCACHE_TRY(create_sparse(backing_path, kBackingBytes));
     std::vector<std::byte> model(kRegionBytes);
+    CacheCounters run_counters;
     CacheOptions opts;  // kernel geometry, data_crc off, like a default dm table line
     {
         LiveCache live;
@@ -99,6 +109,7 @@ Status run_demo_files(const std::string& pmem_path, const std::string& backing_p
         PCACHE_TRY(workload(rt, *live.cache, model));
         rt.stop();
         PCACHE_TRY(live.cache->close());
+        run_counters = live.cache->counters();
     }
     LiveCache live;
     if (open_live("demo", pmem_path, backing_path, opts, live) >= 0)
@@ -122,7 +133,7 @@ Status run_demo_files(const std::string& pmem_path, const std::string& backing_p
                [&](std::uint64_t o, std::span<std::byte> b) { return live.backing->read(o, b); }));
     say("demo", "written back until clean; the backing file matches");
     std::printf("%s\n", cache.status_line().c_str());
-    print_counters(cache.counters());
+    print_counters(run_counters, cache.counters());
     return {};
 }
 

@@ -157,7 +157,18 @@ int run_dump(const std::vector<std::string>& args) {
     j.array("problems");
     for (const auto& p : h.problems.list) j.str(nullptr, p);
     for (const auto& p : log.problems.list) j.str(nullptr, p);
-    j.end().num("problem_count", h.problems.count + log.problems.count).end();
+    const std::uint64_t problems = h.problems.count + log.problems.count;
+    j.end().num("problem_count", problems).end();
+    // The JSON is for reading; the diagnostic and the exit code say it is not a usable cache.
+    if (h.state != inspect::State::cache) {
+        say(cmd, not_a_cache(img.pmem->path(), h));
+        return kExitProblems;
+    }
+    if (problems) {
+        say(cmd,
+            std::to_string(problems) + " problem(s), listed in \"problems\" (run pcache check)");
+        return kExitProblems;
+    }
     return kExitOk;
 }
 

@@ -14,6 +14,7 @@ int run_flush(const std::vector<std::string>& args) {
     const char* cmd = "flush";
     po::options_description opts("options");
     add_image_options(opts, true);
+    add_force_backing_option(opts);
     po::variables_map vm;
     if (int rc = parse_args(cmd, "--pmem PATH --backing PATH [--segment-size BYTES]", opts, nullptr,
                             args, vm);

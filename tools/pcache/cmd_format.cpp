@@ -82,6 +82,7 @@ int run_format(const std::vector<std::string>& args) {
         "create the pmem file with this size if it does not exist (e.g. 1G; allocated, not "
         "sparse)")("data-crc", "keep a CRC of every cached extent (data_crc true)")(
         "force", "overwrite an existing cache (losing its dirty data) or a non-blank device");
+    add_force_backing_option(opts);
     add_geometry_option(opts);
     po::variables_map vm;
     if (int rc = parse_args(cmd,
@@ -114,10 +115,17 @@ int run_format(const std::vector<std::string>& args) {
     }
     struct stat st {};
     const bool exists = ::stat(pmem_path.c_str(), &st) == 0;
+    const bool force = vm.count("force") > 0;
+    serve::GuardOptions go;
+    go.new_cache = true;
+    go.force_backing = vm.count("force-backing") > 0;
+    go.force_pmem = force;
+    serve::DeviceGuard locks;  // held until the cache is closed
     bool wipe = false;
     if (exists) {
         if (create_bytes) say(cmd, "pmem '" + pmem_path + "' exists: --create-size-pmem ignored");
-        if (int rc = decide(cmd, pmem_path, *geo, vm.count("force") > 0, wipe); rc >= 0) return rc;
+        if (int rc = guard(cmd, pmem_path, backing_path, go, locks); rc >= 0) return rc;
+        if (int rc = decide(cmd, pmem_path, *geo, force, wipe); rc >= 0) return rc;
     } else if (!create_bytes) {
         say(cmd,
             "pmem '" + pmem_path + "': No such file or directory (--create-size-pmem creates it)");
@@ -125,6 +133,12 @@ int run_format(const std::vector<std::string>& args) {
     }
     auto pmem = Pmem2Device::open(pmem_path, Pmem2OpenOptions{!exists, exists ? 0 : create_bytes});
     if (!pmem.ok()) return fail(cmd, pmem.status());
+    if (!exists) {
+        if (int rc = guard(cmd, pmem_path, backing_path, go, locks); rc >= 0) {
+            ::unlink(pmem_path.c_str());
+            return rc;
+        }
+    }
     auto cleanup_fail = [&](const Status& s) {
         if (!exists) ::unlink(pmem_path.c_str());
         return fail(cmd, s);
@@ -139,7 +153,7 @@ int run_format(const std::vector<std::string>& args) {
     CacheOptions copts;
     copts.geometry = *geo;
     copts.data_crc = vm.count("data-crc") > 0;
-    copts.force_format = vm.count("force") > 0;
+    copts.force_format = force;
     auto cache = RealCache::open(*pmem, *dev, copts);
     if (!cache.ok()) return cleanup_fail(cache.status());
     if (Status s = (*cache)->close(); !s.ok()) return fail(cmd, s);

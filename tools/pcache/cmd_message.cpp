@@ -14,11 +14,16 @@ int run_message(const std::vector<std::string>& args) {
     const char* cmd = "message";
     po::options_description opts("options");
     add_image_options(opts, true);
-    opts.add_options()("words", po::value<std::vector<std::string>>(), "the message: gc_percent N");
+    add_force_backing_option(opts);
+    po::options_description hidden;
+    hidden.add_options()("words", po::value<std::vector<std::string>>(), "the message");
     po::positional_options_description pos;
     pos.add("words", -1);
     po::variables_map vm;
-    if (int rc = parse_args(cmd, "--pmem PATH --backing PATH gc_percent N", opts, &pos, args, vm);
+    if (int rc = parse_args(cmd,
+                            "--pmem PATH --backing PATH gc_percent N\n\n"
+                            "The only message is \"gc_percent N\" (N in 0..90, default 70).",
+                            opts, &pos, args, vm, &hidden);
         rc >= 0)
         return rc;
     if (!vm.count("words")) return usage_error(cmd, "no message given, expected \"gc_percent N\"");

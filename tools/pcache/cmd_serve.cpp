@@ -16,11 +16,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "fuse/fuse_frontend.hpp"
+#include "pcache/cli.hpp"
 #include "pcache/commands.hpp"
 #include "serve/cache_backend.hpp"
 #include "serve/serve_args.hpp"
@@ -30,6 +32,12 @@ namespace {
 namespace po = boost::program_options;
 using namespace pcache;
 using namespace pcache::tool;
+
+// Integer options, checked by the one typed parser (cli.hpp) when the command line is parsed.
+struct Numbers {
+    std::optional<unsigned> ksets, threads, nbd_port;
+};
+Numbers g_num;
 
 constexpr const char* kSynopsis =
     "--pmem FILE --backing FILE (--fuse DIR | --nbd SOCKET | --nbd-port PORT) [options]\n"
@@ -69,16 +77,22 @@ int exec_nbdkit(const po::variables_map& vm) {
     if (vm.count("nbd"))
         a.insert(a.end(), {"--unix", vm["nbd"].as<std::string>()});
     else
-        a.insert(a.end(), {"--port", vm["nbd-port"].as<std::string>()});
-    if (vm.count("threads"))
-        a.insert(a.end(), {"--threads", std::to_string(vm["threads"].as<unsigned>())});
+        a.insert(a.end(), {"--port", std::to_string(*g_num.nbd_port)});
+    if (g_num.threads) a.insert(a.end(), {"--threads", std::to_string(*g_num.threads)});
     a.push_back(find_plugin());
     a.push_back("pmem=" + vm["pmem"].as<std::string>());
     a.push_back("backing=" + vm["backing"].as<std::string>());
     if (vm.count("data-crc")) a.push_back("data_crc=" + vm["data-crc"].as<std::string>());
     if (vm.count("format")) a.push_back("format=on");
+    if (vm.count("force-backing")) a.push_back("force_backing=on");
     a.push_back("segment_size=" + vm["segment-size"].as<std::string>());
-    if (vm.count("ksets")) a.push_back("ksets=" + std::to_string(vm["ksets"].as<unsigned>()));
+    if (g_num.ksets) a.push_back("ksets=" + std::to_string(*g_num.ksets));
+    if (vm.count("nbd")) {
+        a.push_back("socket=" + vm["nbd"].as<std::string>());
+        a.push_back("announce=nbd+unix:///?socket=" + vm["nbd"].as<std::string>());
+    } else {
+        a.push_back("announce=nbd://localhost:" + std::to_string(*g_num.nbd_port));
+    }
     std::string line;
     for (const auto& s : a) line += (line.empty() ? "" : " ") + s;
     if (vm.count("dry-run")) {
@@ -100,6 +114,7 @@ Result<serve::ServeOptions> serve_options(const po::variables_map& vm) {
     o.pmem_path = vm["pmem"].as<std::string>();
     o.backing_path = vm["backing"].as<std::string>();
     o.format = vm.count("format") > 0;
+    o.force_backing = vm.count("force-backing") > 0;
     if (vm.count("data-crc")) {
         auto c = serve::parse_switch(vm["data-crc"].as<std::string>(), "--data-crc");
         if (!c.ok()) return c.status();
@@ -109,11 +124,7 @@ Result<serve::ServeOptions> serve_options(const po::variables_map& vm) {
     if (!seg.ok()) return seg.status();
     o.geometry = format::Geometry{*seg};
     PCACHE_TRY(o.geometry.validate());
-    if (vm.count("ksets")) {
-        const unsigned k = vm["ksets"].as<unsigned>();
-        if (k == 0 || k > 1024) return Status(Errc::invalid_argument, "--ksets: expected 1..1024");
-        o.n_ksets = k;
-    }
+    if (g_num.ksets) o.n_ksets = *g_num.ksets;
     return o;
 }
 
@@ -121,7 +132,7 @@ serve::FuseOptions fuse_options(const po::variables_map& vm) {
     serve::FuseOptions f;
     f.mountpoint = vm["fuse"].as<std::string>();
     f.file_name = vm["name"].as<std::string>();
-    if (vm.count("threads")) f.max_threads = std::max(1u, vm["threads"].as<unsigned>());
+    if (g_num.threads) f.max_threads = *g_num.threads;
     f.allow_other = vm.count("allow-other") > 0;
     f.debug = vm.count("debug") > 0;
     return f;
@@ -132,6 +143,11 @@ int serve_memory(const po::variables_map& vm) {
     if (!size.ok()) return usage(size.status().message());
     if (*size == 0 || *size % 512)
         return usage("--memory: expected a non-zero multiple of 512 bytes");
+    const auto ram = static_cast<std::uint64_t>(::sysconf(_SC_PHYS_PAGES)) *
+                     static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+    if (*size > ram / 2)
+        return usage("--memory " + vm["memory"].as<std::string>() + ": more than half of this " +
+                     "machine's memory (" + human_bytes(double(ram)) + ")");
     serve::MemoryBackend mem(*size);
     Status s = serve::serve_fuse(mem, fuse_options(vm));
     return s.ok() ? kExitOk : fail(s);
@@ -160,15 +176,20 @@ int run_serve(const std::vector<std::string>& args) {
         "backing", po::value<std::string>(), "backing file or block device")(
         "fuse", po::value<std::string>(), "serve as a FUSE file DIR/NAME (DIR must exist)")(
         "nbd", po::value<std::string>(), "serve over NBD on this Unix socket (runs nbdkit)")(
-        "nbd-port", po::value<std::string>(), "serve over NBD on this TCP port (runs nbdkit)")(
+        "nbd-port", integer(&g_num.nbd_port, 1u, 65535u, "nbd-port"),
+        "serve over NBD on this TCP port 1..65535 (runs nbdkit)")(
         "format", "format the cache device if it holds no cache (never overwrites one)")(
+        "force-backing",
+        "use a backing that holds a pcache superblock (or, with --format on a blank pmem, any "
+        "signature libblkid recognises)")(
         "data-crc", po::value<std::string>(),
         "on|off: per-key data CRC for a new cache "
         "(an existing cache keeps its own; a mismatch is refused)")(
         "segment-size", po::value<std::string>()->default_value("16M"),
-        "segment size (16M: kernel)")("ksets", po::value<unsigned>(),
-                                      "kset buffers (default: one per CPU)")(
-        "threads", po::value<unsigned>(), "front-end worker threads (FUSE default 16)")(
+        "segment size (16M: kernel)")("ksets", integer(&g_num.ksets, 1u, 1024u, "ksets"),
+                                      "kset buffers 1..1024 (default: one per CPU)")(
+        "threads", integer(&g_num.threads, 1u, 1024u, "threads"),
+        "front-end worker threads 1..1024 (default: FUSE 16, nbdkit its own)")(
         "name", po::value<std::string>()->default_value("pcache"), "FUSE: the file's name")(
         "allow-other", "FUSE: let other users open the file")(
         "debug", "FUSE: trace every request on stderr")(
@@ -195,11 +216,15 @@ int run_serve(const std::vector<std::string>& args) {
             return usage("--memory works with --fuse (for NBD use nbdkit's memory plugin)");
         if (vm.count("pmem") || vm.count("backing"))
             return usage("--memory replaces --pmem and --backing");
+        serve::install_stop_handlers();
         return serve_memory(vm);
     }
     if (!vm.count("pmem") || !vm.count("backing"))
         return usage("--pmem and --backing are required");
-    if (vm.count("fuse")) return serve_cache_fuse(vm);
+    if (vm.count("fuse")) {
+        serve::install_stop_handlers();
+        return serve_cache_fuse(vm);
+    }
     auto o = serve_options(vm);  // validate here: nbdkit's own messages are less direct
     if (!o.ok()) return usage(o.status().message());
     return exec_nbdkit(vm);

@@ -45,41 +45,58 @@ int run_sim(const std::vector<std::string>& args) {
     std::uint64_t recovery_at = sim::CampaignConfig::kAll,
                   recovery_state = sim::CampaignConfig::kAll;
     std::string mode_name = "x86";
-    opts.add_options()("seed", po::value(&seed), "first (or only) seed")(
-        "cases", po::value(&cases), "run this many consecutive seeds")(
-        "seconds", po::value(&seconds),
-        "run consecutive seeds until this many seconds have passed")("ops", po::value(&ops),
-                                                                     "operations per workload")(
-        "mode", po::value(&mode_name), "pmem model: x86, eadr or any (any: findings only)")(
-        "segment-kib", po::value(&segment_kib), "segment size in KiB (16384: kernel geometry)")(
-        "segs", po::value(&segs), "segments in the simulated cache device")(
-        "backing-kib", po::value(&backing_kib), "simulated backing device size in KiB")(
-        "n-ksets", po::value(&n_ksets), "kset buffers")(
-        "data-crc", po::value(&data_crc)->implicit_value("on"),
+    using U64 = std::uint64_t;
+    opts.add_options()("seed", integer(&seed, U64{0}, UINT64_MAX - 1, "seed"),
+                       "first (or only) seed")(
+        "cases", integer(&cases, U64{1}, U64{1000000000}, "cases"),
+        "run this many consecutive seeds")(
+        "seconds", integer(&seconds, U64{0}, U64{31536000}, "seconds"),
+        "run consecutive seeds until this many seconds have passed (0: use --cases)")(
+        "ops", integer(&ops, U64{1}, U64{100000000}, "ops"), "operations per workload")(
+        "mode", po::value(&mode_name)->default_value(mode_name),
+        "pmem model: x86, eadr or any (any: findings only)")(
+        "segment-kib", integer(&segment_kib, U64{64}, U64{16384}, "segment-kib"),
+        "segment size in KiB (16384: kernel geometry)")(
+        "segs", integer(&segs, 2u, 4096u, "segs"), "segments in the simulated cache device")(
+        "backing-kib", integer(&backing_kib, U64{128}, U64{4} << 20, "backing-kib"),
+        "simulated backing device size in KiB")(
+        "n-ksets", integer(&n_ksets, 1u, 1024u, "n-ksets"), "kset buffers")(
+        "data-crc", po::value(&data_crc)->default_value(data_crc)->implicit_value("on"),
         "per-key data CRC: on, off or mixed (every second seed)")(
-        "pmem-samples", po::value(&pmem_samples), "sampled pmem images per crash point")(
-        "block-samples", po::value(&block_samples), "sampled backing images per crash point")(
-        "idempotence-one-in", po::value(&idempotence_one_in),
+        "pmem-samples", integer(&pmem_samples, U64{1}, U64{1000000}, "pmem-samples"),
+        "sampled pmem images per crash point")(
+        "block-samples", integer(&block_samples, U64{1}, U64{1000000}, "block-samples"),
+        "sampled backing images per crash point")(
+        "idempotence-one-in", integer(&idempotence_one_in, 0u, 1000000000u, "idempotence-one-in"),
         "recover twice on one image in N (0: never)")(
-        "backing-check-one-in", po::value(&backing_check_one_in),
+        "backing-check-one-in",
+        integer(&backing_check_one_in, 0u, 1000000000u, "backing-check-one-in"),
         "writeback to clean and compare the backing device on one image in N")(
-        "crc-flip-one-in", po::value(&crc_flip_one_in),
+        "crc-flip-one-in", integer(&crc_flip_one_in, 0u, 1000000000u, "crc-flip-one-in"),
         "with data_crc: flip cached data on one image in N")(
-        "after-recovery-one-in", po::value(&after_recovery_one_in),
+        "after-recovery-one-in",
+        integer(&after_recovery_one_in, 0u, 1000000000u, "after-recovery-one-in"),
         "go on writing, writing back and collecting on one recovered image in N")(
-        "after-recovery-ops", po::value(&after_recovery_ops), "operations after such a recovery")(
-        "recovery-states-max", po::value(&recovery_states_max), "images per recovery crash point")(
+        "after-recovery-ops", integer(&after_recovery_ops, 0u, 1000000u, "after-recovery-ops"),
+        "operations after such a recovery")(
+        "recovery-states-max",
+        integer(&recovery_states_max, U64{1}, U64{1000000}, "recovery-states-max"),
+        "images per recovery crash point")(
         "no-reach-check", "do not fail when a kind of event was never reached")(
         "no-focus", "do not explore every point of the operations that switch log segments")(
         "tear-block-writes", "unflushed backing writes may tear at 512-byte sectors")(
         "recovery-crashes", "also crash recovery at its persistence points")(
-        "explore-one-in", po::value(&explore_one_in),
-        "explore one persistence point in N (seeded)")("crash-at", po::value(&crash_at),
-                                                       "replay: only this persistence point")(
-        "state", po::value(&state), "replay: only this crash image")(
-        "recovery-at", po::value(&recovery_at),
+        "explore-one-in", integer(&explore_one_in, 1u, 1000000000u, "explore-one-in"),
+        "explore one persistence point in N (seeded)")(
+        "crash-at", integer(&crash_at, std::uint64_t{0}, UINT64_MAX - 1, "crash-at", false),
+        "replay: only this persistence point")(
+        "state", integer(&state, std::uint64_t{0}, UINT64_MAX - 1, "state", false),
+        "replay: only this crash image")(
+        "recovery-at",
+        integer(&recovery_at, std::uint64_t{0}, UINT64_MAX - 1, "recovery-at", false),
         "replay: only this recovery persistence point (0-based)")(
-        "recovery-state", po::value(&recovery_state),
+        "recovery-state",
+        integer(&recovery_state, std::uint64_t{0}, UINT64_MAX - 1, "recovery-state", false),
         "replay: only this image of the recovery crash");
     po::variables_map vm;
     const int parsed =
@@ -182,9 +199,12 @@ int run_sim(const std::vector<std::string>& args) {
     std::printf("  %.1f s, %.0f states/s, trace hash %016llx\n", t,
                 t > 0 ? double(states) / t : 0.0, static_cast<unsigned long long>(hash));
     if (replay && states == 0)
-        std::printf(
-            "  note: crash point %llu has no image %llu (or the workload has fewer points)\n",
-            static_cast<unsigned long long>(crash_at), static_cast<unsigned long long>(state));
+        return usage_error(
+            "sim", "--crash-at " + std::to_string(crash_at) +
+                       (state != sim::CampaignConfig::kAll ? " --state " + std::to_string(state)
+                                                           : std::string()) +
+                       ": no such crash image (this run has " + std::to_string(points) +
+                       " persistence points, 0-based)");
     std::printf("  reached:");
     reach.for_each([](const char* name, std::uint64_t v, bool) {
         std::printf(" %s=%llu", name, static_cast<unsigned long long>(v));

@@ -16,6 +16,7 @@
 #include "pcache/cache/cache.hpp"
 #include "pcache/inspect_image.hpp"
 #include "pcache/pmem/pmem2_device.hpp"
+#include "serve/device_guard.hpp"
 
 namespace pcache::tool {
 
@@ -23,6 +24,7 @@ using RealCache = Cache<Pmem2Device, FileBlockDevice>;
 
 // The devices and the cache over them; never moved once the cache holds references.
 struct LiveCache {
+    serve::DeviceGuard guard;  // first member: the locks outlive the devices and the cache
     std::optional<Pmem2Device> pmem;
     std::optional<FileBlockDevice> backing;
     std::unique_ptr<RealCache> cache;
@@ -57,9 +59,33 @@ inline int open_live(const char* cmd, const std::string& pmem_path, const std::s
     return -1;
 }
 
-// For commands that operate on an existing cache: checks read-only that --pmem holds a
-// loadable cache, then opens it with the image's own data_crc setting.
+// --force-backing, for the commands that load a cache.
+inline void add_force_backing_option(po::options_description& opts) {
+    opts.add_options()("force-backing",
+                       "use a backing device that holds a pcache superblock (or, for a new cache, "
+                       "any signature libblkid recognises)");
+}
+
+// Locks and checks the devices (serve/device_guard.hpp) for a command that loads a cache.
+// Returns -1 or an exit code after a diagnostic.
+inline int guard(const char* cmd, const std::string& pmem_path, const std::string& backing_path,
+                 const serve::GuardOptions& o, serve::DeviceGuard& out) {
+    auto g = serve::guard_devices(pmem_path, backing_path, o,
+                                  [cmd](const std::string& line) { say(cmd, line); });
+    if (!g.ok()) return fail(cmd, g.status());
+    out = std::move(*g);
+    return -1;
+}
+
+// For commands that operate on an existing cache: locks the devices, checks read-only that
+// --pmem holds a loadable cache, then opens it with the image's own data_crc setting.
 inline int open_existing(const char* cmd, const po::variables_map& vm, LiveCache& out) {
+    serve::GuardOptions go;
+    go.force_backing = vm.count("force-backing") > 0;
+    if (int rc = guard(cmd, vm["pmem"].as<std::string>(), vm["backing"].as<std::string>(), go,
+                       out.guard);
+        rc >= 0)
+        return rc;
     Inspected img;
     if (int rc = open_and_inspect(cmd, vm, img); rc >= 0) return rc;
     if (int rc = require_loadable(cmd, img); rc >= 0) return rc;

@@ -45,10 +45,13 @@ public:
                 return Status(Errc::io, std::string(what) + " '" + path +
                                             "': BLKGETSIZE64: " + std::strerror(errno));
         } else {
-            return Status(Errc::unsupported, std::string(what) + " '" + path +
-                                                 "': expected a regular file or a block "
-                                                 "device (read-only inspection of device-DAX "
-                                                 "character devices is not supported)");
+            return Status(Errc::unsupported,
+                          std::string(what) + " '" + path + "' is " +
+                              (S_ISDIR(st.st_mode)   ? "a directory"
+                               : S_ISCHR(st.st_mode) ? "a character device (read-only inspection "
+                                                       "of device-DAX is not supported)"
+                                                     : "not a file or a device") +
+                              ": expected a regular file or a block device");
         }
         return f;
     }

@@ -8,6 +8,7 @@
 #include "pcache/cli.hpp"
 #include "pcache/image_file.hpp"
 #include "pcache/inspect.hpp"
+#include "serve/device_guard.hpp"
 
 namespace pcache::tool {
 
@@ -44,6 +45,23 @@ inline std::string not_a_cache(const std::string& path, const inspect::Header& h
     }
 }
 
+// When the image is not a clean cache with `used`, the segment size it does read as a clean
+// cache with (the superblock does not record it), as a hint; "" when no other size fits.
+inline std::string segment_size_hint(const ImageFile& f, const format::Geometry& used) {
+    for (std::uint64_t seg = 64 * 1024; seg <= format::Geometry::kernel().segment_bytes; seg *= 2) {
+        if (seg == used.segment_bytes) continue;
+        format::Geometry g{seg};
+        if (!g.validate().ok() || f.size() < g.device_bytes_min()) continue;
+        auto h = inspect::read_header(f, g);
+        if (h.ok() && h->state == inspect::State::cache && h->problems.count == 0)
+            return "the image reads as a cache with --segment-size " + human_bytes_exact(seg) +
+                   ", not " + human_bytes_exact(used.segment_bytes) +
+                   " (the superblock does not record the segment size: pass the one it was "
+                   "formatted with)";
+    }
+    return "";
+}
+
 // Returns -1 and fills `out`, or the exit code after a diagnostic.
 inline int open_and_inspect(const char* cmd, const po::variables_map& vm, Inspected& out) {
     auto geo = geometry_from(vm);
@@ -51,12 +69,24 @@ inline int open_and_inspect(const char* cmd, const po::variables_map& vm, Inspec
     if (vm.count("backing")) {
         auto b = ImageFile::open(vm["backing"].as<std::string>(), "backing");
         if (!b.ok()) return fail(cmd, b.status());
+        if (b->size() == 0 || b->size() % format::kSectorBytes != 0) {
+            say(cmd, "backing '" + b->path() + "' is " + std::to_string(b->size()) +
+                         " B: expected a non-zero multiple of 512 B (too small, or not a backing "
+                         "device)");
+            return kExitProblems;
+        }
         out.backing_bytes = b->size();
     }
     auto f = ImageFile::open(vm["pmem"].as<std::string>(), "pmem");
     if (!f.ok()) return fail(cmd, f.status());
+    if (auto pid = serve::live_holder(f->path()))
+        say(cmd, "note: the cache on '" + f->path() + "' is live (" + serve::holder_text(*pid) +
+                     "): these figures are a snapshot");
     auto h = inspect::read_header(*f, *geo);
     if (!h.ok()) return fail(cmd, h.status());
+    if (h->state != inspect::State::blank &&
+        (h->state != inspect::State::cache || h->problems.count))
+        if (auto hint = segment_size_hint(*f, *geo); !hint.empty()) say(cmd, hint);
     out.pmem.emplace(std::move(*f));
     out.header = std::move(*h);
     return -1;

@@ -9,9 +9,9 @@
 namespace {
 
 void usage(std::FILE* out) {
-    std::fprintf(
-        out,
-        "usage: pcache <command> [options]   (pcache <command> --help for details)\n\ncommands:\n");
+    std::fprintf(out,
+                 "usage: pcache <command> [options]   (pcache help <command> for its options)\n"
+                 "       pcache --version\n\ncommands:\n");
     for (const auto& [name, cmd] : pcache::tool::registry())
         std::fprintf(out, "  %-10s %s\n", name.c_str(), cmd.summary);
 }
@@ -23,12 +23,25 @@ int main(int argc, char** argv) {
         usage(stderr);
         return pcache::tool::kExitUsage;
     }
+    auto& reg = pcache::tool::registry();
+    if (!std::strcmp(argv[1], "--version") || !std::strcmp(argv[1], "-V")) {
+        std::printf("pcache %s\n", PCACHE_VERSION);
+        return pcache::tool::kExitOk;
+    }
+    if (!std::strcmp(argv[1], "help") && argc >= 3) {  // pcache help CMD: CMD --help
+        auto it = reg.find(argv[2]);
+        if (it == reg.end()) {
+            std::fprintf(stderr, "pcache: unknown command '%s'\n", argv[2]);
+            usage(stderr);
+            return pcache::tool::kExitUsage;
+        }
+        return it->second.run({"--help"});
+    }
     if (!std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") ||
         !std::strcmp(argv[1], "help")) {
         usage(stdout);
         return pcache::tool::kExitOk;
     }
-    auto& reg = pcache::tool::registry();
     auto it = reg.find(argv[1]);
     if (it == reg.end()) {
         std::fprintf(stderr, "pcache: unknown command '%s'\n", argv[1]);

@@ -4,6 +4,8 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <thread>
 #include <vector>
 
@@ -58,6 +60,13 @@ Result<std::unique_ptr<CacheBackend>> CacheBackend::open(const ServeOptions& opt
     std::unique_ptr<CacheBackend> b(new CacheBackend());
     b->options_ = options;
     ServeOptions& o = b->options_;
+    GuardOptions go;
+    go.new_cache = o.format && pmem_blank(o.pmem_path);
+    go.force_backing = o.force_backing;
+    auto guard = guard_devices(o.pmem_path, o.backing_path, go,
+                               [&b](const std::string& line) { b->note(line); });
+    if (!guard.ok()) return guard.status();
+    b->guard_ = std::move(*guard);
     auto p = Pmem2Device::open(o.pmem_path);
     if (!p.ok()) return p.status().with_context("opening the cache device '" + o.pmem_path + "'");
     b->pmem_.emplace(std::move(*p));
@@ -73,6 +82,13 @@ Result<std::unique_ptr<CacheBackend>> CacheBackend::open(const ServeOptions& opt
     co.geometry = o.geometry;
     const unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
     co.n_ksets = o.n_ksets ? o.n_ksets : std::min(cpus, 1024u);
+    CacheBackend* self = b.get();
+    co.log = [self](const std::string& line) { self->note(line); };  // lost dirty data
+    co.clock_ns = [] {  // for writeback_health().since_ns; the engine itself reads no clock
+        return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                              std::chrono::steady_clock::now().time_since_epoch())
+                                              .count());
+    };
     auto c = CacheT::open(*b->pmem_, *b->backing_, co);
     if (!c.ok()) return c.status();
     b->cache_ = std::move(*c);
@@ -81,14 +97,52 @@ Result<std::unique_ptr<CacheBackend>> CacheBackend::open(const ServeOptions& opt
     return b;
 }
 
+void CacheBackend::note(const std::string& line) const {
+    if (options_.note)
+        options_.note(line);
+    else
+        std::fprintf(stderr, "pcache serve: %s\n", line.c_str());
+}
+
+void CacheBackend::watch_health() {
+    bool failing = false;
+    std::uint64_t steps = 0;
+    std::unique_lock l(watch_mutex_);
+    while (!watch_stop_) {
+        watch_cv_.wait_for(l, std::chrono::milliseconds(100), [&] { return watch_stop_; });
+        const WritebackHealth h = cache_->writeback_health();
+        if (h.failing && !failing)
+            note("writeback to the backing device is failing: " + h.last_error +
+                 " (retried with backoff; dirty data stays in the cache, client writes wait for "
+                 "room once it is full)");
+        else if (!h.failing && failing)
+            note("writeback recovered after " + std::to_string(steps) + " failed attempt(s)");
+        failing = h.failing;
+        steps = h.failed_steps;
+    }
+}
+
 CacheBackend::~CacheBackend() {
     // A front end that skipped close() (an error path) still must not leave threads running
     // over a destroyed cache; the metadata then stays as a SIGKILL would leave it (recoverable).
+    stop_watcher();
     if (runtime_) runtime_->stop();
 }
 
 void CacheBackend::start() {
-    with_signals_blocked([&] { runtime_->start(); });
+    with_signals_blocked([&] {
+        runtime_->start();
+        watcher_ = std::thread([this] { watch_health(); });
+    });
+}
+
+void CacheBackend::stop_watcher() {
+    {
+        std::lock_guard g(watch_mutex_);
+        watch_stop_ = true;
+    }
+    watch_cv_.notify_all();
+    if (watcher_.joinable()) watcher_.join();
 }
 
 Status CacheBackend::read(std::uint64_t off, std::span<std::byte> out) {
@@ -131,10 +185,21 @@ Status CacheBackend::close() {
     if (closed_) return {};
     closed_ = true;
     runtime_->stop();
+    stop_watcher();
+    // The state at shutdown decides, not history: a backing error that healed (writeback
+    // retried and caught up) is not a failed shutdown; one still failing is.
+    const WritebackHealth h = cache_->writeback_health();
     Status bg = runtime_->last_error();
     Status s = cache_->close();
     if (!s.ok()) return s.with_context("closing the cache");
-    if (!bg.ok()) return bg.with_context("background writeback/GC failed earlier");
+    if (h.failing)
+        return {Errc::io, "writeback to the backing device was still failing at shutdown (" +
+                              h.last_error +
+                              "); the dirty data is safe in the cache and is written back at the "
+                              "next start"};
+    // Device errors (io, no_space) are what writeback retries; healed, they are history.
+    if (!bg.ok() && bg.code() != Errc::io && bg.code() != Errc::no_space)
+        return bg.with_context("background writeback/GC failed earlier");
     return {};
 }
 
