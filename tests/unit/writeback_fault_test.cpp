@@ -10,6 +10,7 @@
 
 #include "cache_fixture.hpp"
 #include "pcache/runtime.hpp"
+#include "pcache/sim/crash_run.hpp"
 
 namespace pcache {
 namespace {
@@ -293,6 +294,32 @@ TEST(DurabilityErrors, FlushReportsAFailedDrain) {
     ASSERT_TRUE(c->read(0, out).ok());
     EXPECT_TRUE(out == a);
     ASSERT_TRUE(c->check_invariants().ok());
+}
+
+// The same through the simulator's pmem (SimPmem::fail_next_drains): a failed fence fails the
+// FLUSH and no kset is taken for written; the next FLUSH makes it durable.
+TEST(DurabilityErrors, SimPmemDrainFailureFailsFlush) {
+    sim::Machine m({format::kSegmentsOffsetBytes + 8 * (64 << 10), 1 << 20, false},
+                   sim::PmemMode::x86);
+    CacheOptions o;
+    o.geometry.segment_bytes = 64 << 10;
+    auto c = std::move(Cache<sim::SimPmem, sim::SimBlockDevice>::open(m.pmem, m.block, o).value());
+    const auto a = pattern(4096, 9);
+    ASSERT_TRUE(c->write(8192, a).ok());
+    m.pmem.fail_next_drains(2);
+    EXPECT_FALSE(c->flush().ok());
+    EXPECT_FALSE(c->flush().ok());
+    EXPECT_EQ(c->counters().ksets_written, 0u);  // nothing taken for durable
+    ASSERT_TRUE(c->flush().ok());
+    EXPECT_EQ(c->counters().ksets_written, 1u);
+    EXPECT_EQ(m.pmem.pending_words(), 0u);
+    ASSERT_TRUE(c->close().ok());
+    c.reset();
+    auto again =
+        std::move(Cache<sim::SimPmem, sim::SimBlockDevice>::open(m.pmem, m.block, o).value());
+    std::vector<std::byte> out(4096);
+    ASSERT_TRUE(again->read(8192, out).ok());
+    EXPECT_TRUE(out == a);
 }
 
 }  // namespace
