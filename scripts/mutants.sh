@@ -54,7 +54,8 @@ build() {  # build <mutant or empty> <targets...>
 run() {  # run <target> <filter> <log>: exit status of the test binary (124 = budget exceeded)
     local rc=0
     local bin
-    bin=$(find "$dir/tests" -type f -name "$1" -perm -u+x | head -1)  # tests/crash, unit, stress
+    bin=$(find "$dir/tests" -type f -name "$1" -perm -u+x | head -n1)
+    [ -n "$bin" ] || { echo "mutants: no test binary $1 under $dir/tests" >"$3"; return 2; }
     timeout "$budget_s" "$bin" --gtest_filter="$2" --gtest_brief=1 >"$3" 2>&1 || rc=$?
     return $rc
 }

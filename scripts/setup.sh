@@ -14,7 +14,8 @@ job=${1:-build}
 packages=(cmake ninja-build pkg-config g++ clang-14 libclang-rt-14-dev libboost-dev
           libboost-program-options-dev libgtest-dev libgmock-dev libbenchmark-dev librapidcheck-dev
           libpmem2-dev liburing-dev libfuse3-dev nbdkit-plugin-dev zstd libzstd-dev
-          fuse3 nbdkit libnbd-bin fio e2fsprogs python3 libblkid-dev help2man)
+          fuse3 nbdkit libnbd-bin fio e2fsprogs python3 libblkid-dev help2man
+          libnbd-dev librbd-dev ceph-mon ceph-osd ceph-mgr ceph-common)
 
 install_packages() {
     [ "${PCACHE_SKIP_APT:-0}" = 1 ] && return 0

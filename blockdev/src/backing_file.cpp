@@ -49,6 +49,8 @@ Result<BackingFile> BackingFile::open(const std::string& path, const BlockOpenOp
         return {Errc::invalid_argument, "backing '" + path + "': size_bytes must be a " +
                                             "multiple of 512, found " +
                                             std::to_string(options.size_bytes)};
+    if (options.read_only && options.create)
+        return {Errc::invalid_argument, "block device '" + path + "': create with read_only"};
     bool created = false;
     if (options.create) {
         if (options.size_bytes == 0)
@@ -59,7 +61,8 @@ Result<BackingFile> BackingFile::open(const std::string& path, const BlockOpenOp
     BackingFile file;
     file.path_ = path;
     file.direct_ = options.direct;
-    file.fd_ = ::open(path.c_str(), O_RDWR | O_CLOEXEC | (options.direct ? O_DIRECT : 0));
+    file.fd_ = ::open(path.c_str(), (options.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC |
+                                        (options.direct ? O_DIRECT : 0));
     Status s;
     if (file.fd_ < 0) {
         const int err = errno;

@@ -10,7 +10,7 @@ set -euo pipefail
 E2E_SKIP=77
 CLEANUPS=()
 
-log() { echo "e2e: $*" >&2; }
+log() { echo "e2e: [$(date +%T)] $*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
 skip() { echo "e2e: SKIP: $*" >&2; exit "$E2E_SKIP"; }
 

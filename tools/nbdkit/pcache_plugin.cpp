@@ -1,7 +1,8 @@
 // nbdkit-pcache-plugin.so: a pcache device as an NBD export.
 //
-//   nbdkit -U SOCK ./nbdkit-pcache-plugin.so pmem=FILE backing=FILE [data_crc=on|off]
-//          [format=on] [segment_size=16M] [ksets=N]
+//   nbdkit -U SOCK ./nbdkit-pcache-plugin.so pmem=FILE backing=SPEC [data_crc=on|off]
+//          [format=on] [segment_size=16M] [ksets=N] [writeback_qd=N]
+// SPEC: a path, an NBD URI or rbd:POOL/IMAGE (pcache/blockdev/backing.hpp).
 //
 // Mapping: NBD_CMD_READ/WRITE -> backend read/write (NBD_CMD_FLAG_FUA -> a FUA write, served
 // natively), NBD_CMD_FLUSH -> backend flush (every kset buffer closed), WRITE_ZEROES -> nbdkit's
@@ -68,10 +69,14 @@ int config(const char* key, const char* value) {
         auto n = pcache::serve::parse_count(v, key, 1, 1024);
         if (!n.ok()) return error_out(n.status());
         g_options.n_ksets = *n;
+    } else if (k == "writeback_qd") {
+        auto n = pcache::serve::parse_count(v, key, 1, 1024);
+        if (!n.ok()) return error_out(n.status());
+        g_options.writeback_queue_depth = *n;
     } else {
         nbdkit_error(
             "pcache: unknown parameter '%s' (expected pmem, backing, data_crc, format, "
-            "force_backing, segment_size, ksets, announce, socket)",
+            "force_backing, segment_size, ksets, writeback_qd, announce, socket)",
             key);
         return -1;
     }
@@ -90,7 +95,7 @@ int config_complete() {
     return 0;
 }
 
-int get_ready() {
+int open_backend() {
     auto b = CacheBackend::open(g_options);
     if (!b.ok()) return error_out(b.status());
     g_backend = std::move(*b);
@@ -101,7 +106,15 @@ int get_ready() {
     return 0;
 }
 
+// librados starts threads when it connects, and a fork keeps none of them: an RBD backing
+// device is opened after nbdkit's fork (an error then still ends nbdkit, before it serves).
+bool opens_after_fork() { return g_options.backing_path.rfind("rbd:", 0) == 0; }
+
+int get_ready() { return opens_after_fork() ? 0 : open_backend(); }
+
 int after_fork() {
+    if (opens_after_fork())
+        if (open_backend() != 0) return -1;
     g_backend->start();
     if (!g_announce.empty())
         std::fprintf(stderr, "pcache serve: serving %s as %s\n", g_backend->describe().c_str(),
@@ -160,16 +173,17 @@ nbdkit_plugin make_plugin() {
     p.name = "pcache";
     p.longname = "pcache: dm-pcache persistent-memory write-back cache";
     p.version = "0.1.0";
-    p.description = "Serves a pcache device (pmem file + backing file) over NBD";
+    p.description = "Serves a pcache device (pmem file + backing device) over NBD";
     p.config = config;
     p.config_complete = config_complete;
     p.config_help =
         "pmem=<FILE>          (required) cache device: pmem file or device-DAX\n"
-        "backing=<FILE>       (required) backing file or block device\n"
+        "backing=<SPEC>       (required) file, block device, NBD URI or rbd:POOL/IMAGE\n"
         "data_crc=on|off      per-key data CRC of a new cache (must match an existing one)\n"
         "format=on            format the cache device if it holds no cache\n"
         "segment_size=<SIZE>  segment size (16M, the kernel's, by default)\n"
         "ksets=<N>            kset buffers (default: one per CPU)\n"
+        "writeback_qd=<N>     writes in flight during writeback (default 32)\n"
         "force_backing=on     use a backing that holds a pcache superblock or a signature\n"
         "announce=<TEXT>      print 'serving ... as TEXT' once ready (pcache serve sets it)\n"
         "socket=<PATH>        remove this Unix socket at exit (pcache serve sets it)";

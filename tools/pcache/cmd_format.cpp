@@ -77,7 +77,8 @@ int run_format(const std::vector<std::string>& args) {
     opts.add_options()("pmem", po::value<std::string>()->required(),
                        "cache device: pmem file or device")(
         "backing", po::value<std::string>()->required(),
-        "backing file or block device (must exist)")(
+        "backing device (must exist): a path, nbd://HOST:PORT/EXPORT, "
+        "nbd+unix:///EXPORT?socket=PATH or rbd:POOL/IMAGE")(
         "create-size-pmem", po::value<std::string>(),
         "create the pmem file with this size if it does not exist (e.g. 1G; allocated, not "
         "sparse)")("data-crc", "keep a CRC of every cached extent (data_crc true)")(
@@ -106,10 +107,10 @@ int run_format(const std::vector<std::string>& args) {
         create_bytes = *b;
     }
     // Backing first: it must exist and be usable before anything is created or written.
-    auto backing = ImageFile::open(backing_path, "backing");
+    auto backing = open_backing(backing_path);
     if (!backing.ok()) return fail(cmd, backing.status());
-    if (backing->size() == 0 || backing->size() % format::kSectorBytes != 0) {
-        say(cmd, "backing '" + backing_path + "' is " + std::to_string(backing->size()) +
+    if ((*backing)->size() == 0 || (*backing)->size() % format::kSectorBytes != 0) {
+        say(cmd, "backing '" + backing_path + "' is " + std::to_string((*backing)->size()) +
                      " B: expected a non-zero multiple of 512 B");
         return kExitProblems;
     }
@@ -148,13 +149,11 @@ int run_format(const std::vector<std::string>& args) {
         if (Status s = pmem->write(format::kSuperblockOffsetBytes, zeros, kPmemDefault); !s.ok())
             return fail(cmd, s);
     }
-    auto dev = FileBlockDevice::open(backing_path);
-    if (!dev.ok()) return cleanup_fail(dev.status());
     CacheOptions copts;
     copts.geometry = *geo;
     copts.data_crc = vm.count("data-crc") > 0;
     copts.force_format = force;
-    auto cache = RealCache::open(*pmem, *dev, copts);
+    auto cache = RealCache::open(*pmem, **backing, copts);
     if (!cache.ok()) return cleanup_fail(cache.status());
     if (Status s = (*cache)->close(); !s.ok()) return fail(cmd, s);
     std::printf("%s\n", (*cache)->status_line().c_str());

@@ -1,4 +1,4 @@
-// pcache serve: exposes a pcache device (pmem file + backing file) to unmodified programs.
+// pcache serve: exposes a pcache device (pmem file + backing device) to unmodified programs.
 //
 //   pcache serve --pmem P --backing B --fuse DIR     FUSE file DIR/pcache (losetup it)
 //   pcache serve --pmem P --backing B --nbd SOCK     exec nbdkit with the pcache plugin
@@ -35,7 +35,7 @@ using namespace pcache::tool;
 
 // Integer options, checked by the one typed parser (cli.hpp) when the command line is parsed.
 struct Numbers {
-    std::optional<unsigned> ksets, threads, nbd_port;
+    std::optional<unsigned> ksets, threads, nbd_port, writeback_qd;
 };
 Numbers g_num;
 
@@ -87,6 +87,8 @@ int exec_nbdkit(const po::variables_map& vm) {
     if (vm.count("force-backing")) a.push_back("force_backing=on");
     a.push_back("segment_size=" + vm["segment-size"].as<std::string>());
     if (g_num.ksets) a.push_back("ksets=" + std::to_string(*g_num.ksets));
+    if (g_num.writeback_qd)
+        a.push_back("writeback_qd=" + std::to_string(*g_num.writeback_qd));
     if (vm.count("nbd")) {
         a.push_back("socket=" + vm["nbd"].as<std::string>());
         a.push_back("announce=nbd+unix:///?socket=" + vm["nbd"].as<std::string>());
@@ -125,6 +127,7 @@ Result<serve::ServeOptions> serve_options(const po::variables_map& vm) {
     o.geometry = format::Geometry{*seg};
     PCACHE_TRY(o.geometry.validate());
     if (g_num.ksets) o.n_ksets = *g_num.ksets;
+    if (g_num.writeback_qd) o.writeback_queue_depth = *g_num.writeback_qd;
     return o;
 }
 
@@ -173,8 +176,10 @@ int run_serve(const std::vector<std::string>& args) {
     po::options_description opts("pcache serve options");
     opts.add_options()("help,h", "print this help")("pmem", po::value<std::string>(),
                                                     "cache device: pmem file or device-DAX")(
-        "backing", po::value<std::string>(), "backing file or block device")(
-        "fuse", po::value<std::string>(), "serve as a FUSE file DIR/NAME (DIR must exist)")(
+        "backing", po::value<std::string>(),
+        "backing device: a path, nbd://HOST:PORT/EXPORT, nbd+unix:///EXPORT?socket=PATH or "
+        "rbd:POOL/IMAGE[:conf=PATH][:id=USER]")("fuse", po::value<std::string>(),
+                                                "serve as a FUSE file DIR/NAME (DIR must exist)")(
         "nbd", po::value<std::string>(), "serve over NBD on this Unix socket (runs nbdkit)")(
         "nbd-port", integer(&g_num.nbd_port, 1u, 65535u, "nbd-port"),
         "serve over NBD on this TCP port 1..65535 (runs nbdkit)")(
@@ -188,6 +193,8 @@ int run_serve(const std::vector<std::string>& args) {
         "segment-size", po::value<std::string>()->default_value("16M"),
         "segment size (16M: kernel)")("ksets", integer(&g_num.ksets, 1u, 1024u, "ksets"),
                                       "kset buffers 1..1024 (default: one per CPU)")(
+        "writeback-qd", integer(&g_num.writeback_qd, 1u, 1024u, "writeback-qd"),
+        "writes in flight during writeback 1..1024 (default 32)")(
         "threads", integer(&g_num.threads, 1u, 1024u, "threads"),
         "front-end worker threads 1..1024 (default: FUSE 16, nbdkit its own)")(
         "name", po::value<std::string>()->default_value("pcache"), "FUSE: the file's name")(

@@ -1,4 +1,5 @@
-// Opening a live cache on real devices (Pmem2Device + FileBlockDevice) for the commands that
+// Opening a live cache on real devices (Pmem2Device + a BackingDevice: file, NBD or RBD, see
+// pcache/blockdev/backing.hpp) for the commands that
 // operate on it (format, message, flush, demo). Cache::open writes cache_info, so commands that
 // must not create a cache by accident first check read-only (inspect_image.hpp) that the image
 // holds one: Cache::open would silently format a blank device.
@@ -12,7 +13,7 @@
 #include <optional>
 #include <string>
 
-#include "pcache/blockdev/file_block_device.hpp"
+#include "pcache/blockdev/backing.hpp"
 #include "pcache/cache/cache.hpp"
 #include "pcache/inspect_image.hpp"
 #include "pcache/pmem/pmem2_device.hpp"
@@ -20,13 +21,13 @@
 
 namespace pcache::tool {
 
-using RealCache = Cache<Pmem2Device, FileBlockDevice>;
+using RealCache = Cache<Pmem2Device, BackingDevice>;
 
 // The devices and the cache over them; never moved once the cache holds references.
 struct LiveCache {
     serve::DeviceGuard guard;  // first member: the locks outlive the devices and the cache
     std::optional<Pmem2Device> pmem;
-    std::optional<FileBlockDevice> backing;
+    std::unique_ptr<BackingDevice> backing;
     std::unique_ptr<RealCache> cache;
 };
 
@@ -36,9 +37,11 @@ inline int open_live(const char* cmd, const std::string& pmem_path, const std::s
     auto p = Pmem2Device::open(pmem_path);
     if (!p.ok()) return fail(cmd, p.status());
     out.pmem.emplace(std::move(*p));
-    auto b = FileBlockDevice::open(backing_path);
+    BackingOpenOptions bo;
+    bo.queue_depth = options.writeback_queue_depth;
+    auto b = open_backing(backing_path, bo);
     if (!b.ok()) return fail(cmd, b.status());
-    out.backing.emplace(std::move(*b));
+    out.backing = std::move(*b);
     CacheOptions opts = options;
     opts.clock_ns = [] {
         return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -79,7 +82,8 @@ inline int guard(const char* cmd, const std::string& pmem_path, const std::strin
 
 // For commands that operate on an existing cache: locks the devices, checks read-only that
 // --pmem holds a loadable cache, then opens it with the image's own data_crc setting.
-inline int open_existing(const char* cmd, const po::variables_map& vm, LiveCache& out) {
+inline int open_existing(const char* cmd, const po::variables_map& vm, LiveCache& out,
+                         std::uint32_t writeback_queue_depth = 32) {
     serve::GuardOptions go;
     go.force_backing = vm.count("force-backing") > 0;
     if (int rc = guard(cmd, vm["pmem"].as<std::string>(), vm["backing"].as<std::string>(), go,
@@ -93,6 +97,7 @@ inline int open_existing(const char* cmd, const po::variables_map& vm, LiveCache
     CacheOptions opts;
     opts.geometry = h.geometry;
     opts.data_crc = h.data_crc();
+    opts.writeback_queue_depth = writeback_queue_depth;
     img.pmem.reset();
     return open_live(cmd, vm["pmem"].as<std::string>(), vm["backing"].as<std::string>(), opts, out);
 }

@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 
+#include "pcache/blockdev/backing.hpp"
 #include "pcache/cli.hpp"
 #include "pcache/image_file.hpp"
 #include "pcache/inspect.hpp"
@@ -24,11 +25,13 @@ inline void add_image_options(po::options_description& opts, bool backing_requir
                        "cache device: pmem file or device");
     if (backing_required)
         opts.add_options()("backing", po::value<std::string>()->required(),
-                           "backing file or block device");
+                           "backing device: a file or block device, nbd://HOST:PORT/EXPORT, "
+                           "nbd+unix:///EXPORT?socket=PATH or rbd:POOL/IMAGE");
     else
         opts.add_options()(
             "backing", po::value<std::string>(),
-            "backing file or block device (optional: keys are then checked against its size)");
+            "backing device (path, NBD URI or rbd:POOL/IMAGE; optional: keys are then "
+            "checked against its size)");
     add_geometry_option(opts);
 }
 
@@ -67,15 +70,17 @@ inline int open_and_inspect(const char* cmd, const po::variables_map& vm, Inspec
     auto geo = geometry_from(vm);
     if (!geo.ok()) return usage_error(cmd, geo.status().message());
     if (vm.count("backing")) {
-        auto b = ImageFile::open(vm["backing"].as<std::string>(), "backing");
+        BackingOpenOptions bo;
+        bo.read_only = true;  // only its size is needed
+        auto b = open_backing(vm["backing"].as<std::string>(), bo);
         if (!b.ok()) return fail(cmd, b.status());
-        if (b->size() == 0 || b->size() % format::kSectorBytes != 0) {
-            say(cmd, "backing '" + b->path() + "' is " + std::to_string(b->size()) +
+        if ((*b)->size() == 0 || (*b)->size() % format::kSectorBytes != 0) {
+            say(cmd, "backing '" + vm["backing"].as<std::string>() + "' is " + std::to_string((*b)->size()) +
                          " B: expected a non-zero multiple of 512 B (too small, or not a backing "
                          "device)");
             return kExitProblems;
         }
-        out.backing_bytes = b->size();
+        out.backing_bytes = (*b)->size();
     }
     auto f = ImageFile::open(vm["pmem"].as<std::string>(), "pmem");
     if (!f.ok()) return fail(cmd, f.status());

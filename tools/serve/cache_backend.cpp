@@ -70,16 +70,19 @@ Result<std::unique_ptr<CacheBackend>> CacheBackend::open(const ServeOptions& opt
     auto p = Pmem2Device::open(o.pmem_path);
     if (!p.ok()) return p.status().with_context("opening the cache device '" + o.pmem_path + "'");
     b->pmem_.emplace(std::move(*p));
-    auto f = FileBlockDevice::open(o.backing_path);
+    BackingOpenOptions bo;
+    bo.queue_depth = o.writeback_queue_depth;
+    auto f = open_backing(o.backing_path, bo);
     if (!f.ok())
         return f.status().with_context("opening the backing device '" + o.backing_path + "'");
-    b->backing_.emplace(std::move(*f));
+    b->backing_ = std::move(*f);
     bool blank = false;
     PCACHE_TRY(admit_image(*b->pmem_, o, blank));
 
     CacheOptions co;
     co.data_crc = o.data_crc.value_or(false);
     co.geometry = o.geometry;
+    co.writeback_queue_depth = o.writeback_queue_depth;
     const unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
     co.n_ksets = o.n_ksets ? o.n_ksets : std::min(cpus, 1024u);
     CacheBackend* self = b.get();
@@ -206,8 +209,8 @@ Status CacheBackend::close() {
 std::string CacheBackend::describe() const {
     return "pcache cache on '" + options_.pmem_path + "' (" + std::to_string(pmem_->size()) +
            " B, " + std::to_string(cache_->n_segs()) + " segments, data_crc " +
-           (options_.data_crc.value_or(false) ? "on" : "off") + ") over '" + options_.backing_path +
-           "' (" + std::to_string(size_bytes()) + " B)";
+           (options_.data_crc.value_or(false) ? "on" : "off") + ") over " + backing_->describe() +
+           " (" + std::to_string(size_bytes()) + " B)";
 }
 
 }  // namespace pcache::serve

@@ -29,7 +29,7 @@
 #include <string>
 #include <thread>
 
-#include "pcache/blockdev/file_block_device.hpp"
+#include "pcache/blockdev/backing.hpp"
 #include "pcache/cache/cache.hpp"
 #include "pcache/pmem/pmem2_device.hpp"
 #include "pcache/runtime.hpp"
@@ -40,8 +40,9 @@ namespace pcache::serve {
 
 struct ServeOptions {
     std::string pmem_path;
-    std::string backing_path;
-    bool format = false;           // format the pmem image if it is blank
+    std::string backing_path;  // a path, an NBD URI or rbd:POOL/IMAGE (blockdev/backing.hpp)
+    std::uint32_t writeback_queue_depth = 32;  // writes in flight during writeback
+    bool format = false;                       // format the pmem image if it is blank
     std::optional<bool> data_crc;  // new caches: default off; existing: must match if given
     format::Geometry geometry = format::Geometry::kernel();
     std::uint32_t n_ksets = 0;   // 0: one per online CPU, as the kernel does
@@ -53,7 +54,7 @@ struct ServeOptions {
 
 class CacheBackend final : public Backend {
 public:
-    using CacheT = Cache<Pmem2Device, FileBlockDevice>;
+    using CacheT = Cache<Pmem2Device, BackingDevice>;
 
     // Errors: the devices' (not_found, io, ...) with the path, invalid_argument for a blank image
     // without ServeOptions::format or a data_crc mismatch, corrupt for a foreign or damaged image.
@@ -79,7 +80,7 @@ private:
 
     DeviceGuard guard_;  // first member: the locks outlive the devices and the cache
     std::optional<Pmem2Device> pmem_;
-    std::optional<FileBlockDevice> backing_;
+    std::unique_ptr<BackingDevice> backing_;
     std::unique_ptr<CacheT> cache_;
     std::unique_ptr<Runtime<CacheT>> runtime_;
     ServeOptions options_;

@@ -23,6 +23,7 @@
 #include <string>
 #include <utility>
 
+#include "pcache/blockdev/backing.hpp"
 #include "pcache/result.hpp"
 
 namespace pcache::serve {
@@ -95,7 +96,9 @@ Result<DeviceGuard> guard_devices(const std::string& pmem_path, const std::strin
     auto p = DeviceLock::acquire(pmem_path, "pmem");
     if (!p.ok()) return p.status();
     g.pmem_lock = std::move(*p);
-    if (o.backing_is_path) {
+    // An NBD/RBD spec is not a local path: the remote side has its own exclusivity.
+    const auto spec = parse_backing_spec(backing_path);
+    if (o.backing_is_path && (!spec.ok() || spec->kind == BackingSpec::Kind::file)) {
         PCACHE_TRY(check_distinct(pmem_path, backing_path));
         auto b = DeviceLock::acquire(backing_path, "backing");
         if (!b.ok()) return b.status();

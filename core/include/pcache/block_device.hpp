@@ -2,7 +2,8 @@
 //
 //  * size(): bytes; read(off, out), write(off, bytes, fua): byte offsets and lengths must be
 //    multiples of 512 (sectors); a write is durable at completion only with fua = true;
-//  * flush(): when it returns successfully, every write completed before it is durable.
+//  * flush(): when it returns successfully, every write completed before it is durable;
+//  * optionally write_batch() (BatchBlockDevice below): many writes in flight at once.
 // Errors are returned, never dropped; an out-of-range or misaligned request is refused with
 // Errc::invalid_argument and changes nothing.
 #pragma once
@@ -27,6 +28,24 @@ concept BlockDevice = requires(B& b, const B& cb, std::uint64_t off, std::span<c
 };
 
 inline constexpr std::uint64_t kBlockSectorBytes = 512;
+
+// One write of a batch (BatchBlockDevice::write_batch).
+struct WriteRequest {
+    std::uint64_t offset_bytes = 0;
+    std::span<const std::byte> bytes;
+    bool fua = false;
+};
+
+// Optional capability: write_batch(requests) puts the writes in flight together (up to the
+// device's queue depth) and returns when every one has completed or failed; the error returned
+// is that of the lowest-index failed request. The writes have no order among themselves (as on
+// a disk queue), so a caller never puts two overlapping writes in one batch; none is durable
+// without FUA or a later flush(). A batch that fails validation writes nothing.
+template <class B>
+concept BatchBlockDevice = BlockDevice<B> &&
+    requires(B& b, std::span<const WriteRequest> requests) {
+    { b.write_batch(requests) } -> std::same_as<Status>;
+};
 
 // Shared argument check: in range and sector aligned.
 inline Status check_block_io(const char* what, std::uint64_t off, std::uint64_t len,

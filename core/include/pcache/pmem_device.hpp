@@ -15,6 +15,8 @@
 //  * data(): read-only view of the mapping for direct reads (may be used only where a media
 //    error would be acceptable to crash on; the engine reads metadata through read()).
 // Every persistent store goes through write(): the engine never stores through a raw pointer.
+// A policy may also name the engine's lock types (`Mutex`, `SharedMutex`; pcache/sync.hpp):
+// only the concurrent simulator does, production policies get std::mutex/std::shared_mutex.
 // Out-of-range requests are refused with Errc::invalid_argument and change nothing.
 #pragma once
 

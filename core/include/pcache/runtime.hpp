@@ -36,6 +36,10 @@ public:
         std::chrono::milliseconds kset_flush{1000};  // buffered keys become durable within this
         // A failed step (a backing device error) is retried after 1 ms, doubling up to this.
         std::chrono::milliseconds retry_max{1000};
+        // flush_all retries a step that failed with an I/O error (a network backing device's
+        // transient EIO or lost connection) with the same backoff, and gives up when this long
+        // passed without progress.
+        std::chrono::milliseconds flush_retry_for{30000};
     };
 
     explicit Runtime(CacheT& cache) : Runtime(cache, Intervals{}) {}
@@ -116,9 +120,23 @@ public:
         PCACHE_TRY(flush_blocking());
         const auto start = Clock::now();
         const std::uint64_t total = cache_.dirty_bytes();
+        auto last_progress = Clock::now();
+        std::chrono::milliseconds backoff{0};
         for (std::uint64_t steps = 0; !cache_.is_clean(); ++steps) {
             auto r = cache_.writeback_step();
-            if (!r.status.ok()) return r.status;
+            if (!r.status.ok()) {
+                if (r.status.code() != Errc::io ||
+                    Clock::now() - last_progress >= iv_.flush_retry_for)
+                    return r.status;
+                backoff =
+                    std::min(iv_.retry_max, std::max(std::chrono::milliseconds(1), backoff * 2));
+                std::this_thread::sleep_for(backoff);
+                continue;
+            }
+            if (r.progressed) {
+                backoff = std::chrono::milliseconds(0);
+                last_progress = Clock::now();
+            }
             if (!r.progressed) {
                 PCACHE_TRY(flush_blocking());  // keys still buffered: persist them
                 if (!cache_.is_clean()) std::this_thread::yield();

@@ -26,6 +26,8 @@ struct BlockOpenOptions {
     // through an aligned bounce buffer; offsets and lengths must be multiples of
     // direct_offset_align_bytes() (512 on most devices).
     bool direct = false;
+    // O_RDONLY: for inspection only (writes then fail with the kernel's EBADF). Not with create.
+    bool read_only = false;
 };
 
 class BackingFile {

@@ -24,12 +24,6 @@
 
 namespace pcache {
 
-struct WriteRequest {
-    std::uint64_t offset_bytes = 0;
-    std::span<const std::byte> bytes;
-    bool fua = false;
-};
-
 class UringBlockDevice {
 public:
     static constexpr unsigned kDefaultQueueDepth = 64;
@@ -57,6 +51,6 @@ private:
     explicit UringBlockDevice(std::unique_ptr<Ring> ring);
     std::unique_ptr<Ring> ring_;
 };
-static_assert(BlockDevice<UringBlockDevice>);
+static_assert(BatchBlockDevice<UringBlockDevice>);
 
 }  // namespace pcache

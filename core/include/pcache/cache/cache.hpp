@@ -32,6 +32,7 @@
 #include "pcache/format/codec.hpp"
 #include "pcache/pmem_device.hpp"
 #include "pcache/result.hpp"
+#include "pcache/sync.hpp"
 
 namespace pcache {
 
@@ -52,6 +53,10 @@ inline LogPos log_pos_after(LogPos pos, const format::KsetView& v) {
 template <PmemDevice Pmem, BlockDevice Block>
 class Cache {
 public:
+    using Mutex = MutexFor<Pmem>;  // std::mutex unless the policy declares one (sync.hpp)
+    using SharedMutex = SharedMutexFor<Pmem>;  // std::shared_mutex likewise
+    using Subtree = BasicSubtree<Mutex>;
+
     // Attaches to a cache device and a backing device. A blank cache device is formatted; a
     // valid one is loaded and replayed; anything else is refused, and nothing is written then.
     static Result<std::unique_ptr<Cache>> open(Pmem& pmem, Block& backing, CacheOptions opts);
@@ -106,6 +111,7 @@ public:
     Status check_invariants();
 
 private:
+    class WritebackRuns;  // cache_writeback.hpp: runs sent as batches of concurrent writes
     struct Segment {
         std::uint32_t phys = 0;
         format::SegmentInfo info{};
@@ -116,10 +122,10 @@ private:
         std::uint32_t refs = 0;  // keys in the log + the data head filling it
         // Held shared while a read copies this segment's bytes, exclusively while its
         // generation is bumped: a segment is never reclaimed (and reused) under a copy.
-        mutable std::shared_mutex read_mutex;
+        mutable SharedMutex read_mutex;
     };
     struct KsetBuffer {
-        mutable std::mutex mutex;
+        mutable Mutex mutex;
         std::uint32_t key_num = 0;
         std::vector<std::byte> image = std::vector<std::byte>(format::kKsetBytesMax);
     };
@@ -213,12 +219,12 @@ private:
 
     format::Superblock sb_{};
     std::uint32_t n_segs_ = 0;
-    mutable std::mutex info_mutex_;
+    mutable Mutex info_mutex_;
     format::CacheInfo info_{};
     unsigned info_index_ = 0;
 
     std::unique_ptr<Segment[]> segs_;
-    mutable std::mutex seg_mutex_;  // seg_used_, refs, data head, generation writes
+    mutable Mutex seg_mutex_;  // seg_used_, refs, data head, generation writes
     std::vector<bool> seg_used_;
     std::uint32_t segs_used_ = 0;
     std::uint32_t last_seg_hint_ = 0;
@@ -231,20 +237,20 @@ private:
 
     std::vector<Subtree> subtrees_;
     std::vector<KsetBuffer> ksets_;
-    mutable std::mutex key_head_mutex_;
+    mutable Mutex key_head_mutex_;
     LogPos key_head_;
 
-    mutable std::mutex tail_mutex_;  // key_tail_, dirty_tail_ and their records
+    mutable Mutex tail_mutex_;  // key_tail_, dirty_tail_ and their records
     Tail key_tail_;
     Tail dirty_tail_;
-    std::mutex writeback_mutex_;  // one writeback step at a time
-    std::mutex gc_mutex_;         // one GC step at a time
+    Mutex writeback_mutex_;  // one writeback step at a time
+    Mutex gc_mutex_;         // one GC step at a time
     std::atomic<bool> gc_failed_{false};
-    mutable std::mutex health_mutex_;  // leaf
+    mutable Mutex health_mutex_;  // leaf
     WritebackHealth health_;
 
     std::atomic<std::uint64_t> dirty_bytes_{0};
-    mutable std::mutex counters_mutex_;
+    mutable Mutex counters_mutex_;
     CacheCounters counters_;
     void count(std::uint64_t CacheCounters::*field, std::uint64_t n = 1) {
         std::lock_guard g(counters_mutex_);

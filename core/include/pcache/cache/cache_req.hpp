@@ -198,6 +198,10 @@ Status Cache<Pmem, Block>::read_piece(std::uint64_t off, std::span<std::byte> ou
             if (k.off > cursor) PCACHE_TRY(miss(k.off));
             const std::uint64_t from = std::max(k.off, cursor), to = std::min(k.end(), end);
             PCACHE_TRY(read_from_key(k, from, out.subspan(from - off, to - from), stale));
+#ifdef PCACHE_MUTANT_M30  // seeded bug (the old read path): a key reclaimed under it fails it
+            if (stale)
+                return {Errc::io, "cache segment reclaimed during a read (index out of date)"};
+#endif
             if (stale) break;
             cursor = to;
         }

@@ -57,7 +57,9 @@ void Cache<Pmem, Block>::seg_put_locked(std::uint32_t seg) {
     if (--s.refs > 0) return;
 #ifndef PCACHE_MUTANT_M12
     {
+#ifndef PCACHE_MUTANT_M31  // seeded bug: the generation moves on while a read copies
         std::unique_lock rl(s.read_mutex);  // waits for reads copying out of this segment
+#endif
         s.gen.fetch_add(1, std::memory_order_acq_rel);
     }
     if (Status st = write_seg_gen_locked(seg); !st.ok()) {

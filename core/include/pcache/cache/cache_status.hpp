@@ -104,7 +104,7 @@ template <PmemDevice Pmem, BlockDevice Block>
 Status Cache<Pmem, Block>::check_invariants() {
     std::lock_guard wb(writeback_mutex_);
     std::lock_guard gc(gc_mutex_);
-    std::vector<std::unique_lock<std::mutex>> kset_locks;
+    std::vector<std::unique_lock<Mutex>> kset_locks;
     for (KsetBuffer& kb : ksets_) kset_locks.emplace_back(kb.mutex);
     const LogPos kt = key_tail(), dt = dirty_tail(), kh = key_head();
     std::unique_lock seg_lock(seg_mutex_);

@@ -36,9 +36,11 @@ struct CacheKey {
     }
 };
 
-class Subtree {
+// Mutex: the engine's lock type (pcache/sync.hpp); std::mutex outside the simulator.
+template <class Mutex = std::mutex>
+class BasicSubtree {
 public:
-    std::mutex mutex;  // the subtree lock: held for index walks and kset appends
+    Mutex mutex;  // the subtree lock: held for index walks and kset appends
 
     // Inserts `k`; every older byte it covers is forgotten.
     //   is_stale(key) -> bool: the key's generation is older than its segment's.
@@ -158,5 +160,6 @@ private:
     std::map<std::uint64_t, CacheKey> keys_;
     std::map<std::uint64_t, Poison> poisoned_;
 };
+using Subtree = BasicSubtree<>;
 
 }  // namespace pcache

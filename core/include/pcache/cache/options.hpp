@@ -26,6 +26,9 @@ struct CacheOptions {
     // batching keeps the same guarantee (dirty_tail moves only past flushed data) with fewer
     // flushes. 1 reproduces the kernel's sequence of dirty_tail records exactly.
     std::uint32_t writeback_batch_ksets = 32;
+    // Writes in flight at once during writeback on a backing device that takes batches
+    // (BatchBlockDevice: io_uring files, NBD, RBD); 1 writes one run at a time. 1..1024.
+    std::uint32_t writeback_queue_depth = 32;
     // Progress of a long replay (a million keys take about a second): called every 256 ksets
     // with the ksets and keys replayed so far. Optional.
     std::function<void(std::uint64_t ksets, std::uint64_t keys)> replay_progress = {};
