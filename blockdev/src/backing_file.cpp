@@ -68,6 +68,10 @@ Result<BackingFile> BackingFile::open(const std::string& path, const BlockOpenOp
         const int err = errno;
         if (err == ENOENT)
             s = {Errc::not_found, "backing '" + path + "': cannot open: " + errno_text(err)};
+        else if (err == EISDIR)
+            s = {
+                Errc::invalid_argument,
+                "backing '" + path + "' is a directory: expected a regular file or a block device"};
         else if (err == EINVAL && options.direct)
             s = {Errc::unsupported,
                  "backing '" + path + "': the file system refuses O_DIRECT: " + errno_text(err)};
@@ -95,7 +99,9 @@ Status BackingFile::probe(const BlockOpenOptions& options) {
             return errno_status("BLKGETSIZE64", 0, errno);
     } else {
         return {Errc::invalid_argument,
-                "backing '" + path_ + "': expected a regular file or a block device"};
+                "backing '" + path_ + "' is " +
+                    (S_ISDIR(st.st_mode) ? "a directory" : "not a file or a device") +
+                    ": expected a regular file or a block device"};
     }
     if (found_bytes < options.size_bytes)
         return {Errc::invalid_argument, "backing '" + path_ + "' is " +

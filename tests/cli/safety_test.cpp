@@ -289,7 +289,7 @@ TEST_F(SafetyTest, VersionAndHelp) {
     r = pcache("message --help");
     EXPECT_FALSE(has(r.out, "--words")) << r.out;
     EXPECT_TRUE(has(pcache("serve --help").out, "--segment-size arg (=16M)"));
-    EXPECT_TRUE(has(pcache("sim --help").out, "--ops arg (=100)"));
+    EXPECT_TRUE(has(pcache("sim --help").out, "--ops arg (=10000)"));
 }
 
 // Item 10: the demo's counters describe the run the user saw (the workload, then the reopen).
