@@ -47,20 +47,20 @@ int run_sim(const std::vector<std::string>& args) {
     std::string mode_name = "x86";
     using U64 = std::uint64_t;
     opts.add_options()("seed", integer(&seed, U64{0}, UINT64_MAX - 1, "seed"),
-                       "first (or only) seed")(
-        "cases", integer(&cases, U64{1}, U64{1000000000}, "cases"),
-        "run this many consecutive seeds")(
+                       "first (or only) seed")("cases",
+                                               integer(&cases, U64{1}, U64{1000000000}, "cases"),
+                                               "run this many consecutive seeds")(
         "seconds", integer(&seconds, U64{0}, U64{31536000}, "seconds"),
         "run consecutive seeds until this many seconds have passed (0: use --cases)")(
         "ops", integer(&ops, U64{1}, U64{100000000}, "ops"), "operations per workload")(
         "mode", po::value(&mode_name)->default_value(mode_name),
         "pmem model: x86, eadr or any (any: findings only)")(
         "segment-kib", integer(&segment_kib, U64{64}, U64{16384}, "segment-kib"),
-        "segment size in KiB (16384: kernel geometry)")(
-        "segs", integer(&segs, 2u, 4096u, "segs"), "segments in the simulated cache device")(
+        "segment size in KiB (16384: kernel geometry)")("segs", integer(&segs, 2u, 4096u, "segs"),
+                                                        "segments in the simulated cache device")(
         "backing-kib", integer(&backing_kib, U64{128}, U64{4} << 20, "backing-kib"),
-        "simulated backing device size in KiB")(
-        "n-ksets", integer(&n_ksets, 1u, 1024u, "n-ksets"), "kset buffers")(
+        "simulated backing device size in KiB")("n-ksets", integer(&n_ksets, 1u, 1024u, "n-ksets"),
+                                                "kset buffers")(
         "data-crc", po::value(&data_crc)->default_value(data_crc)->implicit_value("on"),
         "per-key data CRC: on, off or mixed (every second seed)")(
         "pmem-samples", integer(&pmem_samples, U64{1}, U64{1000000}, "pmem-samples"),
@@ -81,8 +81,8 @@ int run_sim(const std::vector<std::string>& args) {
         "operations after such a recovery")(
         "recovery-states-max",
         integer(&recovery_states_max, U64{1}, U64{1000000}, "recovery-states-max"),
-        "images per recovery crash point")(
-        "no-reach-check", "do not fail when a kind of event was never reached")(
+        "images per recovery crash point")("no-reach-check",
+                                           "do not fail when a kind of event was never reached")(
         "no-focus", "do not explore every point of the operations that switch log segments")(
         "tear-block-writes", "unflushed backing writes may tear at 512-byte sectors")(
         "recovery-crashes", "also crash recovery at its persistence points")(
@@ -219,6 +219,19 @@ int run_sim(const std::vector<std::string>& args) {
     if (failures.empty()) {
         if (reach_check && !missing.empty()) return kExitProblems;
         std::printf("  no failures\n");
+        // What was proven, in plain words, and what to try next.
+        std::printf(
+            "  In words: power was cut at %llu of the %llu persistence points of %llu generated "
+            "workload(s); each of the %llu crash images (pending cache lines and unflushed disk "
+            "writes kept or dropped) was recovered, and no recovery lost a write acknowledged by "
+            "FLUSH or FUA or returned bytes that no write produced (one image in %u was also "
+            "written back to clean and the backing device compared).\n"
+            "  Next: more seeds (--seconds 600, --cases N), --recovery-crashes (power cuts during "
+            "recovery), --tear-block-writes, --mode any (weaker hardware, findings only), or "
+            "--segment-kib 16384 --segs 32 (kernel geometry).\n",
+            static_cast<unsigned long long>(explored), static_cast<unsigned long long>(points),
+            static_cast<unsigned long long>(runs), static_cast<unsigned long long>(states),
+            backing_check_one_in);
         return kExitOk;
     }
     std::printf(
