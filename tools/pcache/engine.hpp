@@ -98,6 +98,7 @@ inline int open_existing(const char* cmd, const po::variables_map& vm, LiveCache
     opts.geometry = h.geometry;
     opts.data_crc = h.data_crc();
     opts.writeback_queue_depth = writeback_queue_depth;
+    opts.log = [cmd](const std::string& line) { say(cmd, line); };  // lost dirty data
     img.pmem.reset();
     return open_live(cmd, vm["pmem"].as<std::string>(), vm["backing"].as<std::string>(), opts, out);
 }
