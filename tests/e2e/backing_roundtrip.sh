@@ -30,6 +30,7 @@ source "$HERE/lib.sh"
 [ -c /dev/fuse ] || skip "/dev/fuse is missing (the kernel has no FUSE)"
 [ -c /dev/loop-control ] || skip "/dev/loop-control is missing (the kernel has no loop devices)"
 need=(losetup mount umount mkfs.ext4 e2fsck fusermount3 md5sum)
+[ "$MODE" = nbd-errors ] && need+=(fio)
 case "$MODE" in
 nbd | nbd-errors) need+=(nbdkit nbdcopy) ;;
 rbd) need+=(ceph-mon ceph-osd ceph rbd monmaptool) ;;
@@ -104,7 +105,7 @@ stop_front() {
 
 SERVER=
 start_front() {
-    "$PCACHE" serve --pmem "$WORK/pmem" --backing "$BACKING" --fuse "$WORK/mnt" "$@" \
+    "$PCACHE" serve --pmem "${PMEM:-$WORK/pmem}" --backing "$BACKING" --fuse "$WORK/mnt" "$@" \
         2>>"$WORK/server.log" &
     SERVER=$!
     on_exit "stop_pid KILL $SERVER"
@@ -193,4 +194,35 @@ mount -o ro "$LOOP" "$WORK/fs" || die "mounting the backing copy failed"
 on_exit "force_umount '$WORK/fs'"
 verify_synced
 force_umount "$WORK/fs"
+if [ "$MODE" = nbd-errors ]; then
+    # fio with verification straight on the device, through a cache half the size of what fio
+    # writes, while the backing fails every write half of the time: writes must block (never
+    # fail) until writeback gets through, every block must read back as written, writeback must
+    # have failed and recovered (the serve log says both), and after recovery the backing device
+    # must hold exactly what the cache served.
+    log "$MODE: fio (verified) through a 64 MiB cache while the backing fails in bursts"
+    PMEM=$WORK/pmem-small
+    truncate -s 64M "$PMEM"
+    : > "$WORK/server.log"
+    start_front --format --force-backing --segment-size 4M
+    errors_on
+    fio --name=eio --filename="$LOOP" --rw=randwrite --bs=64k --direct=1 --ioengine=libaio \
+        --iodepth=16 --size="$BACKING_BYTES" --verify=crc32c --verify_fatal=1 --randrepeat=1 \
+        --output="$WORK/fio-eio.log" ||
+        { tail -20 "$WORK/fio-eio.log" >&2; tail -20 "$WORK/server.log" >&2; die "fio saw an error"; }
+    errors_off
+    grep -q "err= 0" "$WORK/fio-eio.log" || { cat "$WORK/fio-eio.log" >&2; die "fio reported errors"; }
+    WANT=$(md5sum < "$LOOP" | cut -d' ' -f1)
+    stop_front_clean
+    grep -q "writeback to the backing device is failing" "$WORK/server.log" ||
+        { cat "$WORK/server.log" >&2; die "writeback never failed: the bursts were not exercised"; }
+    grep -q "writeback recovered" "$WORK/server.log" ||
+        { cat "$WORK/server.log" >&2; die "no recovery line after the bursts"; }
+    "$PCACHE" flush --pmem "$PMEM" --backing "$BACKING" --segment-size 4M 2>>"$WORK/flush.log" \
+        >/dev/null || { cat "$WORK/flush.log" >&2; die "pcache flush after fio failed"; }
+    read_backing "$WORK/direct2.img"
+    GOT=$(md5sum < "$WORK/direct2.img" | cut -d' ' -f1)
+    [ "$GOT" = "$WANT" ] || die "after fio: backing md5 $GOT, expected $WANT"
+    log "$MODE: fio verified every block through the bursts; backing md5 $GOT matches"
+fi
 log "$MODE: PASS"
