@@ -300,8 +300,8 @@ TEST_F(SafetyTest, DemoCountersDescribeTheWholeRun) {
     const auto row = r.out.find("\npmem_written_bytes");
     ASSERT_NE(row, std::string::npos) << r.out;
     unsigned long long workload = 0, reopen = 0;
-    ASSERT_EQ(std::sscanf(r.out.c_str() + row, "\npmem_written_bytes %llu %llu", &workload, &reopen),
-              2)
+    ASSERT_EQ(
+        std::sscanf(r.out.c_str() + row, "\npmem_written_bytes %llu %llu", &workload, &reopen), 2)
         << r.out;
     EXPECT_GE(workload, 1500ull * 4096) << "the workload's writes are not in its column";
 }

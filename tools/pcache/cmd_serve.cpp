@@ -87,8 +87,7 @@ int exec_nbdkit(const po::variables_map& vm) {
     if (vm.count("force-backing")) a.push_back("force_backing=on");
     a.push_back("segment_size=" + vm["segment-size"].as<std::string>());
     if (g_num.ksets) a.push_back("ksets=" + std::to_string(*g_num.ksets));
-    if (g_num.writeback_qd)
-        a.push_back("writeback_qd=" + std::to_string(*g_num.writeback_qd));
+    if (g_num.writeback_qd) a.push_back("writeback_qd=" + std::to_string(*g_num.writeback_qd));
     if (vm.count("nbd")) {
         a.push_back("socket=" + vm["nbd"].as<std::string>());
         a.push_back("announce=nbd+unix:///?socket=" + vm["nbd"].as<std::string>());

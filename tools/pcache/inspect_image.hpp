@@ -75,7 +75,8 @@ inline int open_and_inspect(const char* cmd, const po::variables_map& vm, Inspec
         auto b = open_backing(vm["backing"].as<std::string>(), bo);
         if (!b.ok()) return fail(cmd, b.status());
         if ((*b)->size() == 0 || (*b)->size() % format::kSectorBytes != 0) {
-            say(cmd, "backing '" + vm["backing"].as<std::string>() + "' is " + std::to_string((*b)->size()) +
+            say(cmd, "backing '" + vm["backing"].as<std::string>() + "' is " +
+                         std::to_string((*b)->size()) +
                          " B: expected a non-zero multiple of 512 B (too small, or not a backing "
                          "device)");
             return kExitProblems;

@@ -232,6 +232,28 @@ Status check_distinct(const std::string& pmem_path, const std::string& backing_p
     return {};
 }
 
+namespace {
+// The file system or partition-table type libblkid recognises on `path`, "" for none (or a
+// device libblkid cannot read: the open that follows reports the reason).
+std::string blkid_signature(const std::string& path) {
+    blkid_probe pr = blkid_new_probe_from_filename(path.c_str());
+    if (!pr) return {};
+    blkid_probe_enable_superblocks(pr, 1);
+    blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_TYPE);
+    blkid_probe_enable_partitions(pr, 1);
+    std::string type;
+    const char* value = nullptr;
+    if (blkid_do_safeprobe(pr) == 0) {
+        if (blkid_probe_lookup_value(pr, "TYPE", &value, nullptr) == 0)
+            type = value;
+        else if (blkid_probe_lookup_value(pr, "PTTYPE", &value, nullptr) == 0)
+            type = std::string(value) + " partition table";
+    }
+    blkid_free_probe(pr);
+    return type;
+}
+}  // namespace
+
 Status check_backing(const std::string& backing_path, bool new_cache, bool force) {
     const int fd = ::open(backing_path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return errno_status(errno, quoted("backing", backing_path));
@@ -260,20 +282,7 @@ Status check_backing(const std::string& backing_path, bool new_cache, bool force
                     "' holds a pcache cache superblock: are --pmem and --backing swapped?" +
                     refuse_tail};
     if (!new_cache) return {};
-    blkid_probe pr = blkid_new_probe_from_filename(backing_path.c_str());
-    if (!pr) return {};  // unreadable for libblkid: the open that follows reports the reason
-    blkid_probe_enable_superblocks(pr, 1);
-    blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_TYPE);
-    blkid_probe_enable_partitions(pr, 1);
-    std::string type;
-    const char* value = nullptr;
-    if (blkid_do_safeprobe(pr) == 0) {
-        if (blkid_probe_lookup_value(pr, "TYPE", &value, nullptr) == 0)
-            type = value;
-        else if (blkid_probe_lookup_value(pr, "PTTYPE", &value, nullptr) == 0)
-            type = std::string(value) + " partition table";
-    }
-    blkid_free_probe(pr);
+    const std::string type = blkid_signature(backing_path);
     if (type.empty()) return {};
     return {Errc::invalid_argument,
             "backing '" + backing_path + "' holds a " + type +
@@ -283,20 +292,7 @@ Status check_backing(const std::string& backing_path, bool new_cache, bool force
 }
 
 Status check_new_pmem(const std::string& pmem_path) {
-    blkid_probe pr = blkid_new_probe_from_filename(pmem_path.c_str());
-    if (!pr) return {};
-    blkid_probe_enable_superblocks(pr, 1);
-    blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_TYPE);
-    blkid_probe_enable_partitions(pr, 1);
-    std::string type;
-    const char* value = nullptr;
-    if (blkid_do_safeprobe(pr) == 0) {
-        if (blkid_probe_lookup_value(pr, "TYPE", &value, nullptr) == 0)
-            type = value;
-        else if (blkid_probe_lookup_value(pr, "PTTYPE", &value, nullptr) == 0)
-            type = std::string(value) + " partition table";
-    }
-    blkid_free_probe(pr);
+    const std::string type = blkid_signature(pmem_path);
     if (type.empty()) return {};
     return {Errc::invalid_argument, "pmem '" + pmem_path + "' holds a " + type +
                                         " signature (libblkid): is it the backing device? "
