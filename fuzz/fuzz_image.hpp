@@ -277,20 +277,28 @@ inline void index_regions(Template& t) {
     add_meta("dirty_tail1", kDirtyTailOffsetBytes + kPosBytes, kPosBytes);
     const Geometry geo = t.opts.geometry;
     std::vector<std::vector<std::uint32_t>> starts(kSegs);
-    LogPos pos = t.key_tail;
-    for (int guard = 0; guard < 100000; ++guard) {
-        const std::uint64_t at = geo.data_offset(pos.seg) + pos.off;
-        const std::uint64_t n =
-            std::min<std::uint64_t>(kKsetBytesMax, geo.seg_data_bytes() - pos.off);
-        auto v = decode_kset(std::span<const std::byte>(t.image).subspan(at, n), kSegs, at);
-        PCACHE_FUZZ_CHECK(v.ok(), "template " + t.name + ": " + v.status().to_string());
-        starts[pos.seg].push_back(pos.off);  // the end marker too: edits there can extend the log
-        if (v->kind == KsetKind::end) break;
-        t.ksets.push_back(pos);
-        pos = v->kind == KsetKind::last ? LogPos{v->next_cache_seg_id(), 0}
-                                        : LogPos{pos.seg, pos.off + std::uint32_t(v->size_bytes())};
-    }
-    PCACHE_FUZZ_CHECK(pos == t.key_head,
+    struct ImageLog {  // the template's key log as the engine's walker reads it
+        const Template& t;
+        Geometry geo;
+        std::uint32_t n_segs() const { return kSegs; }
+        std::uint64_t seg_data_bytes() const { return geo.seg_data_bytes(); }
+        std::uint64_t log_addr(LogPos p) const { return geo.data_offset(p.seg) + p.off; }
+        Status read(std::uint64_t off, std::span<std::byte> dst) const {
+            if (off > t.image.size() || dst.size() > t.image.size() - off)
+                return {Errc::invalid_argument, "read outside the template"};
+            std::memcpy(dst.data(), t.image.data() + off, dst.size());
+            return {};
+        }
+    };
+    auto walked = walk_log(ImageLog{t, geo}, WalkSpec{.from = t.key_tail},
+                           [&](const KsetAt& at) -> Result<WalkStep> {
+                               starts[at.pos.seg].push_back(at.pos.off);
+                               t.ksets.push_back(at.pos);
+                               return WalkStep::next;
+                           });
+    PCACHE_FUZZ_CHECK(walked.ok(), "template " + t.name + ": " + walked.status().to_string());
+    starts[walked->pos.seg].push_back(walked->pos.off);  // edits at the end marker extend the log
+    PCACHE_FUZZ_CHECK(walked->pos == t.key_head,
                       "template " + t.name + ": log walk does not end at key_head");
     for (std::uint32_t s = 0; s < kSegs; ++s) {
         const std::uint64_t seg = geo.segment_offset(s);

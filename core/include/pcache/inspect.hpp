@@ -6,12 +6,13 @@
 // format/codec.hpp. Two stages:
 //   read_header()  superblock, both copies of cache_info, key_tail and dirty_tail, and the
 //                  segment chain with both copies of every segment_info and seg_gen;
-//   walk_log()     the key log from key_tail to its end, with the bounds of
-//                  dm-pcache-format.md 9.4/9.5 and the single-image invariants of section 11,
-//                  reporting each kset to a visitor (so a million keys need no memory).
+//   walk_log()     the key log from key_tail to its end, through the engine's walker
+//                  (format/log_walk.hpp: the bounds of dm-pcache-format.md 9.4/9.5), with the
+//                  single-image invariants of section 11, reporting each kset to a visitor (so
+//                  a million keys need no memory).
 // What is wrong with the image goes into `problems` (each says what was expected, what was
 // found and where); only a failed read is an error (Errc::io). Every walk is bounded: the chain
-// by n_segs, LAST hops by n_segs, ksets by what the cache can hold, problems by kProblemsMax.
+// by n_segs, the key log by the walker, problems by kProblemsMax.
 #pragma once
 
 #include <array>
@@ -26,6 +27,7 @@
 
 #include "pcache/crc32c.hpp"
 #include "pcache/format/codec.hpp"
+#include "pcache/format/log_walk.hpp"
 #include "pcache/result.hpp"
 
 namespace pcache::inspect {
@@ -50,12 +52,7 @@ struct Problems {
 };
 
 // A log position: cache segment id and byte offset in its data area.
-struct Pos {
-    std::uint32_t seg = 0;
-    std::uint32_t off = 0;
-    bool operator==(const Pos&) const = default;
-    std::string str() const { return std::to_string(seg) + ":" + std::to_string(off); }
-};
+using Pos = LogPos;
 
 // One copy of a duplicated record, with its verdicts.
 template <format::MetaRecord T>
@@ -330,85 +327,76 @@ template <ImageReader R>
 Status check_key(const R& r, const Header& h, const WalkOptions& opt, LogSummary& out, KeyView& kv,
                  std::vector<std::byte>& data);
 
-// Walks the key log from key_tail. Precondition: h.walkable(). Errors: Errc::io only.
+namespace detail {
+
+// The image's key log as the walker reads it (format/log_walk.hpp). Needs h.walkable().
+template <ImageReader R>
+struct ImageLog {
+    const R& r;
+    const Header& h;
+    std::uint32_t n_segs() const { return h.n_segs(); }
+    std::uint64_t seg_data_bytes() const { return h.geometry.seg_data_bytes(); }
+    std::uint64_t log_addr(Pos p) const {
+        return h.geometry.data_offset(h.segments[p.seg].phys_seg_id) + p.off;
+    }
+    Status read(std::uint64_t off, std::span<std::byte> dst) const { return r.read(off, dst); }
+};
+
+}  // namespace detail
+
+// Walks the key log from key_tail. Precondition: h.walkable(). Errors: those of the reader
+// (Errc::io); what the walker finds impossible (Errc::corrupt) is a problem that ends the walk.
 template <ImageReader R, class Visitor>
 Result<LogSummary> walk_log(const R& r, const Header& h, const WalkOptions& opt, Visitor&& visit) {
-    using namespace format;
     LogSummary out;
     if (!h.walkable()) {
         out.problems.add("the key log cannot be walked: the header has problems");
         return out;
     }
     const std::uint32_t n_segs = h.n_segs();
-    const std::uint64_t data_bytes = h.geometry.seg_data_bytes();
-    const std::uint64_t ksets_max = std::uint64_t(n_segs) * (data_bytes / kset_bytes(1) + 1);
-    const Pos dirty_tail = h.dirty_tail_pos();
     out.kset_segment.assign(n_segs, false);
     out.data_segment.assign(n_segs, false);
-    Pos pos = h.key_tail_pos();
-    out.kset_segment[pos.seg] = true;
-    std::uint64_t hops = 0;
-    std::vector<std::byte> win, data;
+    out.kset_segment[h.key_tail_pos().seg] = true;
+    std::vector<std::byte> data;
     std::vector<KeyView> keys;
-    for (;;) {
-        if (pos == dirty_tail) out.reached_dirty_tail = true;
-        const std::uint64_t addr =
-            h.geometry.data_offset(h.segments[pos.seg].phys_seg_id) + pos.off;
-        const std::string at = "kset at " + pos.str() + " (" + detail::where(addr) + ")";
-        if (++out.ksets > ksets_max) {
-            out.problems.add("key log: more than " + std::to_string(ksets_max) +
-                             " ksets, more than the cache can hold (a cycle?)");
-            return out;
-        }
-        win.resize(std::min<std::uint64_t>(kKsetBytesMax, data_bytes - pos.off));
-        PCACHE_TRY(r.read(addr, win));
-        auto v = decode_kset(win, n_segs, addr);
-        if (!v.ok()) {
-            out.problems.add(v.status().message());
-            return out;
-        }
-        if (v->kind == KsetKind::end) {
-            --out.ksets;
-            out.key_head = pos;
-            out.end_reason = v->end_reason;
-            out.complete = true;
-            break;
-        }
-        KsetEvent ev{pos, addr, v->kind, v->key_num(), 0, !out.reached_dirty_tail, {}};
-        if (v->kind == KsetKind::last) {
-            const std::uint32_t next = v->next_cache_seg_id();
-            ev.next_cache_seg_id = next;
-            ++out.last_ksets;
-            visit(ev);
-            if (++hops > n_segs || out.kset_segment[next]) {
-                out.problems.add(at + ": LAST kset leads back to kset segment " +
-                                 std::to_string(next) + " (cycle in the kset chain)");
-                return out;
+    const WalkSpec spec{.from = h.key_tail_pos(), .mark = h.dirty_tail_pos()};
+    auto walked = pcache::walk_log(
+        detail::ImageLog<R>{r, h}, spec, [&](const KsetAt& at) -> Result<WalkStep> {
+            const format::KsetView& v = at.view;
+            ++out.ksets;
+            out.reached_dirty_tail = at.past_mark;
+            KsetEvent ev{at.pos, at.addr, v.kind, v.key_num(), 0, !at.past_mark, {}};
+            if (v.kind == format::KsetKind::last) {
+                ev.next_cache_seg_id = at.next.seg;
+                ++out.last_ksets;
+                out.kset_segment[at.next.seg] = true;
+                visit(ev);
+                return WalkStep::next;
             }
-            out.kset_segment[next] = true;
-            pos = Pos{next, 0};
-            continue;
-        }
-        if (pos.off + v->size_bytes() + kKsetHeaderBytes > data_bytes) {
-            out.problems.add(at + ": " + std::to_string(v->size_bytes()) +
-                             " B leave no room for a LAST kset before the end of the data area");
-            return out;
-        }
-        keys.clear();
-        for (std::uint32_t i = 0; i < v->key_num(); ++i) {
-            KeyView kv;
-            kv.key = v->key(i);
-            kv.offset_bytes = addr + kset_bytes(i);
-            PCACHE_TRY(check_key(r, h, opt, out, kv, data));
-            keys.push_back(kv);
-        }
-        ev.keys = keys;
-        visit(ev);
-        pos.off += static_cast<std::uint32_t>(v->size_bytes());
+            keys.clear();
+            for (std::uint32_t i = 0; i < v.key_num(); ++i) {
+                KeyView kv;
+                kv.key = v.key(i);
+                kv.offset_bytes = at.addr + format::kset_bytes(i);
+                PCACHE_TRY(check_key(r, h, opt, out, kv, data));
+                keys.push_back(kv);
+            }
+            ev.keys = keys;
+            visit(ev);
+            return WalkStep::next;
+        });
+    if (!walked.ok()) {
+        if (walked.code() != Errc::corrupt) return walked.status();
+        out.problems.add(walked.status().message());
+        return out;
     }
+    out.key_head = walked->pos;
+    out.end_reason = walked->end_reason;
+    out.complete = true;
+    out.reached_dirty_tail = walked->mark_reached;
     if (!out.reached_dirty_tail)
         out.problems.add("key log ends at " + out.key_head.str() + " before reaching dirty_tail " +
-                         dirty_tail.str() +
+                         h.dirty_tail_pos().str() +
                          " (a kset in the middle is corrupt, or dirty_tail is "
                          "not on a kset boundary)");
     for (std::uint32_t s = 0; s < n_segs; ++s) {

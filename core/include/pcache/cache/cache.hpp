@@ -30,25 +30,14 @@
 #include "pcache/cache/key_index.hpp"
 #include "pcache/cache/options.hpp"
 #include "pcache/format/codec.hpp"
+#include "pcache/format/log_walk.hpp"
+#include "pcache/mutation.hpp"
 #include "pcache/pmem_device.hpp"
 #include "pcache/result.hpp"
 #include "pcache/sync.hpp"
+#include "pcache/verify.hpp"
 
 namespace pcache {
-
-// A position in the key log: cache segment id and offset in its data area.
-struct LogPos {
-    std::uint32_t seg = 0;
-    std::uint32_t off = 0;
-    bool operator==(const LogPos&) const = default;
-};
-
-// Where the log continues after the valid kset `v` at `pos`: the next cache segment's start for
-// a LAST kset, the byte after the kset otherwise.
-inline LogPos log_pos_after(LogPos pos, const format::KsetView& v) {
-    if (v.kind == format::KsetKind::last) return LogPos{v.next_cache_seg_id(), 0};
-    return LogPos{pos.seg, pos.off + static_cast<std::uint32_t>(v.size_bytes())};
-}
 
 template <PmemDevice Pmem, BlockDevice Block>
 class Cache {
@@ -189,7 +178,9 @@ private:
     Status insert_and_append(Subtree& st, const CacheKey& key, bool force_close, bool& appended);
     void append_key_locked(KsetBuffer& kb, const CacheKey& key);
     void fix_piece_crc(const CacheKey& whole, CacheKey& piece);
-    Status read_window(LogPos pos, std::vector<std::byte>& buf);
+
+    // cache_status.hpp: the always-on check of a key entering the index and the log
+    Status verify_key(const CacheKey& k) const;
 
     // cache_replay.hpp
     Status replay();
@@ -205,9 +196,22 @@ private:
     void fill_miss_locked(Subtree& st, std::uint64_t off, std::span<const std::byte> data);
     Status check_io(const char* what, std::uint64_t off, std::uint64_t len) const;
 
+    // The key log as the walker reads it (format/log_walk.hpp): this cache's pmem.
+    struct PmemLog {
+        const Cache& c;
+        std::uint32_t n_segs() const { return c.n_segs_; }
+        std::uint64_t seg_data_bytes() const { return c.seg_data_bytes(); }
+        std::uint64_t log_addr(LogPos p) const { return c.data_addr(p.seg, p.off); }
+        Status read(std::uint64_t off, std::span<std::byte> dst) const {
+            return c.pmem_.read(off, dst);
+        }
+    };
+    PmemLog log_source() const { return PmemLog{*this}; }
+
     // cache_writeback.hpp / cache_gc.hpp
     Status write_tail(Tail& t, std::uint64_t slot0_addr);
-    Status decode_kset_at(LogPos pos, std::vector<std::byte>& buf, format::KsetView& v);
+    StepResult gc_retire(LogPos kt, LogPos dt, const format::KsetView& v);
+    StepResult gc_failed(Status s);
     void writeback_lost(const CacheKey& k, const std::string& why);
     StepResult writeback_failed(Status s);
     std::string writeback_failing_note() const;

@@ -34,17 +34,28 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::gc_step() {
         if (segs_used_ < std::uint64_t(n_segs_) * percent / 100 && data_seg_allowed_locked())
             return {};
     }
-    auto fail = [this](Status s) {
-        gc_failed_.store(true);
-        return StepResult{false, s.with_context("gc")};
-    };
-    std::vector<std::byte> buf;
-    format::KsetView v;
-    if (Status s = decode_kset_at(kt, buf, v); !s.ok()) return fail(s);
-    if (v.kind == format::KsetKind::end)
-        return fail({Errc::corrupt, "no valid kset at key_tail " + std::to_string(kt.seg) + ":" +
-                                        std::to_string(kt.off) +
-                                        " although dirty_tail is further"});
+    // One kset: the oldest, at key_tail.
+    StepResult done;
+    const WalkSpec spec{.from = kt, .until = dt, .until_name = "dirty_tail"};
+    auto walked = walk_log(log_source(), spec, [&](const KsetAt& at) -> Result<WalkStep> {
+        done = gc_retire(kt, dt, at.view);
+        return WalkStep::stop;
+    });
+    if (!walked.ok()) return gc_failed(walked.status());
+    return done;
+}
+
+template <PmemDevice Pmem, BlockDevice Block>
+typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::gc_failed(Status s) {
+    gc_failed_.store(true);
+    return StepResult{false, s.with_context("gc")};
+}
+
+// Retires the kset `v` at key_tail `kt` (dirty_tail `dt` is further).
+template <PmemDevice Pmem, BlockDevice Block>
+typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::gc_retire(LogPos kt, LogPos dt,
+                                                                      const format::KsetView& v) {
+    auto fail = [this](Status s) { return gc_failed(std::move(s)); };
     if (v.kind == format::KsetKind::last) {
         if (dt.seg == kt.seg) return {};
         {

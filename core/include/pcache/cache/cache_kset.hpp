@@ -31,17 +31,16 @@ Status Cache<Pmem, Block>::kset_close_locked(KsetBuffer& kb) {
             next = *seg;
         }
         const auto last = format::to_bytes(format::make_last_kset(next));
-#ifdef PCACHE_MUTANT_M3  // seeded bug: the chain link is durable before the new segment's header
-        PCACHE_TRY(pmem_.write(data_addr(key_head_.seg, key_head_.off), last, kPmemFlushCache));
-        PCACHE_TRY(pmem_.drain());
+        if constexpr (mutant(3)) {  // M3: the chain link is durable before the new segment's header
+            PCACHE_TRY(pmem_.write(data_addr(key_head_.seg, key_head_.off), last, kPmemFlushCache));
+            PCACHE_TRY(pmem_.drain());
+        }
         PCACHE_TRY(pmem_.write(data_addr(next, 0), zeros, kPmemFlushCache));
         PCACHE_TRY(pmem_.drain());
-#else
-        PCACHE_TRY(pmem_.write(data_addr(next, 0), zeros, kPmemFlushCache));
-        PCACHE_TRY(pmem_.drain());
-        PCACHE_TRY(pmem_.write(data_addr(key_head_.seg, key_head_.off), last, kPmemFlushCache));
-        PCACHE_TRY(pmem_.drain());
-#endif
+        if constexpr (!mutant(3)) {
+            PCACHE_TRY(pmem_.write(data_addr(key_head_.seg, key_head_.off), last, kPmemFlushCache));
+            PCACHE_TRY(pmem_.drain());
+        }
         key_head_ = LogPos{next, 0};
         std::lock_guard s(seg_mutex_);
         set_log_room_locked(key_head_);
@@ -53,23 +52,20 @@ Status Cache<Pmem, Block>::kset_close_locked(KsetBuffer& kb) {
     PCACHE_TRY(pmem_.write(at + size, zeros, kPmemFlushCache));
     PCACHE_TRY(pmem_.drain());
     const auto kset = std::span<const std::byte>(kb.image).first(size);
-#if defined(PCACHE_MUTANT_M2)  // seeded bug: kset flushed (clwb) but not fenced before FLUSH
-                               // returns
-    PCACHE_TRY(pmem_.write(at, kset, kPmemNoDrain));
-#elif defined(PCACHE_MUTANT_M14)  // seeded bug: non-temporal kset copy, no drain before publishing
-    PCACHE_TRY(pmem_.write(at, kset, kPmemFlushCache));
-#elif defined(PCACHE_MUTANT_M15)  // seeded bug: CRC word stored after the flush, counted as covered
-    {
+    if constexpr (mutant(2)) {  // M2: kset flushed (clwb) but not fenced before FLUSH returns
+        PCACHE_TRY(pmem_.write(at, kset, kPmemNoDrain));
+    } else if constexpr (mutant(14)) {  // M14: non-temporal kset copy, no drain before publishing
+        PCACHE_TRY(pmem_.write(at, kset, kPmemFlushCache));
+    } else if constexpr (mutant(15)) {  // M15: CRC word stored after the flush, counted as covered
         std::vector<std::byte> unsealed(kset.begin(), kset.end());
         std::memset(unsealed.data(), 0, 4);
         PCACHE_TRY(pmem_.write(at, unsealed, kPmemNoDrain));                      // copy + clwb
         PCACHE_TRY(pmem_.write(at, kset.first(8), kPmemNoFlush | kPmemNoDrain));  // after the clwb
         PCACHE_TRY(pmem_.drain());
+    } else {
+        PCACHE_TRY(pmem_.write(at, kset, kPmemFlushCache));
+        PCACHE_TRY(pmem_.drain());
     }
-#else
-    PCACHE_TRY(pmem_.write(at, kset, kPmemFlushCache));
-    PCACHE_TRY(pmem_.drain());
-#endif
     key_head_.off += static_cast<std::uint32_t>(size);
     std::memset(kb.image.data(), 0, format::kKsetHeaderBytes);
     kb.key_num = 0;
@@ -85,7 +81,8 @@ Status Cache<Pmem, Block>::kset_close_locked(KsetBuffer& kb) {
 
 template <PmemDevice Pmem, BlockDevice Block>
 void Cache<Pmem, Block>::append_key_locked(KsetBuffer& kb, const CacheKey& key) {
-    assert(kb.key_num < format::kKsetKeysMax);
+    PCACHE_VERIFY_FATAL(kb.key_num < format::kKsetKeysMax,  // would write past the kset image
+                        "kset buffer already holds " + std::to_string(kb.key_num) + " keys");
     const format::KeyOnMedia k{key.off,
                                key.len,
                                key.flags,
@@ -135,39 +132,6 @@ void Cache<Pmem, Block>::fix_piece_crc(const CacheKey& whole, CacheKey& piece) {
         return;
     }
     piece.data_crc = crc::kcrc(buf.data() + (piece.off - whole.off), piece.len);
-}
-
-// The bytes of the kset at `pos`: its header, then as many bytes as the header says the kset
-// holds (never past the segment's data area, never more than 5144). Reading only those bytes
-// keeps writeback and GC, which read ksets below key_head, off the bytes a concurrent kset
-// close is writing at key_head.
-template <PmemDevice Pmem, BlockDevice Block>
-Status Cache<Pmem, Block>::read_window(LogPos pos, std::vector<std::byte>& buf) {
-    assert(pos.seg < n_segs_ && pos.off <= seg_data_bytes());
-    const std::uint64_t avail =
-        std::min<std::uint64_t>(format::kKsetBytesMax, seg_data_bytes() - pos.off);
-    const std::uint64_t at = data_addr(pos.seg, pos.off);
-    buf.resize(std::min<std::uint64_t>(avail, format::kKsetHeaderBytes));
-    PCACHE_TRY(pmem_.read(at, buf));
-    if (buf.size() < format::kKsetHeaderBytes) return {};
-    const auto h = format::load<format::KsetHeader>(buf);
-    if (h.magic != format::kKsetMagic || (h.flags & format::kKsetFlagLast) ||
-        h.key_num_or_next > format::kKsetKeysMax)
-        return {};
-    const std::uint64_t want = std::min(avail, format::kset_bytes(h.key_num_or_next));
-    buf.resize(want);
-    return pmem_.read(at + format::kKsetHeaderBytes,
-                      std::span(buf).subspan(format::kKsetHeaderBytes));
-}
-
-template <PmemDevice Pmem, BlockDevice Block>
-Status Cache<Pmem, Block>::decode_kset_at(LogPos pos, std::vector<std::byte>& buf,
-                                          format::KsetView& v) {
-    PCACHE_TRY(read_window(pos, buf));
-    auto r = format::decode_kset(buf, n_segs_, data_addr(pos.seg, pos.off));
-    if (!r.ok()) return r.status();
-    v = std::move(r.value());
-    return {};
 }
 
 }  // namespace pcache

@@ -187,15 +187,10 @@ Status Cache<Pmem, Block>::require_empty_log_for_reformat() {
 template <PmemDevice Pmem, BlockDevice Block>
 Status Cache<Pmem, Block>::write_meta(std::uint64_t slot0_addr, std::uint64_t stride,
                                       unsigned index, std::span<const std::byte> record) {
-#if defined(PCACHE_MUTANT_M8)  // seeded bug: both copies written in one persistence epoch
+    if constexpr (mutant(9)) index = 0;  // M9: updated in place by one wide copy assumed atomic
     PCACHE_TRY(pmem_.write(slot0_addr + stride * index, record, kPmemFlushCache));
-    PCACHE_TRY(pmem_.write(slot0_addr + stride * (index ^ 1u), record, kPmemFlushCache));
-#elif defined(PCACHE_MUTANT_M9)  // seeded bug: updated in place by one wide copy assumed atomic
-    (void)index, (void)stride;
-    PCACHE_TRY(pmem_.write(slot0_addr, record, kPmemFlushCache));
-#else
-    PCACHE_TRY(pmem_.write(slot0_addr + stride * index, record, kPmemFlushCache));
-#endif
+    if constexpr (mutant(8))  // M8: both copies written in one persistence epoch
+        PCACHE_TRY(pmem_.write(slot0_addr + stride * (index ^ 1u), record, kPmemFlushCache));
     PCACHE_TRY(pmem_.drain());
     return {};
 }
@@ -321,6 +316,9 @@ Status Cache<Pmem, Block>::load_tails() {
 // Write-then-advance, as every kernel writes key_tail and dirty_tail (3.4).
 template <PmemDevice Pmem, BlockDevice Block>
 Status Cache<Pmem, Block>::write_tail(Tail& t, std::uint64_t slot0_addr) {
+    // Always on: a tail is persisted only inside a data area, with room for a kset header.
+    PCACHE_VERIFY(t.pos.seg < n_segs_ && t.pos.off + format::kKsetHeaderBytes <= seg_data_bytes(),
+                  "tail at " + t.pos.str() + " is outside the data areas");
     format::CachePos rec{};
     rec.cache_seg_id = t.pos.seg;
     rec.seg_off = t.pos.off;

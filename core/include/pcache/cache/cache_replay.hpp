@@ -1,12 +1,11 @@
 // Replay of the key log at open [cache_key.c: cache_replay].
 //
-// Walks the ksets from key_tail, applying keys in log order through the same overlap
-// resolution as live writes, so newer keys win. Unlike v6.18 every step is bounded
-// (dm-pcache-format.md 9.4, 9.5): kset size and key bounds against the data area, key_num,
-// LAST hops (at most n_segs, never revisiting a kset segment), and the total number of ksets.
-// The first position without a complete, CRC-valid kset ends the log: that is the normal end
-// marker, or a kset torn by a crash while it was being written. A log that ends before
-// dirty_tail was reached is corrupt in the middle (dirty_tail only moves past durable ksets).
+// Walks the ksets from key_tail (format/log_walk.hpp: every step bounded, unlike v6.18),
+// applying keys in log order through the same overlap resolution as live writes, so newer keys
+// win; every key is checked against the data area and the backing device first. The first
+// position without a complete, CRC-valid kset ends the log: that is the normal end marker, or a
+// kset torn by a crash while it was being written. A log that ends before dirty_tail was reached
+// is corrupt in the middle (dirty_tail only moves past durable ksets).
 #pragma once
 
 #include "pcache/cache/cache.hpp"
@@ -16,77 +15,41 @@ namespace pcache {
 template <PmemDevice Pmem, BlockDevice Block>
 Status Cache<Pmem, Block>::replay() {
     std::lock_guard seg_guard(seg_mutex_);  // no other thread runs yet; keeps the invariants simple
-    LogPos pos = key_tail_.pos;
     std::vector<bool> kset_segs(n_segs_, false);
-    kset_segs[pos.seg] = true;
-    if (!seg_used_[pos.seg]) {
-        seg_used_[pos.seg] = true;
-        ++segs_used_;
-    }
-    bool dirty_tail_seen = false;
-    std::uint64_t ksets = 0, hops = 0;
-    const std::uint64_t ksets_max =
-        std::uint64_t(n_segs_) * (seg_data_bytes() / format::kset_bytes(1) + 1);
-    std::vector<std::byte> buf;
-    for (;;) {
-        if (pos == dirty_tail_.pos) dirty_tail_seen = true;
-#ifdef PCACHE_MUTANT_M11  // seeded bug: no bound on the kset chain walk
-        (void)++ksets, (void)ksets_max;
-#else
-        if (++ksets > ksets_max)
-            return {Errc::corrupt, "replay: more ksets than the cache can hold"};
-#endif
-        format::KsetView v;
-        PCACHE_TRY(decode_kset_at(pos, buf, v).with_context("replay"));
-#ifdef PCACHE_MUTANT_M16  // seeded bug: a torn last kset taken for corruption of the whole log
-        if (v.kind == format::KsetKind::end && v.end_reason.rfind("CRC", 0) == 0)
-            return {Errc::corrupt, "replay: kset with a bad CRC: " + v.end_reason};
-#endif
-        if (v.kind == format::KsetKind::end) break;
-        if (v.kind == format::KsetKind::last) {
-            const std::uint32_t next = v.next_cache_seg_id();
-#ifdef PCACHE_MUTANT_M11
-            if ((void)++hops, false)
-#else
-            if (++hops > n_segs_ || kset_segs[next])
-#endif
-                return {Errc::corrupt, "replay: LAST kset at " + std::to_string(pos.seg) + ":" +
-                                           std::to_string(pos.off) +
-                                           " leads back to kset segment " + std::to_string(next) +
-                                           " (cycle in the kset chain)"};
-            kset_segs[next] = true;
-            if (!seg_used_[next]) {
-                seg_used_[next] = true;
-                ++segs_used_;
-            }
-            pos = LogPos{next, 0};
-            continue;
+    auto mark_kset_seg = [&](std::uint32_t seg) {
+        kset_segs[seg] = true;
+        if (!seg_used_[seg]) {
+            seg_used_[seg] = true;
+            ++segs_used_;
         }
-        const std::uint64_t kset_addr = data_addr(pos.seg, pos.off);
-        // Every writer keeps room for a LAST kset after a normal one (5.5). Accepting a kset
-        // that leaves less would put key_head there, and the next segment switch would write
-        // its LAST kset past the data area, over the next segment's segment_info.
-        if (pos.off + v.size_bytes() + format::kKsetHeaderBytes > seg_data_bytes())
-            return {Errc::corrupt, "replay: kset at device offset " + std::to_string(kset_addr) +
-                                       " (" + std::to_string(v.size_bytes()) +
-                                       " B) leaves no room for a LAST kset before "
-                                       "the end of the segment's data area"};
+    };
+    mark_kset_seg(key_tail_.pos.seg);
+    const WalkSpec spec{.from = key_tail_.pos, .mark = dirty_tail_.pos};
+    auto walked = walk_log(log_source(), spec, [&](const KsetAt& at) -> Result<WalkStep> {
+        const format::KsetView& v = at.view;
+        if (v.kind == format::KsetKind::last) {
+            mark_kset_seg(at.next.seg);
+            return WalkStep::next;
+        }
         for (std::uint32_t i = 0; i < v.key_num(); ++i) {
-            const std::uint64_t where = kset_addr + format::kset_bytes(i);
+            const std::uint64_t where = at.addr + format::kset_bytes(i);
             const auto k = v.key(i);
-            PCACHE_TRY(replay_key(k, where, dirty_tail_seen).with_context("replay"));
-            if (dirty_tail_seen && !(k.flags & format::kKeyFlagClean)) dirty_bytes_ += k.len;
+            PCACHE_TRY(replay_key(k, where, at.past_mark));
+            if (at.past_mark && !(k.flags & format::kKeyFlagClean)) dirty_bytes_ += k.len;
         }
         counters_.replay_ksets += 1;
         if (opts_.replay_progress && counters_.replay_ksets % 256 == 0)
             opts_.replay_progress(counters_.replay_ksets, counters_.replay_keys);
-        pos = log_pos_after(pos, v);
-    }
-    if (!dirty_tail_seen)
-        return {Errc::corrupt, "replay: the key log ends at " + std::to_string(pos.seg) + ":" +
-                                   std::to_string(pos.off) + " before reaching dirty_tail " +
-                                   std::to_string(dirty_tail_.pos.seg) + ":" +
-                                   std::to_string(dirty_tail_.pos.off) +
+        return WalkStep::next;
+    });
+    if (!walked.ok()) return walked.status().with_context("replay");
+    const LogPos pos = walked->pos;
+    // M16: a torn last kset taken for corruption of the whole log
+    if (mutant(16) && walked->end_reason.rfind("CRC", 0) == 0)
+        return {Errc::corrupt, "replay: kset with a bad CRC: " + walked->end_reason};
+    if (!walked->mark_reached)
+        return {Errc::corrupt, "replay: the key log ends at " + pos.str() +
+                                   " before reaching dirty_tail " + dirty_tail_.pos.str() +
                                    " (a kset in the middle is corrupt)"};
     for (std::uint32_t s = 0; s < n_segs_; ++s) {
         if (kset_segs[s] && segs_[s].refs > 0)
@@ -104,14 +67,14 @@ Status Cache<Pmem, Block>::replay() {
 template <PmemDevice Pmem, BlockDevice Block>
 Status Cache<Pmem, Block>::replay_key(const format::KeyOnMedia& k, std::uint64_t where,
                                       bool dirty_part) {
-#ifndef PCACHE_MUTANT_M10
-    PCACHE_TRY(format::validate_key(k, n_segs_, seg_data_bytes(), where));
-    if (k.off + k.len > backing_bytes_)
-        return {Errc::corrupt, "key.off at device offset " + std::to_string(where) + ": [" +
-                                   std::to_string(k.off) + ", +" + std::to_string(k.len) +
-                                   ") is beyond the backing device (" +
-                                   std::to_string(backing_bytes_) + " B)"};
-#endif
+    if constexpr (!mutant(10)) {  // M10: no bounds check on a replayed key
+        PCACHE_TRY(format::validate_key(k, n_segs_, seg_data_bytes(), where));
+        if (k.off + k.len > backing_bytes_)
+            return {Errc::corrupt, "key.off at device offset " + std::to_string(where) + ": [" +
+                                       std::to_string(k.off) + ", +" + std::to_string(k.len) +
+                                       ") is beyond the backing device (" +
+                                       std::to_string(backing_bytes_) + " B)"};
+    }
     Segment& s = segs_[k.cache_seg_id];
     const std::uint64_t gen = s.gen.load(std::memory_order_relaxed);
     if (k.seg_gen > gen)
@@ -136,15 +99,15 @@ Status Cache<Pmem, Block>::replay_key(const format::KeyOnMedia& k, std::uint64_t
         // come back. GC persists a reclaimed segment's generation before key_tail passes the
         // kset, so a crash in between replays such a kset with some keys stale and older keys
         // live (found by the crash suite: `pcache sim --seed 1 --ops 2000 --crash-at 4252`).
-#ifndef PCACHE_MUTANT_M22  // seeded bug: a stale key skipped without punching its range
-        const CacheKey hole{k.off,           k.len,     k.flags, k.cache_seg_id,
-                            k.cache_seg_off, k.seg_gen, 0,       true};
-        Subtree& st = subtree_for(k.off);
-        st.insert(
-            hole, [this](const CacheKey& e) { return key_is_stale(e); },
-            [this](const CacheKey& whole, CacheKey& piece) { fix_piece_crc(whole, piece); });
-        st.erase_exact(hole);
-#endif
+        if constexpr (!mutant(22)) {  // M22: a stale key skipped without punching its range
+            const CacheKey hole{k.off,           k.len,     k.flags, k.cache_seg_id,
+                                k.cache_seg_off, k.seg_gen, 0,       true};
+            Subtree& st = subtree_for(k.off);
+            st.insert(
+                hole, [this](const CacheKey& e) { return key_is_stale(e); },
+                [this](const CacheKey& whole, CacheKey& piece) { fix_piece_crc(whole, piece); });
+            st.erase_exact(hole);
+        }
         return {};
     }
     if (!seg_used_[k.cache_seg_id]) {

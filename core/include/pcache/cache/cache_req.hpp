@@ -63,11 +63,9 @@ Status Cache<Pmem, Block>::write_piece(std::uint64_t off, std::span<const std::b
     auto a = data_alloc(static_cast<std::uint32_t>(data.size()));
     if (!a.ok()) return a.status();
     const auto bytes = data.first(a->len);
-#ifdef PCACHE_MUTANT_M1  // seeded bug: cached copy, never flushed, before the key points to it
-    Status ws = pmem_.write(data_addr(a->seg, a->off), bytes, kPmemNoFlush | kPmemNoDrain);
-#else
-    Status ws = pmem_.write(data_addr(a->seg, a->off), bytes, kPmemFlushCache);
-#endif
+    // M1: cached copy, never flushed, before the key points to it
+    Status ws = pmem_.write(data_addr(a->seg, a->off), bytes,
+                            mutant(1) ? kPmemNoFlush | kPmemNoDrain : kPmemFlushCache);
     if (ws.ok()) ws = pmem_.drain();  // the data is durable before any key can point to it
     if (!ws.ok()) {                   // no key will point to the space: give it back
         std::lock_guard sg(seg_mutex_);
@@ -79,8 +77,8 @@ Status Cache<Pmem, Block>::write_piece(std::uint64_t off, std::span<const std::b
     if (opts_.data_crc) key.data_crc = crc::kcrc(bytes.data(), bytes.size());
     Subtree& st = subtree_for(off);
     bool appended = false;
-    Status s;
-    {
+    Status s = verify_key(key);
+    if (s.ok()) {
         std::lock_guard g(st.mutex);
         s = insert_and_append(st, key, fua, appended);
     }
@@ -119,12 +117,8 @@ Status Cache<Pmem, Block>::read_from_key(const CacheKey& k, std::uint64_t from,
                                          std::span<std::byte> out, bool& stale) {
     assert(from >= k.off && from + out.size() <= k.end());
     std::shared_lock rl(segs_[k.seg].read_mutex);
-#ifndef PCACHE_MUTANT_M17  // seeded bug: no generation check: copies a reclaimed segment's bytes
-    stale = key_is_stale(k);
+    stale = !mutant(17) && key_is_stale(k);  // M17: no generation check before the copy
     if (stale) return {};
-#else
-    stale = false;
-#endif
     auto crc_error = [&] {
         count(&CacheCounters::data_crc_errors);
         return Status(Errc::data_crc, "cached data for [" + std::to_string(k.off) + ", +" +
@@ -198,10 +192,8 @@ Status Cache<Pmem, Block>::read_piece(std::uint64_t off, std::span<std::byte> ou
             if (k.off > cursor) PCACHE_TRY(miss(k.off));
             const std::uint64_t from = std::max(k.off, cursor), to = std::min(k.end(), end);
             PCACHE_TRY(read_from_key(k, from, out.subspan(from - off, to - from), stale));
-#ifdef PCACHE_MUTANT_M30  // seeded bug (the old read path): a key reclaimed under it fails it
-            if (stale)
+            if (mutant(30) && stale)  // M30 (the old read path): a key reclaimed under it fails it
                 return {Errc::io, "cache segment reclaimed during a read (index out of date)"};
-#endif
             if (stale) break;
             cursor = to;
         }
@@ -258,16 +250,12 @@ void Cache<Pmem, Block>::fill_miss_locked(Subtree& st, std::uint64_t off,
 
 template <PmemDevice Pmem, BlockDevice Block>
 Status Cache<Pmem, Block>::flush() {
-#ifndef PCACHE_MUTANT_M13
+    if constexpr (mutant(13)) return {};  // M13: FLUSH acknowledged before writes are durable
     for (KsetBuffer& kb : ksets_) {
         std::lock_guard g(kb.mutex);
-#ifdef PCACHE_MUTANT_M20  // seeded bug: a kset close (pmem write/drain) error is swallowed
-        (void)kset_close_locked(kb);
-#else
-        PCACHE_TRY(kset_close_locked(kb));
-#endif
+        Status s = kset_close_locked(kb);
+        if (!s.ok() && !mutant(20)) return s;  // M20: a kset close error is swallowed
     }
-#endif
     return {};
 }
 

@@ -52,23 +52,25 @@ Result<std::uint32_t> Cache<Pmem, Block>::get_free_segment_locked() {
 // Drops one reference; the last one invalidates the segment (gen+1 persisted, then freed).
 template <PmemDevice Pmem, BlockDevice Block>
 void Cache<Pmem, Block>::seg_put_locked(std::uint32_t seg) {
+    PCACHE_VERIFY_FATAL(
+        seg < n_segs_ && segs_[seg].refs > 0 && seg_used_[seg],
+        "reference dropped on segment " + std::to_string(seg) + " which holds none (or is free)");
     Segment& s = segs_[seg];
-    assert(s.refs > 0);
     if (--s.refs > 0) return;
-#ifndef PCACHE_MUTANT_M12
-    {
-#ifndef PCACHE_MUTANT_M31  // seeded bug: the generation moves on while a read copies
-        std::unique_lock rl(s.read_mutex);  // waits for reads copying out of this segment
-#endif
-        s.gen.fetch_add(1, std::memory_order_acq_rel);
+    if constexpr (!mutant(12)) {  // M12: segment reused without bumping its generation
+        {
+            std::unique_lock rl(s.read_mutex, std::defer_lock);
+            if constexpr (!mutant(31)) rl.lock();  // M31: no wait for reads copying out of it
+            const std::uint64_t old = s.gen.fetch_add(1, std::memory_order_acq_rel);
+            PCACHE_VERIFY_FATAL(old != UINT64_MAX, "segment " + std::to_string(seg) +
+                                                       ": generation wraps (never monotonic)");
+        }
+        if (Status st = write_seg_gen_locked(seg); !st.ok()) {
+            // The bump is not durable: keep the segment out of the pool so no key can come back.
+            count(&CacheCounters::writeback_errors);
+            return;
+        }
     }
-    if (Status st = write_seg_gen_locked(seg); !st.ok()) {
-        // The bump is not durable: keep the segment out of the pool so no key can come back.
-        count(&CacheCounters::writeback_errors);
-        return;
-    }
-#endif
-    assert(seg_used_[seg]);
     seg_used_[seg] = false;
     --segs_used_;
 }
@@ -100,9 +102,8 @@ template <PmemDevice Pmem, BlockDevice Block>
 Status Cache<Pmem, Block>::open_kset_locked(KsetBuffer& kb) {
     if (kb.key_num != 0) return {};
     std::lock_guard g(seg_mutex_);
-#ifndef PCACHE_MUTANT_M21
-    if (log_capacity_locked() < std::uint64_t(open_ksets_) + 1) return reserve_busy("a new kset");
-#endif
+    if (!mutant(21) && log_capacity_locked() < std::uint64_t(open_ksets_) + 1)  // M21: no reserve
+        return reserve_busy("a new kset");
     ++open_ksets_;
     return {};
 }
@@ -113,15 +114,17 @@ Result<typename Cache<Pmem, Block>::Allocation> Cache<Pmem, Block>::data_alloc(s
     assert(len > 0);
     std::lock_guard g(seg_mutex_);
     if (data_head_seg_ == kNoSeg) {
-#ifndef PCACHE_MUTANT_M21  // seeded bug: data takes the segments the key log needs to close
-        if (!data_seg_allowed_locked()) return reserve_busy("data");
-#endif
+        // M21: data takes the segments the key log needs to close ksets
+        if (!mutant(21) && !data_seg_allowed_locked()) return reserve_busy("data");
         auto seg = get_free_segment_locked();
         if (!seg.ok()) return seg.status();
         data_head_seg_ = *seg;
         data_head_off_ = 0;
         segs_[data_head_seg_].refs += 1;  // the head's own reference
     }
+    PCACHE_VERIFY(data_head_off_ < seg_data_bytes(),
+                  "data head at " + std::to_string(data_head_off_) + " of segment " +
+                      std::to_string(data_head_seg_) + " is past its data area");
     Segment& s = segs_[data_head_seg_];
     const std::uint64_t remain = seg_data_bytes() - data_head_off_;
     Allocation a{data_head_seg_, data_head_off_,

@@ -93,13 +93,35 @@ Status Cache<Pmem, Block>::message(const std::string& text) {
     return set_gc_percent(static_cast<std::uint32_t>(std::stoul(value)));
 }
 
+// Always-on (verify.hpp): a key about to enter the index and the log lies inside the backing
+// device, inside one subtree and inside its segment's data area, and is not newer than its
+// segment (generations only grow). A few compares: cheap enough for every write.
+template <PmemDevice Pmem, BlockDevice Block>
+Status Cache<Pmem, Block>::verify_key(const CacheKey& k) const {
+    const auto what = [&] {
+        return "key [" + std::to_string(k.off) + ", +" + std::to_string(k.len) + ") -> segment " +
+               std::to_string(k.seg) + "+" + std::to_string(k.seg_off) + " gen " +
+               std::to_string(k.gen);
+    };
+    PCACHE_VERIFY(k.len > 0 && k.off <= backing_bytes_ && k.len <= backing_bytes_ - k.off,
+                  what() + " outside the backing device");
+    PCACHE_VERIFY(k.off >> format::kSubtreeShift == (k.end() - 1) >> format::kSubtreeShift,
+                  what() + " crosses a subtree boundary");
+    PCACHE_VERIFY(
+        k.seg < n_segs_ && k.seg_off <= seg_data_bytes() && k.len <= seg_data_bytes() - k.seg_off,
+        what() + " outside its segment's data area");
+    PCACHE_VERIFY(k.gen <= segs_[k.seg].gen.load(std::memory_order_relaxed),
+                  what() + " newer than its segment");
+    return {};
+}
+
 // Whole-structure check for tests (call it with no request in flight): the log walks from
-// key_tail through dirty_tail to key_head; every key of an unwritten (dirty) kset is live in a
-// used segment (GC never reclaims dirty data); every segment's reference count is exactly the
-// number of live keys pointing into it (in the log from key_tail and in the kset buffers) plus
-// one for the data head; a used segment is referenced, the data head or in the log; the index is
-// ordered and non-overlapping with every live key in a used segment; the segment count is
-// consistent.
+// key_tail through dirty_tail to key_head (format/log_walk.hpp); every key of an unwritten (dirty)
+// kset is live in a used segment (GC never reclaims dirty data); every segment's reference count is
+// exactly the number of live keys pointing into it (in the log from key_tail and in the kset
+// buffers) plus one for the data head; a used segment is referenced, the data head or in the log;
+// the index is ordered and non-overlapping with every live key in a used segment; the segment count
+// is consistent.
 template <PmemDevice Pmem, BlockDevice Block>
 Status Cache<Pmem, Block>::check_invariants() {
     std::lock_guard wb(writeback_mutex_);
@@ -113,34 +135,24 @@ Status Cache<Pmem, Block>::check_invariants() {
     auto count_ref = [&](std::uint32_t seg, std::uint64_t gen) {
         if (seg < n_segs_ && gen == segs_[seg].gen.load()) ++refs[seg];
     };
-    LogPos pos = kt;
-    bool dirty = kt == dt;
-    std::vector<std::byte> buf;
-    for (std::uint64_t steps = 0;; ++steps) {
-        if (pos.seg < n_segs_) log_seg[pos.seg] = true;
-        if (pos == kh) break;
-        if (steps > std::uint64_t(n_segs_) * (seg_data_bytes() / format::kset_bytes(1) + 1))
-            return {Errc::corrupt, "log walk from key_tail does not reach key_head"};
-        format::KsetView v;
-        PCACHE_TRY(decode_kset_at(pos, buf, v));
-        if (v.kind == format::KsetKind::end)
-            return {Errc::corrupt, "log ends at " + std::to_string(pos.seg) + ":" +
-                                       std::to_string(pos.off) + " before key_head " +
-                                       std::to_string(kh.seg) + ":" + std::to_string(kh.off)};
-        for (std::uint32_t i = 0; i < v.key_num(); ++i) {
-            const auto k = v.key(i);
+    const WalkSpec spec{.from = kt, .until = kh, .mark = dt};
+    auto walked = walk_log(log_source(), spec, [&](const KsetAt& at) -> Result<WalkStep> {
+        log_seg[at.pos.seg] = true;
+        for (std::uint32_t i = 0; i < at.view.key_num(); ++i) {
+            const auto k = at.view.key(i);
             count_ref(k.cache_seg_id, k.seg_gen);
-            if (dirty &&
+            if (at.past_mark &&
                 (k.cache_seg_id >= n_segs_ || !seg_used_[k.cache_seg_id] ||
                  k.seg_gen != segs_[k.cache_seg_id].gen.load() || segs_[k.cache_seg_id].refs == 0))
-                return {Errc::corrupt, "dirty key at log position " + std::to_string(pos.seg) +
-                                           ":" + std::to_string(pos.off) +
-                                           " points into a reclaimed segment " +
-                                           std::to_string(k.cache_seg_id)};
+                return Status{Errc::corrupt, "dirty key at log position " + at.pos.str() +
+                                                 " points into a reclaimed segment " +
+                                                 std::to_string(k.cache_seg_id)};
         }
-        pos = log_pos_after(pos, v);
-        if (pos == dt) dirty = true;
-    }
+        return WalkStep::next;
+    });
+    PCACHE_TRY(walked.status());
+    log_seg[kh.seg] = true;
+    const bool dirty = walked->mark_reached;
     for (const KsetBuffer& kb : ksets_)
         for (std::uint32_t i = 0; i < kb.key_num; ++i) {
             const auto k = format::load<format::KeyOnMedia>(kb.image, format::kset_bytes(i));

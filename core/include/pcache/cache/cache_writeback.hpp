@@ -40,6 +40,9 @@ public:
     WritebackRuns(Cache& c, std::uint32_t depth) : c_(c), depth_(depth) {}
     // Queues a copy of `bytes` for backing offset `off`; may first send the waiting runs.
     Status add(std::uint64_t off, std::span<const std::byte> bytes) {
+        PCACHE_VERIFY(off <= c_.backing_bytes_ && bytes.size() <= c_.backing_bytes_ - off,
+                      "writeback of [" + std::to_string(off) + ", +" +
+                          std::to_string(bytes.size()) + ") beyond the backing device");
         const bool overlaps = std::any_of(runs_.begin(), runs_.end(), [&](const Run& w) {
             return off < w.off + w.len && w.off < off + bytes.size();
         });
@@ -145,32 +148,25 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
     const LogPos head = key_head();
     if (pos == head) return {};
     auto fail = [this](Status s) { return writeback_failed(std::move(s)); };
-    std::vector<std::byte> buf, data;
+    std::vector<std::byte> data;
     std::uint64_t batch_dirty_bytes = 0, batch_written_bytes = 0;
     WritebackRuns runs(*this, std::clamp(opts_.writeback_queue_depth, 1u, 1024u));
     std::uint32_t ksets = 0;
+    const std::uint32_t batch_ksets =
+        std::clamp(opts_.writeback_batch_ksets, 1u, kWritebackKsetsMax);
     std::vector<std::pair<CacheKey, std::string>> lost;  // poisoned at once, reported at commit
     std::size_t poisoned = 0;
-    for (; ksets < std::clamp(opts_.writeback_batch_ksets, 1u, kWritebackKsetsMax) &&
-           !(pos == head) && batch_written_bytes < kWritebackBytesMax;
-         ++ksets) {
-        format::KsetView v;
-        if (Status s = decode_kset_at(pos, buf, v); !s.ok()) return fail(s);
-        if (v.kind == format::KsetKind::end)
-            return fail({Errc::corrupt, "no valid kset at " + std::to_string(pos.seg) + ":" +
-                                            std::to_string(pos.off) +
-                                            " although key_head is further: " + v.end_reason});
-        if (v.kind == format::KsetKind::last) {
-            pos = log_pos_after(pos, v);
-            continue;
-        }
+    // One kset of the batch; the batch ends at key_head, after batch_ksets ksets or bytes.
+    auto writeback_kset = [&](const KsetAt& at) -> Result<WalkStep> {
+        const format::KsetView& v = at.view;
+        const bool more = ++ksets < batch_ksets;
+        if (v.kind == format::KsetKind::last) return more ? WalkStep::next : WalkStep::stop;
         Subtree newest;  // overlaps inside the kset: later keys win (lost ones too: crc_bad)
-        const std::uint64_t kset_addr = data_addr(pos.seg, pos.off);
+        const std::uint64_t kset_addr = at.addr;
         for (std::uint32_t i = 0; i < v.key_num(); ++i) {
             const auto k = v.key(i);
             const std::uint64_t where = kset_addr + format::kset_bytes(i);
-            if (Status s = format::validate_key(k, n_segs_, seg_data_bytes(), where); !s.ok())
-                return fail(s);
+            PCACHE_TRY(format::validate_key(k, n_segs_, seg_data_bytes(), where));
             if (k.flags & format::kKeyFlagClean) continue;
             CacheKey ck{k.off,           k.len,     k.flags,    k.cache_seg_id,
                         k.cache_seg_off, k.seg_gen, k.data_crc, false};
@@ -220,51 +216,39 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
                                           "is unreadable in the cache (" + ks.to_string() + ")");
                         continue;
                     }
-                    if (Status ws = runs.add(key.off, data); !ws.ok()) {
-#ifndef PCACHE_MUTANT_M19
-                        return fail(ws);
-#endif
-                    }
+                    Status ws = runs.add(key.off, data);
+                    if (!ws.ok() && !mutant(19)) return ws;
                     batch_written_bytes += key.len;
                 }
                 it = run_end;
                 continue;
             }
-            if (Status s = runs.add(first.off, data); !s.ok()) {
-#ifndef PCACHE_MUTANT_M19  // seeded bug: a failed backing write is passed over by dirty_tail
-                return fail(s);
-#endif
-            }
+            Status ws = runs.add(first.off, data);
+            if (!ws.ok() && !mutant(19)) return ws;  // M19: a failed backing write passed over
             batch_written_bytes += run_bytes;
             it = run_end;
         }
         for (std::size_t i = poisoned; i < lost.size(); ++i)
             writeback_lost(lost[i].first, lost[i].second);  // before GC may reclaim the key
         poisoned = lost.size();
-        pos = log_pos_after(pos, v);
-    }
-    if (Status s = runs.submit(); !s.ok()) {
-#ifndef PCACHE_MUTANT_M19
-        return fail(s);
-#endif
-    }
+        return more && batch_written_bytes < kWritebackBytesMax ? WalkStep::next : WalkStep::stop;
+    };
+    auto walked = walk_log(log_source(), WalkSpec{.from = pos, .until = head}, writeback_kset);
+    if (!walked.ok()) return fail(walked.status());
+    pos = walked->pos;
+    if (Status s = runs.submit(); !s.ok() && !mutant(19)) return fail(s);
     // Every write of the batch must be durable before dirty_tail passes it.
-#ifndef PCACHE_MUTANT_M4
-    if (Status s = backing_.flush(); !s.ok()) {
-#ifndef PCACHE_MUTANT_M19
-        return fail(s);
-#endif
-    }
-#endif
+    // M4: dirty_tail advanced (and persisted) before the backing device flush.
+    if constexpr (!mutant(4))
+        if (Status s = backing_.flush(); !s.ok() && !mutant(19)) return fail(s);
     {
         std::lock_guard g(tail_mutex_);
         dirty_tail_.pos = pos;
         if (Status s = write_tail(dirty_tail_, format::kDirtyTailOffsetBytes); !s.ok())
             return fail(s);
     }
-#ifdef PCACHE_MUTANT_M4
-    if (Status s = backing_.flush(); !s.ok()) return fail(s);
-#endif
+    if constexpr (mutant(4))
+        if (Status s = backing_.flush(); !s.ok()) return fail(s);
     dirty_bytes_.fetch_sub(std::min(batch_dirty_bytes, dirty_bytes_.load()),
                            std::memory_order_relaxed);
     count(&CacheCounters::writeback_ksets, ksets);

@@ -17,6 +17,7 @@
 #include "pcache/crc32c.hpp"
 #include "pcache/format/geometry.hpp"
 #include "pcache/format/layout.hpp"
+#include "pcache/mutation.hpp"
 #include "pcache/result.hpp"
 
 namespace pcache::format {
@@ -95,13 +96,13 @@ inline Result<Superblock> decode_superblock(Bytes bytes, std::uint64_t device_by
 // ---- duplicated metadata records ---------------------------------------------------------
 template <MetaRecord T>
 void seal(T& record, std::uint8_t seq) noexcept {
-#ifdef PCACHE_MUTANT_M6  // seeded bug: CRC computed before the sequence number is set
-    record.header.crc = record_crc(record);
-    record.header.seq = seq;
-#else
-    record.header.seq = seq;
-    record.header.crc = record_crc(record);
-#endif
+    if constexpr (mutant(6)) {  // M6: CRC computed before the sequence number is set
+        record.header.crc = record_crc(record);
+        record.header.seq = seq;
+    } else {
+        record.header.seq = seq;
+        record.header.crc = record_crc(record);
+    }
 }
 
 template <MetaRecord T>
@@ -135,11 +136,8 @@ std::optional<Latest<T>> select_latest(Bytes slot0, std::uint64_t where0, Bytes 
     auto r0 = decode_meta<T>(slot0, where0);
     if (r0) best = Latest<T>{*r0, 0};
     auto r1 = decode_meta<T>(slot1, where1);
-#ifdef PCACHE_MUTANT_M7  // seeded bug: the copy picked by index, not by newest sequence
-    if (r1 && !best)
-#else
-    if (r1 && (!best || seq_after(r1->header.seq, best->record.header.seq)))
-#endif
+    // M7: the copy picked by index, not by newest sequence
+    if (r1 && (!best || (!mutant(7) && seq_after(r1->header.seq, best->record.header.seq))))
         best = Latest<T>{*r1, 1};
     return best;
 }
@@ -237,9 +235,8 @@ enum class KsetKind { normal, last, end };
 
 // A kset's CRC covers its bytes from offset 4 to the end of its last key.
 inline std::uint32_t kset_crc(const std::byte* kset, std::uint64_t size_bytes) noexcept {
-#ifdef PCACHE_MUTANT_M5  // seeded bug: the last key's last word (data_crc, reserved) not covered
-    if (size_bytes > kKsetHeaderBytes) size_bytes -= 8;
-#endif
+    // M5: the last key's last word (data_crc, reserved) not covered
+    if (mutant(5) && size_bytes > kKsetHeaderBytes) size_bytes -= 8;
     return crc::kcrc(kset + 4, size_bytes - 4);
 }
 
