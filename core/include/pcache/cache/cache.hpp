@@ -109,6 +109,12 @@ public:
     std::uint64_t backing_bytes() const { return backing_bytes_; }
     // Whole-structure check (tests): index, segment map and log positions agree.
     Status check_invariants();
+    // Keys in the index and pool nodes held for them (tests, benchmarks; takes each subtree
+    // lock in turn).
+    struct IndexStats {
+        std::uint64_t keys = 0, pool_nodes = 0;
+    };
+    IndexStats index_stats();
 
 private:
     class WritebackRuns;  // cache_writeback.hpp: runs sent as batches of concurrent writes
@@ -159,8 +165,8 @@ private:
     void seg_put_locked(std::uint32_t seg);
     Status write_seg_gen_locked(std::uint32_t seg);
     Status write_seg_info(std::uint32_t seg);
-    bool key_is_stale(const CacheKey& k) const {
-        return k.gen < segs_[k.seg].gen.load(std::memory_order_acquire);
+    bool key_is_stale(const CacheKey& k) const {  // index keys: generation modulo 2^32
+        return !same_gen(k.gen, segs_[k.seg].gen.load(std::memory_order_acquire));
     }
     // The key-log reserve (docs/design.md "The key-log reserve"), in units of largest ksets:
     // how many more ksets of kKsetBytesMax the log can append using the room left at key_head
@@ -207,6 +213,7 @@ private:
 
     // cache_writeback.hpp / cache_gc.hpp
     Status write_tail(Tail& t, std::uint64_t slot0_addr);
+    void forget_retired_keys(const format::KsetView& v);
     Status decode_kset_at(LogPos pos, std::vector<std::byte>& buf, format::KsetView& v);
     void writeback_lost(const CacheKey& k, const std::string& why);
     StepResult writeback_failed(Status s);

@@ -189,4 +189,15 @@ Status Cache<Pmem, Block>::check_invariants() {
     return {};
 }
 
+template <PmemDevice Pmem, BlockDevice Block>
+typename Cache<Pmem, Block>::IndexStats Cache<Pmem, Block>::index_stats() {
+    IndexStats r;
+    for (Subtree& st : subtrees_) {
+        std::lock_guard g(st.mutex);
+        r.keys += st.size();
+        r.pool_nodes += st.pool_capacity();
+    }
+    return r;
+}
+
 }  // namespace pcache

@@ -123,7 +123,7 @@ void Cache<Pmem, Block>::writeback_lost(const CacheKey& k, const std::string& wh
         st.for_each_overlap(
             k.off, k.end(), [](const CacheKey&) { return false; },
             [&](const CacheKey& e) {
-                if (e.seg == k.seg && e.gen == k.gen &&
+                if (e.seg == k.seg && same_gen(e.gen, k.gen) &&
                     std::int64_t(e.seg_off) - std::int64_t(k.seg_off) ==
                         std::int64_t(e.off) - std::int64_t(k.off))
                     current.push_back(e);
@@ -164,7 +164,7 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
             pos = log_pos_after(pos, v);
             continue;
         }
-        Subtree newest;  // overlaps inside the kset: later keys win (lost ones too: crc_bad)
+        KeySet newest;  // overlaps inside the kset: later keys win (lost ones too: crc_bad)
         const std::uint64_t kset_addr = data_addr(pos.seg, pos.off);
         for (std::uint32_t i = 0; i < v.key_num(); ++i) {
             const auto k = v.key(i);
@@ -195,7 +195,7 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
         // write) go out as one request of up to kWritebackRunBytesMax. Lost keys are skipped.
         const auto& keys = newest.keys();
         for (auto it = keys.begin(); it != keys.end();) {
-            const CacheKey& first = it->second;
+            const CacheKey first = it->second;
             if (first.crc_bad) {
                 ++it;
                 continue;
@@ -203,7 +203,7 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
             std::uint64_t run_bytes = first.len;
             auto run_end = std::next(it);
             for (; run_end != keys.end() && run_bytes < kWritebackRunBytesMax; ++run_end) {
-                const CacheKey& k = run_end->second;
+                const CacheKey k = run_end->second;
                 if (k.crc_bad || k.off != first.off + run_bytes || k.seg != first.seg ||
                     k.seg_off != first.seg_off + run_bytes)
                     break;
@@ -213,7 +213,7 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
             if (Status s = pmem_.read(data_addr(first.seg, first.seg_off), data); !s.ok()) {
                 // A media error somewhere in the run: key by key, the unreadable ones are lost.
                 for (auto k = it; k != run_end; ++k) {
-                    const CacheKey& key = k->second;
+                    const CacheKey key = k->second;
                     data.resize(key.len);
                     if (Status ks = pmem_.read(data_addr(key.seg, key.seg_off), data); !ks.ok()) {
                         lost.emplace_back(key,
