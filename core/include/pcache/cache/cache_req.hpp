@@ -160,10 +160,11 @@ Status Cache<Pmem, Block>::read_from_key(const CacheKey& k, std::uint64_t from,
     return {};
 }
 
-// Walks the subtree under its lock. GC does not take subtree locks, so a key found by the walk
-// may be reclaimed before its bytes are copied: the copy then reports it stale and the rest of
-// the piece is walked again, the stale key dropped. Its bytes then come from the backing device,
-// which holds them (GC only reclaims written-back keys; docs/design.md "Reads under GC").
+// Walks the subtree under its lock. GC reclaims segments before it takes subtree locks to
+// remove their keys, so a key found by the walk may be reclaimed before its bytes are copied:
+// the copy then reports it stale and the rest of the piece is looked up again, the stale key
+// dropped. Its bytes then come from the backing device, which holds them (GC only reclaims
+// written-back keys; docs/design.md "Reads under GC").
 inline constexpr unsigned kReadWalksMax = 16;
 
 template <PmemDevice Pmem, BlockDevice Block>

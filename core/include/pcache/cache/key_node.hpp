@@ -47,8 +47,8 @@ struct CacheKey {
 // Keys in the index keep their generation modulo 2^32. A key is stale when its generation
 // differs from its segment's (an index key is never newer than its segment). A key that
 // lingered while its segment was reclaimed exactly 2^32 times would look live; it cannot:
-// GC removes a kset's keys from the index before dropping the references that let their
-// segment be reclaimed.
+// GC removes a kset's keys from the index in the same step that drops the references that let
+// their segment be reclaimed (one reclaim, not 2^32).
 inline bool same_gen(std::uint64_t a, std::uint64_t b) {
     return static_cast<std::uint32_t>(a) == static_cast<std::uint32_t>(b);
 }
