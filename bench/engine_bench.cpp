@@ -369,7 +369,10 @@ void BM_IndexDram(State& st) {
         st.counters["churn_B_per_key"] =
             static_cast<double>(churn_growth) / static_cast<double>(churn.keys);
         st.counters["churn_keys"] = static_cast<double>(churn.keys);
-        st.counters["churn_pool_nodes"] = static_cast<double>(churn.pool_nodes);
+        st.counters["churn_depot_nodes"] = static_cast<double>(churn.depot_nodes);
+        // Per node the process holds (its peak of live keys), not per key left at the end.
+        st.counters["churn_B_per_held_node"] =
+            static_cast<double>(churn_growth) / static_cast<double>(churn.depot_nodes);
     }
 }
 

@@ -109,10 +109,10 @@ public:
     std::uint64_t backing_bytes() const { return backing_bytes_; }
     // Whole-structure check (tests): index, segment map and log positions agree.
     Status check_invariants();
-    // Keys in the index and pool nodes held for them (tests, benchmarks; takes each subtree
-    // lock in turn).
+    // Keys in the index, free nodes its subtrees keep, and the nodes the process holds for
+    // the index keys of every cache (tests, benchmarks; takes each subtree lock in turn).
     struct IndexStats {
-        std::uint64_t keys = 0, pool_nodes = 0;
+        std::uint64_t keys = 0, pool_idle = 0, depot_nodes = 0;
     };
     IndexStats index_stats();
 

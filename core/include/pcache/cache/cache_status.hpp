@@ -195,8 +195,9 @@ typename Cache<Pmem, Block>::IndexStats Cache<Pmem, Block>::index_stats() {
     for (Subtree& st : subtrees_) {
         std::lock_guard g(st.mutex);
         r.keys += st.size();
-        r.pool_nodes += st.pool_capacity();
+        r.pool_idle += st.pool_idle();
     }
+    r.depot_nodes = Subtree::depot_capacity();
     return r;
 }
 

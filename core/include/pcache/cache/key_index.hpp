@@ -6,9 +6,9 @@
 // on) are dropped whenever a walk meets them; GC removes the keys of the ksets it retires
 // (erase_pieces_of). The caller holds the subtree's lock.
 //
-// The set is an intrusive red-black tree whose nodes come from a per-subtree pool
-// (key_node.hpp): no malloc per insert once the pool holds the subtree's peak number of keys,
-// 40 B per key in the engine's subtrees. Walks decode each node into a CacheKey on the stack.
+// The set is an intrusive red-black tree whose nodes come from a pool (key_node.hpp): no
+// malloc per insert once the process-wide depot holds the peak number of keys, 40 B per key
+// in the engine's subtrees. Walks decode each node into a CacheKey on the stack.
 #pragma once
 
 #include <cassert>
@@ -161,9 +161,12 @@ public:
     void clear() {
         set_.clear_and_dispose([this](Node* n) { pool_.put(n); });
     }
-    // Pool statistics (tests, benchmarks).
-    std::size_t pool_capacity() const { return pool_.capacity(); }
-    std::size_t pool_slabs() const { return pool_.slabs(); }
+    // Free nodes this set's pool keeps (at most 2 * KeyPool::kBatch), and the nodes the
+    // process-wide depot holds for sets of this kind (tests, benchmarks).
+    std::size_t pool_idle() const { return pool_.idle(); }
+    static std::size_t depot_capacity() {
+        return index_detail::NodeDepot<Node>::instance().capacity();
+    }
 
     // Iteration over the keys as (offset, key) pairs, decoded by value.
     class const_iterator {

@@ -5,15 +5,16 @@
 //   CompactKeyNode  40 B: the engine's subtrees. Offsets relative to the 4 MiB subtree and in
 //                   512-byte sectors, the generation modulo 2^32 (see same_gen below).
 //   WideKeyNode     64 B: scratch sets holding keys of any offset (writeback's per-kset set).
-// Nodes come from a KeyPool: slabs of nodes, a free list threaded through freed nodes. After
-// the first slabs a subtree inserts and erases without calling malloc; slabs are kept (and
-// reused) until the pool is destroyed.
+// Nodes come from a KeyPool per set, which refills from and trims back to a process-wide
+// NodeDepot per node kind (slabs of 64 nodes, kept and reused for the life of the process). A
+// set inserts and erases without calling malloc once the depot holds the process's peak.
 #pragma once
 
 #include <algorithm>
 #include <cassert>
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <new>
 
 #include <boost/intrusive/set.hpp>
@@ -140,75 +141,118 @@ template <class Node>
 using NodeSet = bi::set<Node, bi::member_hook<Node, Hook, &Node::hook>,
                         bi::key_of_value<OrderOf<Node>>, bi::constant_time_size<true>>;
 
-// Slabs of nodes: 4, 4, 8, 16, 32, 64, then 64 each (a subtree of 1024 keys fills 16 slabs
-// exactly; a subtree with one key costs one 4-node slab). Freed nodes go to a free list.
+struct FreeNode {
+    FreeNode* next;
+};
+
+// The process-wide store of nodes of one kind: slabs of 64 nodes, never returned to the heap
+// (a later cache reuses them), and a free list. A leaf lock, taken once per kBatch nodes a
+// subtree's pool takes or gives back. The memory held is the process's peak of live nodes
+// (plus the few each pool keeps), not the sum of every subtree's own peak.
+template <class Node>
+class NodeDepot {
+public:
+    static NodeDepot& instance() {
+        static NodeDepot* depot = new NodeDepot;  // never destroyed: outlives every static pool
+        return *depot;
+    }
+    // Moves n nodes onto the front of *list.
+    void take(FreeNode*& list, std::size_t n) {
+        std::lock_guard g(mutex_);
+        for (std::size_t i = 0; i < n; ++i) {
+            FreeNode* f = free_;
+            if (f) {
+                free_ = f->next;
+            } else {
+                if (!slabs_ || used_ == kSlabNodes) grow();
+                f = reinterpret_cast<FreeNode*>(reinterpret_cast<std::byte*>(slabs_) + kHeader +
+                                                used_++ * sizeof(Node));
+            }
+            f->next = list;
+            list = f;
+        }
+    }
+    // Takes back the chain first .. last.
+    void give(FreeNode* first, FreeNode* last) {
+        std::lock_guard g(mutex_);
+        last->next = free_;
+        free_ = first;
+    }
+    std::size_t capacity() {
+        std::lock_guard g(mutex_);
+        return capacity_;
+    }
+
+private:
+    static constexpr std::size_t kSlabNodes = 64;
+    struct Slab {
+        Slab* next;
+    };
+    static constexpr std::size_t kHeader =
+        (sizeof(Slab) + alignof(Node) - 1) / alignof(Node) * alignof(Node);
+    void grow() {
+        auto* s = static_cast<Slab*>(::operator new(kHeader + kSlabNodes * sizeof(Node)));
+        s->next = slabs_;
+        slabs_ = s;
+        used_ = 0;
+        capacity_ += kSlabNodes;
+    }
+    std::mutex mutex_;
+    Slab* slabs_ = nullptr;
+    std::size_t used_ = 0;  // nodes handed out from the newest slab
+    FreeNode* free_ = nullptr;
+    std::size_t capacity_ = 0;
+};
+
+// One subtree's nodes: a free list refilled from the depot kBatch nodes at a time and trimmed
+// back to it above 2 * kBatch. In steady state an insert or erase touches only this list.
 template <class Node>
 class KeyPool {
 public:
+    static constexpr std::size_t kBatch = 8;
     KeyPool() = default;
     KeyPool(const KeyPool&) = delete;
     KeyPool& operator=(const KeyPool&) = delete;
     ~KeyPool() {
-        while (slabs_) {
-            Slab* next = slabs_->next;
-            ::operator delete(slabs_);
-            slabs_ = next;
-        }
+        assert(live_ == 0);
+        if (free_) give(n_free_);
     }
 
     Node* get() {
-        void* at;
-        if (free_) {
-            at = free_;
-            free_ = free_->next;
-        } else {
-            if (!slabs_ || used_ == slabs_->n) grow();
-            at = slot(slabs_, used_++);
+        static_assert(sizeof(Node) >= sizeof(FreeNode));
+        if (!free_) {
+            NodeDepot<Node>::instance().take(free_, kBatch);
+            n_free_ = kBatch;
         }
+        FreeNode* f = free_;
+        free_ = f->next;
+        --n_free_;
         ++live_;
-        return new (at) Node();
+        return new (f) Node();
     }
     void put(Node* n) {
         n->~Node();
-        auto* f = reinterpret_cast<Free*>(n);
+        auto* f = reinterpret_cast<FreeNode*>(n);
         f->next = free_;
         free_ = f;
+        ++n_free_;
         --live_;
+        if (n_free_ > 2 * kBatch) give(kBatch);
     }
-    std::size_t capacity() const { return capacity_; }
     std::size_t live() const { return live_; }
-    std::size_t slabs() const { return n_slabs_; }
+    std::size_t idle() const { return n_free_; }
 
 private:
-    struct Free {
-        Free* next;
-    };
-    static_assert(sizeof(Node) >= sizeof(Free));
-    struct Slab {
-        Slab* next;
-        std::size_t n;
-    };
-    static constexpr std::size_t kHeader =
-        (sizeof(Slab) + alignof(Node) - 1) / alignof(Node) * alignof(Node);
-    static void* slot(Slab* s, std::size_t i) {
-        return reinterpret_cast<std::byte*>(s) + kHeader + i * sizeof(Node);
+    void give(std::size_t n) {  // the first n nodes of the free list back to the depot
+        FreeNode* first = free_;
+        FreeNode* last = first;
+        for (std::size_t i = 1; i < n; ++i) last = last->next;
+        free_ = last->next;
+        n_free_ -= n;
+        NodeDepot<Node>::instance().give(first, last);
     }
-    void grow() {
-        const std::size_t n =
-            n_slabs_ < 2 ? 4 : std::min<std::size_t>(64, std::size_t(4) << (n_slabs_ - 1));
-        auto* s = static_cast<Slab*>(::operator new(kHeader + n * sizeof(Node)));
-        s->next = slabs_;
-        s->n = n;
-        slabs_ = s;
-        used_ = 0;
-        capacity_ += n;
-        ++n_slabs_;
-    }
-
-    Slab* slabs_ = nullptr;
-    std::size_t used_ = 0;  // slots handed out from the newest slab
-    Free* free_ = nullptr;
-    std::size_t capacity_ = 0, live_ = 0, n_slabs_ = 0;
+    FreeNode* free_ = nullptr;
+    std::size_t n_free_ = 0, live_ = 0;
 };
 
 }  // namespace index_detail
