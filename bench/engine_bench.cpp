@@ -10,6 +10,8 @@
 // --dax=/dev/daxX.Y. Results and the reading of them are in docs/PERFORMANCE.md.
 #include <benchmark/benchmark.h>
 
+#include <cinttypes>
+#include <cstdio>
 #include <cstring>
 
 #include "bench_rig.hpp"
@@ -296,6 +298,84 @@ void BM_Gc(State& st, Dev d) {
         Counter(static_cast<double>(retired) * per_kset_s, Counter::kIsRate);
 }
 
+// ---- DRAM of the index (issue 17 item 2; owned by the index work, self-contained) ----
+
+// RssAnon of this process in bytes (/proc/self/status). The cache device and the backing file
+// live on /dev/shm (RssShmem, page cache), so RssAnon growth is the engine's own heap.
+std::uint64_t rss_anon_bytes() {
+    std::FILE* f = std::fopen("/proc/self/status", "r");
+    if (!f) die("dram", Status(Errc::io, "cannot open /proc/self/status"));
+    char line[256];
+    std::uint64_t kib = 0;
+    bool found = false;
+    while (std::fgets(line, sizeof line, f))
+        if (std::sscanf(line, "RssAnon: %" SCNu64 " kB", &kib) == 1) {
+            found = true;
+            break;
+        }
+    std::fclose(f);
+    if (!found) die("dram", Status(Errc::io, "no RssAnon line in /proc/self/status"));
+    return kib << 10;
+}
+
+// DRAM per cached GiB of 4 KiB keys. A cache of range(0) MiB on shm-page; RssAnon is sampled
+// after open (empty index), after filling 3/4 of it with distinct 4 KiB keys ("fresh"), and
+// after writing 6x the cache size of random 4 KiB writes over a region twice the cache's data
+// (writeback + GC whenever it is full), then filling it again until it is full ("churn").
+// Counters: MiB of RssAnon growth per GiB of keys in the index, bytes per key, keys.
+void BM_IndexDram(State& st) {
+    const std::uint64_t pmem_bytes = static_cast<std::uint64_t>(st.range(0)) << 20;
+    constexpr std::uint64_t kKey = 4096;
+    for (auto _ : st) {
+        Rig<Pmem2Device> rig(Dev::shm_page, pmem_bytes, 4 * pmem_bytes);
+        const std::uint64_t data_bytes =
+            std::uint64_t(rig.cache->n_segs()) * rig.cache->geometry().seg_data_bytes();
+        const std::uint64_t region = 2 * data_bytes / kKey * kKey;
+        auto buf = pattern(kKey);
+        const std::uint64_t base_rss = rss_anon_bytes();
+        auto per_gib = [&](std::uint64_t growth, std::uint64_t keys) {
+            return static_cast<double>(growth) / (1 << 20) /
+                   (static_cast<double>(keys * kKey) / (1ull << 30));
+        };
+        // Fresh: 3/4 of the data area in distinct 4 KiB keys, no writeback needed.
+        const std::uint64_t fresh = data_bytes * 3 / 4 / kKey;
+        for (std::uint64_t i = 0; i < fresh; ++i)
+            rig.write(nullptr, slot_off(i, kKey, region), buf);
+        const std::uint64_t fresh_keys = rig.cache->index_stats().keys;
+        const std::uint64_t fresh_growth = rss_anon_bytes() - base_rss;
+        // Churn: 6x the cache size through it, then full again.
+        std::uint64_t x = 88172645463325252ull;  // xorshift, seeded: the same run every time
+        auto next_off = [&] {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            return (x % (region / kKey)) * kKey;
+        };
+        for (std::uint64_t w = 0; w < 6 * pmem_bytes; w += kKey)
+            rig.write(nullptr, next_off(), buf);
+        for (;;) {
+            const std::uint64_t off = next_off();
+            Status s = rig.cache->write(off, buf);
+            if (s.code() == Errc::busy) break;
+            if (!s.ok()) die("write", s);
+        }
+        const auto churn = rig.cache->index_stats();
+        const std::uint64_t churn_growth = rss_anon_bytes() - base_rss;
+        st.counters["fresh_MiB_per_GiB"] = per_gib(fresh_growth, fresh_keys);
+        st.counters["fresh_B_per_key"] =
+            static_cast<double>(fresh_growth) / static_cast<double>(fresh_keys);
+        st.counters["fresh_keys"] = static_cast<double>(fresh_keys);
+        st.counters["churn_MiB_per_GiB"] = per_gib(churn_growth, churn.keys);
+        st.counters["churn_B_per_key"] =
+            static_cast<double>(churn_growth) / static_cast<double>(churn.keys);
+        st.counters["churn_keys"] = static_cast<double>(churn.keys);
+        st.counters["churn_depot_nodes"] = static_cast<double>(churn.depot_nodes);
+        // Per node the process holds (its peak of live keys), not per key left at the end.
+        st.counters["churn_B_per_held_node"] =
+            static_cast<double>(churn_growth) / static_cast<double>(churn.depot_nodes);
+    }
+}
+
 // ---- registration ----
 
 template <class P>
@@ -370,6 +450,11 @@ int main(int argc, char** argv) {
             ->Arg(4096)
             ->Arg(65536);
     }
+    // One iteration: the figure is a memory size, not a rate.
+    benchmark::RegisterBenchmark("index_dram/shm-page", BM_IndexDram)
+        ->Arg(quick ? 512 : 1280)
+        ->Iterations(1)
+        ->Unit(benchmark::kMillisecond);
     benchmark::AddCustomContext("pcache_dax",
                                 dax_path().empty() ? "none (set PCACHE_BENCH_DAX)" : dax_path());
     benchmark::RunSpecifiedBenchmarks();

@@ -98,6 +98,12 @@ public:
     std::uint64_t backing_bytes() const { return backing_bytes_; }
     // Whole-structure check (tests): index, segment map and log positions agree.
     Status check_invariants();
+    // Keys in the index, free nodes its subtrees keep, and the nodes the process holds for
+    // the index keys of every cache (tests, benchmarks; takes each subtree lock in turn).
+    struct IndexStats {
+        std::uint64_t keys = 0, pool_idle = 0, depot_nodes = 0;
+    };
+    IndexStats index_stats();
 
 private:
     class WritebackRuns;  // cache_writeback.hpp: runs sent as batches of concurrent writes
@@ -148,8 +154,8 @@ private:
     void seg_put_locked(std::uint32_t seg);
     Status write_seg_gen_locked(std::uint32_t seg);
     Status write_seg_info(std::uint32_t seg);
-    bool key_is_stale(const CacheKey& k) const {
-        return k.gen < segs_[k.seg].gen.load(std::memory_order_acquire);
+    bool key_is_stale(const CacheKey& k) const {  // index keys: generation modulo 2^32
+        return !same_gen(k.gen, segs_[k.seg].gen.load(std::memory_order_acquire));
     }
     // The key-log reserve (docs/design.md "The key-log reserve"), in units of largest ksets:
     // how many more ksets of kKsetBytesMax the log can append using the room left at key_head
@@ -212,6 +218,7 @@ private:
     Status write_tail(Tail& t, std::uint64_t slot0_addr);
     StepResult gc_retire(LogPos kt, LogPos dt, const format::KsetView& v);
     StepResult gc_failed(Status s);
+    void forget_retired_keys(const format::KsetView& v);
     void writeback_lost(const CacheKey& k, const std::string& why);
     StepResult writeback_failed(Status s);
     std::string writeback_failing_note() const;

@@ -2,13 +2,35 @@
 //
 // GC never passes dirty_tail. Retiring a normal kset drops one reference per live key on its
 // data segment (a segment whose count reaches zero is invalidated: generation bumped and
-// persisted, then freed), then advances and persists key_tail. Leaving a kset segment through
+// persisted, then freed), removes the kset's keys from the index (forget_retired_keys), then
+// advances and persists key_tail. Leaving a kset segment through
 // its LAST kset persists key_tail first and only then frees the segment.
 #pragma once
 
 #include "pcache/cache/cache.hpp"
 
 namespace pcache {
+
+// Removes the keys of a retired kset from the index: each key, or the pieces of it a newer
+// write left, that still points to exactly its extent (same segment, generation and offsets).
+// A newer key over the same range stays, and so does a key of the same segment reused under a
+// newer generation. Runs after the references were dropped (a segment may already be
+// reclaimed: its keys are stale and any walk drops them too; reads racing this are handled as
+// in "Reads under GC", docs/design.md). Each subtree lock is taken while GC holds only
+// gc_mutex_, which no writer takes: GC never holds a lock a writer waits for while it waits
+// for a subtree lock (lock order, cache.hpp).
+template <PmemDevice Pmem, BlockDevice Block>
+void Cache<Pmem, Block>::forget_retired_keys(const format::KsetView& v) {
+    for (std::uint32_t i = 0; i < v.key_num(); ++i) {
+        const auto m = v.key(i);
+        if (m.off + m.len > backing_bytes_) continue;  // never indexed (replay refuses it)
+        const CacheKey k{m.off,           m.len,     m.flags, m.cache_seg_id,
+                         m.cache_seg_off, m.seg_gen, 0,       false};
+        Subtree& st = subtree_for(k.off);
+        std::lock_guard g(st.mutex);
+        st.erase_pieces_of(k, [this](const CacheKey& e) { return key_is_stale(e); });
+    }
+}
 
 template <PmemDevice Pmem, BlockDevice Block>
 typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::gc_step() {
@@ -88,6 +110,7 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::gc_retire(LogPos kt,
                 seg_put_locked(k.cache_seg_id);
         }
     }
+    forget_retired_keys(v);
     {
         std::lock_guard g(tail_mutex_);
         key_tail_.pos = log_pos_after(kt, v);

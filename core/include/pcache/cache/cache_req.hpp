@@ -10,8 +10,6 @@
 
 #include <array>
 
-#include <boost/container/small_vector.hpp>
-
 #include "pcache/cache/cache.hpp"
 
 namespace pcache {
@@ -156,10 +154,11 @@ Status Cache<Pmem, Block>::read_from_key(const CacheKey& k, std::uint64_t from,
     return {};
 }
 
-// Walks the subtree under its lock. GC does not take subtree locks, so a key found by the walk
-// may be reclaimed before its bytes are copied: the copy then reports it stale and the rest of
-// the piece is walked again, the stale key dropped. Its bytes then come from the backing device,
-// which holds them (GC only reclaims written-back keys; docs/design.md "Reads under GC").
+// Walks the subtree under its lock. GC reclaims segments before it takes subtree locks to
+// remove their keys, so a key found by the walk may be reclaimed before its bytes are copied:
+// the copy then reports it stale and the rest of the piece is looked up again, the stale key
+// dropped. Its bytes then come from the backing device, which holds them (GC only reclaims
+// written-back keys; docs/design.md "Reads under GC").
 inline constexpr unsigned kReadWalksMax = 16;
 
 template <PmemDevice Pmem, BlockDevice Block>
@@ -171,7 +170,6 @@ Status Cache<Pmem, Block>::read_piece(std::uint64_t off, std::span<std::byte> ou
         return {Errc::io, "read [" + std::to_string(off) + ", +" + std::to_string(out.size()) +
                               "): [" + std::to_string(p->first) + ", " +
                               std::to_string(p->second.end) + ") " + p->second.why};
-    boost::container::small_vector<CacheKey, 8> hits;  // no heap allocation for a typical read
     std::uint64_t cursor = off;
     bool missed = false;
     auto miss = [&](std::uint64_t to) -> Status {
@@ -182,24 +180,25 @@ Status Cache<Pmem, Block>::read_piece(std::uint64_t off, std::span<std::byte> ou
         if (opts_.fill_on_read_miss) fill_miss_locked(st, cursor, dst);
         return {};
     };
-    for (unsigned walk = 1;; ++walk) {
-        hits.clear();
-        st.for_each_overlap(
-            cursor, end, [this](const CacheKey& k) { return key_is_stale(k); },
-            [&](const CacheKey& k) { hits.push_back(k); });
+    // Key by key: one lookup from the cursor, copy, move on. Nothing is collected, so nothing
+    // is allocated; a fill of a gap may change the set between lookups.
+    auto stale_now = [this](const CacheKey& k) { return key_is_stale(k); };
+    unsigned walk = 1;
+    CacheKey k;
+    while (cursor < end && st.first_overlap(cursor, end, stale_now, &k)) {
+        if (k.off > cursor) PCACHE_TRY(miss(k.off));
+        const std::uint64_t from = std::max(k.off, cursor), to = std::min(k.end(), end);
         bool stale = false;
-        for (const CacheKey& k : hits) {
-            if (k.off > cursor) PCACHE_TRY(miss(k.off));
-            const std::uint64_t from = std::max(k.off, cursor), to = std::min(k.end(), end);
-            PCACHE_TRY(read_from_key(k, from, out.subspan(from - off, to - from), stale));
-            if (mutant(30) && stale)  // M30 (the old read path): a key reclaimed under it fails it
-                return {Errc::io, "cache segment reclaimed during a read (index out of date)"};
-            if (stale) break;
+        PCACHE_TRY(read_from_key(k, from, out.subspan(from - off, to - from), stale));
+        if (mutant(30) && stale)  // M30 (the old read path): a key reclaimed under it fails it
+            return {Errc::io, "cache segment reclaimed during a read (index out of date)"};
+        if (!stale) {
             cursor = to;
+            continue;
         }
-        if (!stale) break;
+        // Reclaimed under the read: look again from the cursor (the next lookup drops it).
         count(&CacheCounters::read_retries);
-        if (walk == kReadWalksMax)
+        if (walk++ == kReadWalksMax)
             return {Errc::io, "read [" + std::to_string(off) + ", +" + std::to_string(out.size()) +
                                   "): the index changed under " + std::to_string(kReadWalksMax) +
                                   " walks in a row (GC reclaiming every key found)"};

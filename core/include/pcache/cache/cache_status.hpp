@@ -201,4 +201,16 @@ Status Cache<Pmem, Block>::check_invariants() {
     return {};
 }
 
+template <PmemDevice Pmem, BlockDevice Block>
+typename Cache<Pmem, Block>::IndexStats Cache<Pmem, Block>::index_stats() {
+    IndexStats r;
+    for (Subtree& st : subtrees_) {
+        std::lock_guard g(st.mutex);
+        r.keys += st.size();
+        r.pool_idle += st.pool_idle();
+    }
+    r.depot_nodes = Subtree::depot_capacity();
+    return r;
+}
+
 }  // namespace pcache

@@ -126,7 +126,7 @@ void Cache<Pmem, Block>::writeback_lost(const CacheKey& k, const std::string& wh
         st.for_each_overlap(
             k.off, k.end(), [](const CacheKey&) { return false; },
             [&](const CacheKey& e) {
-                if (e.seg == k.seg && e.gen == k.gen &&
+                if (e.seg == k.seg && same_gen(e.gen, k.gen) &&
                     std::int64_t(e.seg_off) - std::int64_t(k.seg_off) ==
                         std::int64_t(e.off) - std::int64_t(k.off))
                     current.push_back(e);
@@ -161,7 +161,7 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
         const format::KsetView& v = at.view;
         const bool more = ++ksets < batch_ksets;
         if (v.kind == format::KsetKind::last) return more ? WalkStep::next : WalkStep::stop;
-        Subtree newest;  // overlaps inside the kset: later keys win (lost ones too: crc_bad)
+        KeySet newest;  // overlaps inside the kset: later keys win (lost ones too: crc_bad)
         const std::uint64_t kset_addr = at.addr;
         for (std::uint32_t i = 0; i < v.key_num(); ++i) {
             const auto k = v.key(i);
@@ -191,7 +191,7 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
         // write) go out as one request of up to kWritebackRunBytesMax. Lost keys are skipped.
         const auto& keys = newest.keys();
         for (auto it = keys.begin(); it != keys.end();) {
-            const CacheKey& first = it->second;
+            const CacheKey first = it->second;
             if (first.crc_bad) {
                 ++it;
                 continue;
@@ -199,7 +199,7 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
             std::uint64_t run_bytes = first.len;
             auto run_end = std::next(it);
             for (; run_end != keys.end() && run_bytes < kWritebackRunBytesMax; ++run_end) {
-                const CacheKey& k = run_end->second;
+                const CacheKey k = run_end->second;
                 if (k.crc_bad || k.off != first.off + run_bytes || k.seg != first.seg ||
                     k.seg_off != first.seg_off + run_bytes)
                     break;
@@ -209,7 +209,7 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
             if (Status s = pmem_.read(data_addr(first.seg, first.seg_off), data); !s.ok()) {
                 // A media error somewhere in the run: key by key, the unreadable ones are lost.
                 for (auto k = it; k != run_end; ++k) {
-                    const CacheKey& key = k->second;
+                    const CacheKey key = k->second;
                     data.resize(key.len);
                     if (Status ks = pmem_.read(data_addr(key.seg, key.seg_off), data); !ks.ok()) {
                         lost.emplace_back(key,

@@ -1,46 +1,41 @@
-// The in-memory index: one ordered map of keys per 4 MiB subtree, no two keys overlapping.
+// The in-memory index: one ordered set of keys per 4 MiB subtree, no two keys overlapping.
 //
 // Inserting a key resolves every overlap with existing keys so that the newest write wins
 // (dm-pcache-format.md 6.4). Existing keys are trimmed, split or deleted; the cache position
 // of a trimmed piece moves with its logical start. Stale keys (their segment generation moved
-// on) are dropped whenever a walk meets them. The caller holds the subtree's lock.
+// on) are dropped whenever a walk meets them; GC removes the keys of the ksets it retires
+// (erase_pieces_of). The caller holds the subtree's lock.
+//
+// The set is an intrusive red-black tree whose nodes come from a pool (key_node.hpp): no
+// malloc per insert once the process-wide depot holds the peak number of keys, 40 B per key
+// in the engine's subtrees. Walks decode each node into a CacheKey on the stack.
 #pragma once
 
 #include <cassert>
 #include <cstdint>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <string>
+#include <type_traits>
+#include <utility>
+
+#include "pcache/cache/key_node.hpp"
+#include "pcache/mutation.hpp"
 
 namespace pcache {
 
-struct CacheKey {
-    std::uint64_t off = 0;       // logical byte offset on the backing device
-    std::uint32_t len = 0;       // bytes
-    std::uint32_t flags = 0;     // 0 dirty or format::kKeyFlagClean
-    std::uint32_t seg = 0;       // cache segment id of the data
-    std::uint32_t seg_off = 0;   // offset in that segment's data area
-    std::uint64_t gen = 0;       // segment generation at allocation
-    std::uint32_t data_crc = 0;  // CRC of exactly [off, off+len) when data_crc is on
-    bool crc_bad = false;        // data known not to match its CRC: reads fail
+// A set of non-overlapping keys over nodes of kind Node (key_node.hpp).
+template <class Node>
+class KeyTree {
+    using Set = index_detail::NodeSet<Node>;
+    using It = typename Set::iterator;
 
-    std::uint64_t end() const { return off + len; }
-    // The piece [from, to) of this key (same generation and flags; CRC to be recomputed).
-    CacheKey piece(std::uint64_t from, std::uint64_t to) const {
-        assert(from >= off && to <= end() && from < to);
-        CacheKey k = *this;
-        k.off = from;
-        k.len = static_cast<std::uint32_t>(to - from);
-        k.seg_off = static_cast<std::uint32_t>(seg_off + (from - off));
-        return k;
-    }
-};
-
-// Mutex: the engine's lock type (pcache/sync.hpp); std::mutex outside the simulator.
-template <class Mutex = std::mutex>
-class BasicSubtree {
 public:
-    Mutex mutex;  // the subtree lock: held for index walks and kset appends
+    KeyTree() = default;
+    KeyTree(const KeyTree&) = delete;
+    KeyTree& operator=(const KeyTree&) = delete;
+    ~KeyTree() { clear(); }
 
     // Inserts `k`; every older byte it covers is forgotten.
     //   is_stale(key) -> bool: the key's generation is older than its segment's.
@@ -49,59 +44,215 @@ public:
     template <class IsStale, class OnPiece>
     void insert(const CacheKey& k, IsStale&& is_stale, OnPiece&& on_piece) {
         assert(k.len > 0);
-        auto it = keys_.lower_bound(k.off);
-        if (it != keys_.begin()) --it;
-        [[maybe_unused]] std::size_t bound =
-            keys_.size() + 2;  // each step erases or passes one key
-        while (it != keys_.end() && it->second.off < k.end()) {
+        if (set_.empty()) base_ = k.off & ~format::kSubtreeMask;
+        assert(Node::fits(k, base_));
+        It it = start(k.off);
+        [[maybe_unused]] std::size_t bound = set_.size() + 2;  // each step erases or passes one
+        while (it != set_.end()) {
             assert(bound-- > 0);
-            const CacheKey e = it->second;
+            const CacheKey e = it->get(base_);
+            if (e.off >= k.end()) break;
             if (is_stale(e)) {
-                it = keys_.erase(it);
+                it = erase(it);
                 continue;
             }
             if (e.end() <= k.off) {  // E before N: untouched
                 ++it;
                 continue;
             }
-            it = keys_.erase(it);
             if (e.off < k.off) {
                 // head:      E [-----)          contained:  E [---------)
                 //            N    [-----)                   N    [---)
+                // The left piece keeps E's node (same start: the order is unchanged).
                 CacheKey left = e.piece(e.off, k.off);
                 on_piece(e, left);
-                keys_.emplace(left.off, left);
+                it->set(left, base_);
+                ++it;
                 if (e.end() > k.end()) {
                     CacheKey right = e.piece(k.end(), e.end());
                     on_piece(e, right);
-                    it = keys_.emplace(right.off, right).first;
+                    it = link(it, right);
                 }
             } else if (e.end() > k.end()) {
                 // tail:      E    [------)      (E starts inside N, ends after it)
                 //            N [-----)
+                // E's node moves its start to N's end: still after every key before it and
+                // before the next key (which starts at or after E's end).
                 CacheKey right = e.piece(k.end(), e.end());
                 on_piece(e, right);
-                it = keys_.emplace(right.off, right).first;
+                it->set(right, base_);
+            } else {
+                // contain:  N [--------)  E inside N: dropped.
+                it = erase(it);
             }
-            // contain:  N [--------)  E inside N: dropped by the erase above.
         }
-        keys_.emplace(k.off, k);
+        link(it, k);
     }
 
-    // Calls fn(key) for each key overlapping [off, end) in ascending order, dropping stale ones.
+    // Calls fn(key) for each key overlapping [off, end) in ascending order, dropping stale
+    // ones. When fn returns bool, false stops the walk. fn must not change this set.
     template <class IsStale, class Fn>
     void for_each_overlap(std::uint64_t off, std::uint64_t end, IsStale&& is_stale, Fn&& fn) {
-        auto it = keys_.lower_bound(off);
-        if (it != keys_.begin() && std::prev(it)->second.end() > off) --it;
-        while (it != keys_.end() && it->second.off < end) {
-            if (is_stale(it->second)) {
-                it = keys_.erase(it);
+        if (set_.empty()) return;
+        for (It it = start(off); it != set_.end();) {
+            const CacheKey k = it->get(base_);
+            if (k.off >= end) break;
+            if (is_stale(k)) {
+                it = erase(it);
                 continue;
             }
-            fn(it->second);
+            if (k.end() > off) {
+                if constexpr (std::is_same_v<decltype(fn(k)), bool>) {
+                    if (!fn(k)) return;
+                } else {
+                    fn(k);
+                }
+            }
             ++it;
         }
     }
+
+    // The first key overlapping [off, end) into *out (stale ones met are dropped); false if
+    // none. One lookup: a caller may change the set between calls.
+    template <class IsStale>
+    bool first_overlap(std::uint64_t off, std::uint64_t end, IsStale&& is_stale, CacheKey* out) {
+        bool found = false;
+        for_each_overlap(off, end, is_stale, [&](const CacheKey& k) {
+            *out = k;
+            found = true;
+            return false;
+        });
+        return found;
+    }
+
+    // Removes every key that is a piece of `k` (is_piece_of: same segment, generation and
+    // position) and drops stale keys met on the way; a newer key over the range stays.
+    template <class IsStale>
+    std::size_t erase_pieces_of(const CacheKey& k, IsStale&& is_stale) {
+        std::size_t n = 0;
+        if (set_.empty()) return n;
+        for (It it = start(k.off); it != set_.end();) {
+            const CacheKey e = it->get(base_);
+            if (e.off >= k.end()) break;
+            // M18: GC removes every key over the retired range, newer ones too
+            const bool retired = e.end() > k.off && (mutant(18) || is_piece_of(e, k));
+            if (retired || is_stale(e)) {
+                n += retired ? 1 : 0;
+                it = erase(it);
+                continue;
+            }
+            ++it;
+        }
+        return n;
+    }
+
+    void erase_exact(const CacheKey& k) {
+        if (set_.empty() || !Node::fits(k, base_)) return;
+        It it = set_.find(Node::order_of(k.off, base_));
+        if (it == set_.end()) return;
+        const CacheKey e = it->get(base_);
+        if (e.off == k.off && e.len == k.len && e.seg == k.seg && e.seg_off == k.seg_off) erase(it);
+    }
+
+    std::size_t size() const { return set_.size(); }
+    bool empty() const { return set_.empty(); }
+    void clear() {
+        set_.clear_and_dispose([this](Node* n) { pool_.put(n); });
+    }
+    // Free nodes this set's pool keeps (at most 2 * KeyPool::kBatch), and the nodes the
+    // process-wide depot holds for sets of this kind (tests, benchmarks).
+    std::size_t pool_idle() const { return pool_.idle(); }
+    static std::size_t depot_capacity() {
+        return index_detail::NodeDepot<Node>::instance().capacity();
+    }
+
+    // Iteration over the keys as (offset, key) pairs, decoded by value.
+    class const_iterator {
+    public:
+        using value_type = std::pair<std::uint64_t, CacheKey>;
+        using difference_type = std::ptrdiff_t;
+        using reference = value_type;
+        using iterator_category = std::input_iterator_tag;
+        struct Arrow {
+            value_type v;
+            const value_type* operator->() const { return &v; }
+        };
+        const_iterator() = default;
+        const_iterator(typename Set::const_iterator it, std::uint64_t base)
+            : it_(it), base_(base) {}
+        value_type operator*() const {
+            const CacheKey k = it_->get(base_);
+            return {k.off, k};
+        }
+        Arrow operator->() const { return Arrow{**this}; }
+        const_iterator& operator++() {
+            ++it_;
+            return *this;
+        }
+        const_iterator operator++(int) {
+            const_iterator t = *this;
+            ++it_;
+            return t;
+        }
+        bool operator==(const const_iterator& o) const { return it_ == o.it_; }
+
+    private:
+        typename Set::const_iterator it_;
+        std::uint64_t base_ = 0;
+    };
+    struct Range {
+        const_iterator b, e;
+        const_iterator begin() const { return b; }
+        const_iterator end() const { return e; }
+    };
+    Range keys() const { return {{set_.cbegin(), base_}, {set_.cend(), base_}}; }
+
+    // Invariant: keys ordered, non-empty, non-overlapping, inside this set's 4 MiB subtree
+    // (compact nodes) and as many as the pool has handed out.
+    bool check_invariants() const {
+        std::uint64_t prev_end = 0;
+        bool first = true;
+        for (const Node& n : set_) {
+            const CacheKey k = n.get(base_);
+            if (k.len == 0 || (!first && k.off < prev_end) || !Node::fits(k, base_)) return false;
+            prev_end = k.end();
+            first = false;
+        }
+        return pool_.live() == set_.size();
+    }
+
+private:
+    // The first key that may overlap a range starting at `off`.
+    It start(std::uint64_t off) {
+        It it = set_.lower_bound(Node::order_of(off, base_));
+        if (it != set_.begin()) {
+            It prev = std::prev(it);
+            if (prev->get(base_).end() > off) it = prev;
+        }
+        return it;
+    }
+    It link(It hint, const CacheKey& k) {
+        Node* n = pool_.get();
+        n->set(k, base_);
+        return set_.insert(hint, *n);
+    }
+    It erase(It it) {
+        return set_.erase_and_dispose(it, [this](Node* n) { pool_.put(n); });
+    }
+
+    index_detail::KeyPool<Node> pool_;  // declared first: outlives the set
+    Set set_;
+    std::uint64_t base_ = 0;  // the subtree's first byte (compact nodes)
+};
+
+// A scratch set of keys at any offsets (writeback's newest-key-wins set of one kset).
+using KeySet = KeyTree<index_detail::WideKeyNode>;
+
+// Mutex: the engine's lock type (pcache/sync.hpp); std::mutex outside the simulator.
+template <class Mutex = std::mutex>
+class BasicSubtree : public KeyTree<index_detail::CompactKeyNode> {
+public:
+    Mutex mutex;  // the subtree lock: held for index walks and kset appends
 
     // Poisoned ranges: dirty data lost before it reached the backing device (writeback found
     // it unreadable or failing its CRC). Reads of them fail until they are overwritten. In
@@ -136,28 +287,7 @@ public:
         return nullptr;
     }
 
-    void erase_exact(const CacheKey& k) {
-        auto it = keys_.find(k.off);
-        if (it != keys_.end() && it->second.len == k.len && it->second.seg == k.seg &&
-            it->second.seg_off == k.seg_off)
-            keys_.erase(it);
-    }
-    std::size_t size() const { return keys_.size(); }
-    const std::map<std::uint64_t, CacheKey>& keys() const { return keys_; }
-    void clear() { keys_.clear(); }
-
-    // Invariant: keys ordered, non-empty and non-overlapping.
-    bool check_invariants() const {
-        std::uint64_t prev_end = 0;
-        for (const auto& [off, k] : keys_) {
-            if (off != k.off || k.len == 0 || k.off < prev_end) return false;
-            prev_end = k.end();
-        }
-        return true;
-    }
-
 private:
-    std::map<std::uint64_t, CacheKey> keys_;
     std::map<std::uint64_t, Poison> poisoned_;
 };
 using Subtree = BasicSubtree<>;
