@@ -225,6 +225,19 @@ TEST(FormatDecode, KeyValidationNamesTheField) {
     k2 = k;
     k2.flags = 1;  // EMPTY is never persisted
     EXPECT_FALSE(validate_key(k2, 63, g.seg_data_bytes(), 0).ok());
+    // Keys come from bios: whole sectors (the in-memory index stores sectors).
+    k2 = k;
+    k2.off = 4096 + 1;
+    EXPECT_NE(validate_key(k2, 63, g.seg_data_bytes(), 0).message().find("key.off"),
+              std::string::npos);
+    k2 = k;
+    k2.len = 4096 - 8;
+    EXPECT_NE(validate_key(k2, 63, g.seg_data_bytes(), 0).message().find("key.len"),
+              std::string::npos);
+    k2 = k;
+    k2.cache_seg_off = 256;
+    EXPECT_NE(validate_key(k2, 63, g.seg_data_bytes(), 0).message().find("key.cache_seg_off"),
+              std::string::npos);
 }
 
 TEST(FormatDecode, CacheInfoValidation) {

@@ -226,10 +226,13 @@ inline Status validate_key(const KeyOnMedia& k, std::uint32_t n_segs, std::uint6
                    std::to_string(k.off) + " + " + std::to_string(k.len) +
                        " crosses a 4 MiB subtree boundary");
     // The kernel's keys come from bios: whole sectors (the in-memory index stores sectors).
-    if (k.off % kSectorBytes) return bad("off", 0, std::to_string(k.off) + " is not a multiple of 512");
-    if (k.len % kSectorBytes) return bad("len", 8, std::to_string(k.len) + " is not a multiple of 512");
+    if (k.off % kSectorBytes)
+        return bad("off", 0, std::to_string(k.off) + " is not a multiple of 512");
+    if (k.len % kSectorBytes)
+        return bad("len", 8, std::to_string(k.len) + " is not a multiple of 512");
     if (k.cache_seg_off % kSectorBytes)
-        return bad("cache_seg_off", 20, std::to_string(k.cache_seg_off) + " is not a multiple of 512");
+        return bad("cache_seg_off", 20,
+                   std::to_string(k.cache_seg_off) + " is not a multiple of 512");
     if (k.flags != 0 && k.flags != kKeyFlagClean)
         return bad("flags", 12, hex(k.flags) + ", expected 0 or 0x2");
     return {};
