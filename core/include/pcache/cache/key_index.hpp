@@ -23,6 +23,12 @@ struct CacheKey {
     std::uint64_t gen = 0;       // segment generation at allocation
     std::uint32_t data_crc = 0;  // CRC of exactly [off, off+len) when data_crc is on
     bool crc_bad = false;        // data known not to match its CRC: reads fail
+    // Where the key was buffered (docs/design.md "Lanes"): lane, and that lane's close epoch
+    // (mod 256) when it was appended. Open (in the lane's unclosed kset buffer) only if the
+    // lane's epoch still equals it; a wrapped epoch can only make a closed key look open, which
+    // costs an early close, never a missed one. Both fit in the padding after crc_bad.
+    std::uint8_t lane_epoch = 0;
+    std::uint16_t lane = 0;
 
     std::uint64_t end() const { return off + len; }
     // The piece [from, to) of this key (same generation and flags; CRC to be recomputed).
@@ -35,6 +41,7 @@ struct CacheKey {
         return k;
     }
 };
+static_assert(sizeof(CacheKey) <= 40, "lane and lane_epoch must fit in CacheKey's padding");
 
 // Mutex: the engine's lock type (pcache/sync.hpp); std::mutex outside the simulator.
 template <class Mutex = std::mutex>
