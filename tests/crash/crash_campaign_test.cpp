@@ -216,7 +216,10 @@ CampaignReach run_suite(const SuiteCase& sc) {
 
 TEST(CrashSuite, X86) { run_suite(kSuite[0]); }
 TEST(CrashSuite, X86DataCrc) { run_suite(kSuite[1]); }
-TEST(CrashSuite, X86TwoKsets) { run_suite(kSuite[2]); }
+TEST(CrashSuite, X86TwoKsets) {  // two lanes: per-operation simulated CPUs (campaign.hpp)
+    const CampaignReach r = run_suite(kSuite[2]);
+    EXPECT_GT(r.cross_lane_closes, 0u) << "the cross-lane rule (docs/design.md \"Lanes\")";
+}
 TEST(CrashSuite, X86CrashDuringRecovery) { run_suite(kSuite[3]); }
 TEST(CrashSuite, Eadr) { run_suite(kSuite[4]); }
 TEST(CrashSuite, X86LongLog) {
@@ -233,6 +236,7 @@ TEST(CrashSuite, X86LongLog) {
 TEST(CrashSuite, X86Stripes) {
     const CampaignReach r = run_suite(kSuite[6]);
     EXPECT_GT(r.stripe_splits, 0u);
+    EXPECT_GT(r.cross_lane_closes, 0u);
     EXPECT_GT(r.corruption_followups, 0u);
     EXPECT_GT(r.after_recovery_writes, 0u);
 }

@@ -63,18 +63,25 @@ Status Cache<Pmem, Block>::load_or_format() {
     per_seg_ksets_ = static_cast<std::uint32_t>((seg_data_bytes() - format::kKsetHeaderBytes) /
                                                 format::kKsetBytesMax);
     assert(per_seg_ksets_ >= 1);  // Geometry::validate: a segment holds the largest kset
-    // Lanes: as asked, or one per CPU up to what the key-log reserve can hold.
-    const std::uint64_t lanes_fit = std::uint64_t(segs - std::min(segs, 2u)) * per_seg_ksets_;
+    // Lanes: as asked, or one per CPU up to what the cache can carry. Every lane's data head
+    // may pin a segment while its CPU is idle, so writes progress (docs/design.md "Lanes")
+    // only if the segments left to the log and one active head keep the reserve rule (A):
+    // (segs - lanes - 1) x P >= lanes.
+    auto lanes_fit = [&](std::uint64_t lanes) {
+        return segs > lanes + 1 && (segs - lanes - 1) * std::uint64_t(per_seg_ksets_) >= lanes;
+    };
     std::uint32_t lanes = opts_.n_lanes ? opts_.n_lanes : opts_.n_ksets;
-    if (lanes == 0)
-        lanes = static_cast<std::uint32_t>(std::clamp<std::uint64_t>(
-            std::min<std::uint64_t>(cpu_count_of(pmem_), lanes_fit), 1, kLanesMax));
-    if (segs != 0 && lanes_fit < lanes)
+    if (lanes == 0) {
+        lanes = std::clamp<std::uint32_t>(cpu_count_of(pmem_), 1, kLanesMax);
+        while (lanes > 1 && !lanes_fit(lanes)) --lanes;
+    }
+    if (segs != 0 && !lanes_fit(lanes))
         return {Errc::invalid_argument,
-                std::to_string(lanes) + " lanes: " + std::to_string(lanes) + " kset buffers need at least " +
-                    std::to_string(2 + (lanes + per_seg_ksets_ - 1) / per_seg_ksets_) +
-                    " cache segments (the key log keeps room to close every buffer); this cache "
-                    "has " +
+                std::to_string(lanes) + " lanes: " + std::to_string(lanes) +
+                    " kset buffers and data heads need at least " +
+                    std::to_string(lanes + 2 + (lanes - 1) / per_seg_ksets_) +
+                    " cache segments (the key log keeps room to close every buffer while every "
+                    "head holds one); this cache has " +
                     std::to_string(segs)};
     opts_.n_lanes = lanes;
     if (existing) {
