@@ -87,10 +87,12 @@ TEST(ConcurrentSim, Campaign) {
     }
     std::printf(
         "campaign: %zu runs, %llu reads, %llu re-walks, %llu gc runs, %llu scheduling "
-        "points, %llu crash images\n",
+        "points, %llu crash images (%llu with two lanes), %llu cross-lane closes\n",
         runs.size(), static_cast<unsigned long long>(reads),
         static_cast<unsigned long long>(read_retries), static_cast<unsigned long long>(gc_runs),
-        static_cast<unsigned long long>(points), static_cast<unsigned long long>(crash_images));
+        static_cast<unsigned long long>(points), static_cast<unsigned long long>(crash_images),
+        static_cast<unsigned long long>(lane_crash_images),
+        static_cast<unsigned long long>(cross_lane_closes));
     EXPECT_GT(reads, 0u);
     if (runs.size() > 1 && failures == 0) {  // what a campaign must reach
         EXPECT_GT(gc_runs, 0u) << "GC must reclaim under the readers";

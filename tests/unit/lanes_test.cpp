@@ -113,7 +113,7 @@ TEST(CrossLane, NoEarlyCloseWhenNotNeeded) {
     rig.open(2);
     auto& c = *rig.cache;
     ASSERT_TRUE(c.write(kOff, pattern(kLen, 7), false, nullptr, 1).ok());
-    ASSERT_TRUE(c.write(kOff, pattern(kLen, 8), false, nullptr, 1).ok());  // same lane
+    ASSERT_TRUE(c.write(kOff, pattern(kLen, 8), false, nullptr, 1).ok());         // same lane
     ASSERT_TRUE(c.write(kOff + kLen, pattern(kLen, 9), false, nullptr, 0).ok());  // no overlap
     EXPECT_EQ(c.counters().cross_lane_closes, 0u);
     ASSERT_TRUE(c.flush().ok());

@@ -55,7 +55,9 @@ using SharedMutexFor = typename detail::SharedMutexOf<P>::type;
 // simulated run. Otherwise sched_getcpu() and std::thread::hardware_concurrency().
 template <class P>
 std::uint32_t current_cpu_of(const P& p) {
-    if constexpr (requires { { p.current_cpu() } -> std::convertible_to<std::uint32_t>; }) {
+    if constexpr (requires {
+                      { p.current_cpu() } -> std::convertible_to<std::uint32_t>;
+                  }) {
         return p.current_cpu();
     } else {
         const int cpu = ::sched_getcpu();
@@ -64,7 +66,9 @@ std::uint32_t current_cpu_of(const P& p) {
 }
 template <class P>
 std::uint32_t cpu_count_of(const P& p) {
-    if constexpr (requires { { p.cpu_count() } -> std::convertible_to<std::uint32_t>; }) {
+    if constexpr (requires {
+                      { p.cpu_count() } -> std::convertible_to<std::uint32_t>;
+                  }) {
         return p.cpu_count();
     } else {
         const unsigned n = std::thread::hardware_concurrency();

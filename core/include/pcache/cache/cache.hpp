@@ -17,8 +17,9 @@
 // seg_mutex_. tail_mutex_, info_mutex_ and health_mutex_ are leaves. The write hot path takes
 // only its subtree lock and its lane lock; seg_mutex_ only when the lane's data head needs a new
 // segment or a segment's last reference goes; key_head_mutex_ only to close a kset. Counters are
-// relaxed atomics. Lane rules: docs/design.md "Lanes". The engine never reads the clock, never spawns threads and never
-// draws random numbers; background work is exposed as steps (writeback_step, gc_step).
+// relaxed atomics. Lane rules: docs/design.md "Lanes". The engine never reads the clock, never
+// spawns threads and never draws random numbers; background work is exposed as steps
+// (writeback_step, gc_step).
 #pragma once
 
 #include <atomic>

@@ -2,8 +2,8 @@
 //
 // Requests are cut at 4 MiB subtree boundaries. A write piece gets space in its lane's data
 // head, its bytes are copied to pmem and fenced before its key exists anywhere, then, under the
-// subtree lock, the key is appended to its lane's kset buffer and inserted into the subtree. A read piece
-// walks the subtree under its lock: bytes held by keys come from pmem (CRC-checked when
+// subtree lock, the key is appended to its lane's kset buffer and inserted into the subtree. A read
+// piece walks the subtree under its lock: bytes held by keys come from pmem (CRC-checked when
 // data_crc is on), the gaps from the backing device, optionally filled into the cache as CLEAN
 // keys.
 #pragma once

@@ -5,9 +5,9 @@
 // head or keys in [key_tail, key_head); refs[s] = keys appended or replayed that point into s,
 // plus one while a lane's data head fills it. refs is atomic: a lane takes references on its
 // own head segment without seg_mutex_ (the head's reference keeps it above zero), and only the
-// decrement to zero takes seg_mutex_ (seg_put). A data segment whose refs fall to zero is invalidated:
-// its generation is bumped and persisted *before* it returns to the free pool, so every key
-// still pointing into it becomes stale.
+// decrement to zero takes seg_mutex_ (seg_put). A data segment whose refs fall to zero is
+// invalidated: its generation is bumped and persisted *before* it returns to the free pool, so
+// every key still pointing into it becomes stale.
 #pragma once
 
 #include "pcache/cache/cache.hpp"
@@ -126,7 +126,7 @@ Status Cache<Pmem, Block>::open_kset_locked(Lane& kb) {
 // one whose references are gone).
 template <PmemDevice Pmem, BlockDevice Block>
 Result<typename Cache<Pmem, Block>::Allocation> Cache<Pmem, Block>::data_alloc(std::uint32_t lane,
-                                                                                std::uint32_t len) {
+                                                                               std::uint32_t len) {
     assert(len > 0);
     Lane& ln = lanes_[lane];
     std::lock_guard g(ln.mutex);
