@@ -142,7 +142,9 @@ Status Cache<Pmem, Block>::close_other_lanes(Subtree& st, std::uint32_t lane, st
 
 // Under the subtree lock: the cross-lane rule, then in the lane (its lock only): make room in
 // its kset buffer and take a kset of the reserve (the only steps that can fail, before anything
-// of this key changes), append, close if full or forced. Then, outside the lane lock, insert into
+// of this key changes: a busy write leaves the index and every buffer's keys as they were; the
+// rule may have logged other lanes' keys early, which only makes older writes durable sooner),
+// append, close if full or forced. Then, outside the lane lock, insert into
 // the index. A failed forced close leaves the key buffered (valid, just not yet durable) and in
 // the index, and reports the error. `best_effort` (read-miss fills): no close is forced.
 template <PmemDevice Pmem, BlockDevice Block>
