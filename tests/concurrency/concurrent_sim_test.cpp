@@ -67,9 +67,11 @@ TEST(ConcurrentSim, Campaign) {
         for (std::uint64_t seed = 1; seed <= seeds; ++seed) runs.push_back(derive_config({}, seed));
     }
     std::uint64_t reads = 0, gc_runs = 0, read_retries = 0, crash_images = 0, points = 0;
-    std::uint64_t failures = 0;
+    std::uint64_t failures = 0, cross_lane_closes = 0, lane_crash_images = 0;
     for (const ConcurrentConfig& c : runs) {
         const ConcurrentResult r = run_concurrent(c);
+        cross_lane_closes += r.counters.cross_lane_closes;
+        if (c.n_lanes >= 2) lane_crash_images += r.crash_states_checked;
         reads += r.reads;
         gc_runs += r.counters.gc_runs;
         read_retries += r.counters.read_retries;
@@ -85,15 +87,20 @@ TEST(ConcurrentSim, Campaign) {
     }
     std::printf(
         "campaign: %zu runs, %llu reads, %llu re-walks, %llu gc runs, %llu scheduling "
-        "points, %llu crash images\n",
+        "points, %llu crash images (%llu with two lanes), %llu cross-lane closes\n",
         runs.size(), static_cast<unsigned long long>(reads),
         static_cast<unsigned long long>(read_retries), static_cast<unsigned long long>(gc_runs),
-        static_cast<unsigned long long>(points), static_cast<unsigned long long>(crash_images));
+        static_cast<unsigned long long>(points), static_cast<unsigned long long>(crash_images),
+        static_cast<unsigned long long>(lane_crash_images),
+        static_cast<unsigned long long>(cross_lane_closes));
     EXPECT_GT(reads, 0u);
     if (runs.size() > 1 && failures == 0) {  // what a campaign must reach
         EXPECT_GT(gc_runs, 0u) << "GC must reclaim under the readers";
         EXPECT_GT(read_retries, 0u) << "reads must meet keys reclaimed under them";
         EXPECT_GT(crash_images, 0u) << "some runs must be cut by a crash";
+        EXPECT_GT(cross_lane_closes, 0u) << "tasks on two lanes must overwrite each other's "
+                                            "buffered keys (docs/design.md \"Lanes\")";
+        EXPECT_GT(lane_crash_images, 0u) << "some runs with two lanes must be cut by a crash";
     }
 }
 
@@ -109,7 +116,7 @@ TEST(ConcurrentSim, LongRunsOnASmallCache) {
         c.ops = 400;
         c.rounds = 3;
         c.segs = 6;
-        c.n_ksets = 2;
+        c.n_lanes = 2;
         c.gc_percent = 70;
         const ConcurrentResult r = run_concurrent(c);
         EXPECT_TRUE(r.ok()) << r.failure << "\n  (" << describe(r) << ")";

@@ -127,7 +127,8 @@ TEST(KeyLogReserve, OpenRefusesTooManyKsetBuffersForTheCache) {
     auto r = MemCache::open(pmem, disk, o);
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.status().code(), Errc::invalid_argument);
-    EXPECT_NE(r.status().message().find("kset buffers need at least"), std::string::npos)
+    EXPECT_NE(r.status().message().find("kset buffers and data heads need at least"),
+              std::string::npos)
         << r.status().to_string();
     EXPECT_TRUE(std::all_of(pmem.data(), pmem.data() + pmem.size(),
                             [](std::byte b) { return b == std::byte{0}; }));  // nothing written

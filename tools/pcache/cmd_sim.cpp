@@ -60,7 +60,7 @@ int run_sim(const std::vector<std::string>& args) {
                                                         "segments in the simulated cache device")(
         "backing-kib", integer(&backing_kib, U64{128}, U64{4} << 20, "backing-kib"),
         "simulated backing device size in KiB")("n-ksets", integer(&n_ksets, 1u, 1024u, "n-ksets"),
-                                                "kset buffers")(
+                                                "lanes (data head and kset buffer each)")(
         "data-crc", po::value(&data_crc)->default_value(data_crc)->implicit_value("on"),
         "per-key data CRC: on, off or mixed (every second seed)")(
         "pmem-samples", integer(&pmem_samples, U64{1}, U64{1000000}, "pmem-samples"),
@@ -186,7 +186,7 @@ int run_sim(const std::vector<std::string>& args) {
     const double t = elapsed_s();
     std::printf(
         "pcache sim: mode %s, %llu seed(s) from %llu (%llu with data_crc), %llu ops each, segment "
-        "%llu KiB x %u, backing %llu KiB, %u kset buffers\n",
+        "%llu KiB x %u, backing %llu KiB, %u lanes\n",
         mode_name.c_str(), static_cast<unsigned long long>(runs),
         static_cast<unsigned long long>(seed), static_cast<unsigned long long>(crc_runs),
         static_cast<unsigned long long>(ops), static_cast<unsigned long long>(segment_kib), segs,

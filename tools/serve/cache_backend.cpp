@@ -83,8 +83,7 @@ Result<std::unique_ptr<CacheBackend>> CacheBackend::open(const ServeOptions& opt
     co.data_crc = o.data_crc.value_or(false);
     co.geometry = o.geometry;
     co.writeback_queue_depth = o.writeback_queue_depth;
-    const unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
-    co.n_ksets = o.n_ksets ? o.n_ksets : std::min(cpus, 1024u);
+    co.n_lanes = o.n_ksets;  // 0: one lane per CPU, as many as the cache can carry
     CacheBackend* self = b.get();
     co.log = [self](const std::string& line) { self->note(line); };  // lost dirty data
     co.clock_ns = [] {  // for writeback_health().since_ns; the engine itself reads no clock

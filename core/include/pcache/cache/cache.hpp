@@ -12,9 +12,14 @@
 //   cache_status.hpp    status line, messages, invariants [dm_pcache.c]
 //
 // Thread safety: every public member may be called from any thread. Locks, always taken in
-// this order: a subtree lock, a kset buffer lock, key_head_mutex_, seg_mutex_. tail_mutex_ and
-// info_mutex_ are leaves. The engine never reads the clock, never spawns threads and never
-// draws random numbers; background work is exposed as steps (writeback_step, gc_step).
+// this order: a subtree lock, a lane lock (its data head and kset buffer; one lane lock at a
+// time, except flush/check_invariants, which hold no subtree lock), key_head_mutex_,
+// seg_mutex_. tail_mutex_, info_mutex_ and health_mutex_ are leaves. The write hot path takes
+// only its subtree lock and its lane lock; seg_mutex_ only when the lane's data head needs a new
+// segment or a segment's last reference goes; key_head_mutex_ only to close a kset. Counters are
+// relaxed atomics. Lane rules: docs/design.md "Lanes". The engine never reads the clock, never
+// spawns threads and never draws random numbers; background work is exposed as steps
+// (writeback_step, gc_step).
 #pragma once
 
 #include <atomic>
@@ -59,8 +64,10 @@ public:
     // writeback and GC progress, retry the rest: `*done_bytes` (if given) says how many leading
     // bytes are already in the cache (a busy write never has to start over, so a write larger
     // than the free space completes piece by piece).
+    // `lane`: the lane (data head and kset buffer) to use, modulo n_lanes; kAutoLane: the
+    // calling CPU's.
     Status write(std::uint64_t off, std::span<const std::byte> data, bool fua = false,
-                 std::uint64_t* done_bytes = nullptr);
+                 std::uint64_t* done_bytes = nullptr, std::uint32_t lane = kAutoLane);
     // Reads from the cache where it holds the bytes, from the backing device elsewhere.
     Status read(std::uint64_t off, std::span<std::byte> out);
     // FLUSH: every earlier acknowledged write is durable when this returns ok.
@@ -96,6 +103,7 @@ public:
     std::uint32_t n_segs() const { return n_segs_; }
     const format::Geometry& geometry() const { return opts_.geometry; }
     std::uint64_t backing_bytes() const { return backing_bytes_; }
+    std::uint32_t n_lanes() const { return static_cast<std::uint32_t>(lanes_.size()); }
     // Whole-structure check (tests): index, segment map and log positions agree.
     Status check_invariants();
     // Keys in the index, free nodes its subtrees keep, and the nodes the process holds for
@@ -114,15 +122,27 @@ private:
         std::atomic<std::uint64_t> gen{0};
         std::uint8_t gen_seq = 0;
         unsigned gen_index = 0;
-        std::uint32_t refs = 0;  // keys in the log + the data head filling it
+        // Keys in the log + the data head filling it. Atomic: a lane bumps it without seg_mutex_
+        // (it holds the head's own reference, so it cannot be at zero); the decrement that
+        // reaches zero takes seg_mutex_ to invalidate the segment (cache_segment.hpp).
+        std::atomic<std::uint32_t> refs{0};
         // Held shared while a read copies this segment's bytes, exclusively while its
         // generation is bumped: a segment is never reclaimed (and reused) under a copy.
         mutable SharedMutex read_mutex;
     };
-    struct KsetBuffer {
+    static constexpr std::uint32_t kNoSeg = UINT32_MAX;
+    static constexpr std::uint32_t kLanesMax = 1024;
+    // A lane: a data head and a kset buffer under one lock (docs/design.md "Lanes").
+    struct Lane {
         mutable Mutex mutex;
         std::uint32_t key_num = 0;
         std::vector<std::byte> image = std::vector<std::byte>(format::kKsetBytesMax);
+        // Bumped (under `mutex`) each time the buffer is closed with keys in it: a key appended
+        // at epoch E is still in the open buffer exactly while epoch == E. Read without the
+        // lock as a hint only; decisions re-check it under the lock.
+        std::atomic<std::uint32_t> epoch{1};
+        std::uint32_t head_seg = kNoSeg;  // data head: segment being filled, next free byte
+        std::uint32_t head_off = 0;
     };
     struct Tail {
         LogPos pos;
@@ -165,24 +185,32 @@ private:
     }
     // May a data segment be taken from the pool without eating into the reserve?
     bool data_seg_allowed_locked() const {
-        return log_capacity_locked() >= per_seg_ksets_ + ksets_.size();
+        return log_capacity_locked() >= per_seg_ksets_ + lanes_.size();
     }
     void set_log_room_locked(LogPos head);
-    Status open_kset_locked(KsetBuffer& kb);
+    void seg_put(std::uint32_t seg);  // drops a reference; seg_mutex_ only for the last one
+    Status open_kset_locked(Lane& kb);
     Status reserve_busy(const char* what) const;
     struct Allocation {
         std::uint32_t seg, off, len;
         std::uint64_t gen;
     };
-    Result<Allocation> data_alloc(std::uint32_t len);
+    Result<Allocation> data_alloc(std::uint32_t lane, std::uint32_t len);
 
     // cache_kset.hpp
-    KsetBuffer& kset_for(std::uint64_t off) {
-        return ksets_[(off >> format::kSubtreeShift) % ksets_.size()];
+    std::uint32_t pick_lane(std::uint32_t requested) const {
+        const std::uint32_t cpu = requested == kAutoLane ? current_cpu_of(pmem_) : requested;
+        return cpu % static_cast<std::uint32_t>(lanes_.size());
     }
-    Status kset_close_locked(KsetBuffer& kb);
-    Status insert_and_append(Subtree& st, const CacheKey& key, bool force_close, bool& appended);
-    void append_key_locked(KsetBuffer& kb, const CacheKey& key);
+    bool key_buffered_open(const CacheKey& k) const {
+        return static_cast<std::uint8_t>(lanes_[k.lane].epoch.load(std::memory_order_acquire)) ==
+               k.lane_epoch;
+    }
+    Status kset_close_locked(Lane& kb);
+    Status close_other_lanes(Subtree& st, std::uint32_t lane, std::uint64_t off, std::uint64_t end);
+    Status insert_and_append(Subtree& st, std::uint32_t lane, CacheKey key, bool force_close,
+                             bool best_effort, bool& appended);
+    void append_key_locked(Lane& kb, const CacheKey& key);
     void fix_piece_crc(const CacheKey& whole, CacheKey& piece);
 
     // cache_status.hpp: the always-on check of a key entering the index and the log
@@ -195,11 +223,12 @@ private:
     // cache_req.hpp
     Subtree& subtree_for(std::uint64_t off) { return subtrees_[off >> format::kSubtreeShift]; }
     Status write_piece(std::uint64_t off, std::span<const std::byte> data, bool fua,
-                       std::uint32_t& written);
+                       std::uint32_t lane, std::uint32_t& written);
     Status read_piece(std::uint64_t off, std::span<std::byte> out);
     Status read_from_key(const CacheKey& k, std::uint64_t from, std::span<std::byte> out,
                          bool& stale);
-    void fill_miss_locked(Subtree& st, std::uint64_t off, std::span<const std::byte> data);
+    void fill_miss_locked(Subtree& st, std::uint32_t lane, std::uint64_t off,
+                          std::span<const std::byte> data);
     Status check_io(const char* what, std::uint64_t off, std::uint64_t len) const;
 
     // The key log as the walker reads it (format/log_walk.hpp): this cache's pmem.
@@ -235,19 +264,16 @@ private:
     unsigned info_index_ = 0;
 
     std::unique_ptr<Segment[]> segs_;
-    mutable Mutex seg_mutex_;  // seg_used_, refs, data head, generation writes
+    mutable Mutex seg_mutex_;  // seg_used_, the reserve, refs reaching zero, generation writes
     std::vector<bool> seg_used_;
     std::uint32_t segs_used_ = 0;
     std::uint32_t last_seg_hint_ = 0;
-    static constexpr std::uint32_t kNoSeg = UINT32_MAX;
-    std::uint32_t data_head_seg_ = kNoSeg;
-    std::uint32_t data_head_off_ = 0;
     std::uint32_t per_seg_ksets_ = 1;   // largest ksets a fresh segment holds (+ a LAST kset)
     std::uint32_t log_room_ksets_ = 0;  // largest ksets that still fit at key_head
     std::uint32_t open_ksets_ = 0;      // kset buffers holding keys
 
     std::vector<Subtree> subtrees_;
-    std::vector<KsetBuffer> ksets_;
+    std::vector<Lane> lanes_;
     mutable Mutex key_head_mutex_;
     LogPos key_head_;
 
@@ -261,11 +287,10 @@ private:
     WritebackHealth health_;
 
     std::atomic<std::uint64_t> dirty_bytes_{0};
-    mutable Mutex counters_mutex_;
+    // Written only through count() (relaxed atomic adds) once open() returns; read by counters().
     CacheCounters counters_;
     void count(std::uint64_t CacheCounters::*field, std::uint64_t n = 1) {
-        std::lock_guard g(counters_mutex_);
-        counters_.*field += n;
+        std::atomic_ref<std::uint64_t>(counters_.*field).fetch_add(n, std::memory_order_relaxed);
     }
 };
 

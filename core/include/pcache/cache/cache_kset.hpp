@@ -1,21 +1,25 @@
 // Kset buffers and the key log [cache_key.c].
 //
-// Keys are buffered per kset buffer ((off >> 22) % n_ksets) and written as one kset when the
-// buffer holds 128 keys, on FUA, on FLUSH, on flush_ksets() and on close. Closing a kset
+// Keys are buffered in their writer's lane's kset buffer and written as one kset when the
+// buffer holds 128 keys, on FUA, on FLUSH, on flush_ksets(), on close, and when another lane
+// overwrites one of its keys (the cross-lane rule, docs/design.md "Lanes"). Closing a kset
 // (dm-pcache-format.md 5.5) keeps room for a LAST kset, switches to a new kset segment when
 // needed, and writes the kset followed by a 24-byte end marker. pcache fences the end marker
 // before the kset (and the new segment's marker before the LAST kset): the kernel's single
 // fence lets a stale kset from an earlier use of the segment surface after a crash (quirk 11).
 #pragma once
 
+#include <algorithm>
 #include <array>
+
+#include <boost/container/small_vector.hpp>
 
 #include "pcache/cache/cache.hpp"
 
 namespace pcache {
 
 template <PmemDevice Pmem, BlockDevice Block>
-Status Cache<Pmem, Block>::kset_close_locked(KsetBuffer& kb) {
+Status Cache<Pmem, Block>::kset_close_locked(Lane& kb) {
     if (kb.key_num == 0) return {};
     const std::uint64_t size = format::kset_bytes(kb.key_num);
     const std::array<std::byte, format::kKsetHeaderBytes> zeros{};
@@ -69,6 +73,7 @@ Status Cache<Pmem, Block>::kset_close_locked(KsetBuffer& kb) {
     key_head_.off += static_cast<std::uint32_t>(size);
     std::memset(kb.image.data(), 0, format::kKsetHeaderBytes);
     kb.key_num = 0;
+    kb.epoch.fetch_add(1, std::memory_order_release);  // its keys are in the log now
     {
         std::lock_guard s(seg_mutex_);
         set_log_room_locked(key_head_);
@@ -80,7 +85,7 @@ Status Cache<Pmem, Block>::kset_close_locked(KsetBuffer& kb) {
 }
 
 template <PmemDevice Pmem, BlockDevice Block>
-void Cache<Pmem, Block>::append_key_locked(KsetBuffer& kb, const CacheKey& key) {
+void Cache<Pmem, Block>::append_key_locked(Lane& kb, const CacheKey& key) {
     PCACHE_VERIFY_FATAL(kb.key_num < format::kKsetKeysMax,  // would write past the kset image
                         "kset buffer already holds " + std::to_string(kb.key_num) + " keys");
     const format::KeyOnMedia k{key.off,
@@ -97,25 +102,68 @@ void Cache<Pmem, Block>::append_key_locked(KsetBuffer& kb, const CacheKey& key) 
         dirty_bytes_.fetch_add(key.len, std::memory_order_relaxed);
 }
 
-// Under the subtree lock: make room in the kset buffer (the only step that can fail, before
-// anything changes), insert into the index, append, and close the kset if full or forced.
-// A failed forced close leaves the key buffered (valid, just not yet durable) and reports busy.
+// The cross-lane rule (docs/design.md "Lanes"), under the subtree lock, before a key of lane
+// `lane` covering [off, end) is appended: every other lane whose open kset buffer holds a key
+// the new one overlaps is closed first, so those keys come before the new one in the log.
+// Replay and writeback apply the log in order: newer data always wins over older.
 template <PmemDevice Pmem, BlockDevice Block>
-Status Cache<Pmem, Block>::insert_and_append(Subtree& st, const CacheKey& key, bool force_close,
-                                             bool& appended) {
-    KsetBuffer& kb = kset_for(key.off);
-    std::lock_guard g(kb.mutex);
+Status Cache<Pmem, Block>::close_other_lanes(Subtree& st, std::uint32_t lane, std::uint64_t off,
+                                             std::uint64_t end) {
+    if (lanes_.size() == 1) return {};
+    boost::container::small_vector<std::pair<std::uint32_t, std::uint8_t>, 4> open;
+    st.for_each_overlap(
+        off, end, [this](const CacheKey& k) { return key_is_stale(k); },
+        [&](const CacheKey& k) {
+            const std::pair<std::uint32_t, std::uint8_t> at{k.lane, k.lane_epoch};
+            if (k.lane != lane && key_buffered_open(k) &&
+                std::find(open.begin(), open.end(), at) == open.end())
+                open.push_back(at);
+        });
+    for (const auto& [other, epoch] : open) {
+        if constexpr (mutant(32)) break;  // M32: no cross-lane close (older data can replay last)
+        Lane& ln = lanes_[other];
+        std::lock_guard g(ln.mutex);
+        // Keys of this subtree enter a buffer only under the subtree lock, held here: if the
+        // epoch moved, the buffer (with those keys) was closed meanwhile.
+        if (static_cast<std::uint8_t>(ln.epoch.load(std::memory_order_relaxed)) != epoch ||
+            ln.key_num == 0)
+            continue;
+        PCACHE_TRY(kset_close_locked(ln));
+        count(&CacheCounters::cross_lane_closes);
+    }
+    return {};
+}
+
+// Under the subtree lock: the cross-lane rule, then in the lane (its lock only): make room in
+// its kset buffer and take a kset of the reserve (the only steps that can fail, before anything
+// of this key changes: a busy write leaves the index and every buffer's keys as they were; the
+// rule may have logged other lanes' keys early, which only makes older writes durable sooner),
+// append, close if full or forced. Then, outside the lane lock, insert into
+// the index. A failed forced close leaves the key buffered (valid, just not yet durable) and in
+// the index, and reports the error. `best_effort` (read-miss fills): no close is forced.
+template <PmemDevice Pmem, BlockDevice Block>
+Status Cache<Pmem, Block>::insert_and_append(Subtree& st, std::uint32_t lane, CacheKey key,
+                                             bool force_close, bool best_effort, bool& appended) {
     appended = false;
-    if (kb.key_num == format::kKsetKeysMax) PCACHE_TRY(kset_close_locked(kb));
-    PCACHE_TRY(open_kset_locked(kb));  // busy here changes nothing
+    PCACHE_TRY(close_other_lanes(st, lane, key.off, key.end()));
+    Status closed;
+    {
+        Lane& ln = lanes_[lane];
+        std::lock_guard g(ln.mutex);
+        if (ln.key_num == format::kKsetKeysMax) PCACHE_TRY(kset_close_locked(ln));
+        PCACHE_TRY(open_kset_locked(ln));  // busy here changes nothing
+        key.lane = static_cast<std::uint16_t>(lane);
+        key.lane_epoch = static_cast<std::uint8_t>(ln.epoch.load(std::memory_order_relaxed));
+        append_key_locked(ln, key);
+        appended = true;
+        if (ln.key_num == format::kKsetKeysMax || (force_close && !best_effort))
+            closed = kset_close_locked(ln);
+    }
     st.insert(
         key, [this](const CacheKey& k) { return key_is_stale(k); },
         [this](const CacheKey& whole, CacheKey& piece) { fix_piece_crc(whole, piece); });
     st.clear_poison(key.off, key.end());  // newer data replaces data lost in writeback
-    append_key_locked(kb, key);
-    appended = true;
-    if (kb.key_num == format::kKsetKeysMax || force_close) return kset_close_locked(kb);
-    return {};
+    return closed;
 }
 
 // A key cut by a newer write keeps a CRC of exactly its remaining bytes: the old bytes are

@@ -20,9 +20,10 @@ template <PmemDevice Pmem, BlockDevice Block>
 Result<std::unique_ptr<Cache<Pmem, Block>>> Cache<Pmem, Block>::open(Pmem& pmem, Block& backing,
                                                                      CacheOptions opts) {
     PCACHE_TRY(opts.geometry.validate());
-    if (opts.n_ksets == 0 || opts.n_ksets > 1024)
+    if (opts.n_lanes > kLanesMax || (opts.n_lanes == 0 && opts.n_ksets > kLanesMax))
         return Status(Errc::invalid_argument,
-                      "n_ksets " + std::to_string(opts.n_ksets) + ": expected 1..1024");
+                      "n_lanes " + std::to_string(opts.n_lanes ? opts.n_lanes : opts.n_ksets) +
+                          ": expected 1..1024 (or 0: one per CPU)");
     if (pmem.size() < opts.geometry.device_bytes_min())
         return Status(Errc::no_space, "cache device of " + std::to_string(pmem.size()) +
                                           " B is smaller than the minimum of " +
@@ -62,13 +63,27 @@ Status Cache<Pmem, Block>::load_or_format() {
     per_seg_ksets_ = static_cast<std::uint32_t>((seg_data_bytes() - format::kKsetHeaderBytes) /
                                                 format::kKsetBytesMax);
     assert(per_seg_ksets_ >= 1);  // Geometry::validate: a segment holds the largest kset
-    if (segs != 0 && std::uint64_t(segs - std::min(segs, 2u)) * per_seg_ksets_ < opts_.n_ksets)
+    // Lanes: as asked, or one per CPU up to what the cache can carry. Every lane's data head
+    // may pin a segment while its CPU is idle, so writes progress (docs/design.md "Lanes")
+    // only if the segments left to the log and one active head keep the reserve rule (A):
+    // (segs - lanes - 1) x P >= lanes.
+    auto lanes_fit = [&](std::uint64_t lanes) {
+        return segs > lanes + 1 && (segs - lanes - 1) * std::uint64_t(per_seg_ksets_) >= lanes;
+    };
+    std::uint32_t lanes = opts_.n_lanes ? opts_.n_lanes : opts_.n_ksets;
+    if (lanes == 0) {
+        lanes = std::clamp<std::uint32_t>(cpu_count_of(pmem_), 1, kLanesMax);
+        while (lanes > 1 && !lanes_fit(lanes)) --lanes;
+    }
+    if (segs != 0 && !lanes_fit(lanes))
         return {Errc::invalid_argument,
-                std::to_string(opts_.n_ksets) + " kset buffers need at least " +
-                    std::to_string(2 + (opts_.n_ksets + per_seg_ksets_ - 1) / per_seg_ksets_) +
-                    " cache segments (the key log keeps room to close every buffer); this cache "
-                    "has " +
+                std::to_string(lanes) + " lanes: " + std::to_string(lanes) +
+                    " kset buffers and data heads need at least " +
+                    std::to_string(lanes + 2 + (lanes - 1) / per_seg_ksets_) +
+                    " cache segments (the key log keeps room to close every buffer while every "
+                    "head holds one); this cache has " +
                     std::to_string(segs)};
+    opts_.n_lanes = lanes;
     if (existing) {
         n_segs_ = info_.n_segs;
         segs_.reset(new Segment[n_segs_]);
@@ -89,7 +104,7 @@ Status Cache<Pmem, Block>::load_or_format() {
     seg_used_.assign(n_segs_, false);
     subtrees_ =
         std::vector<Subtree>((backing_bytes_ + format::kSubtreeBytes - 1) / format::kSubtreeBytes);
-    ksets_ = std::vector<KsetBuffer>(opts_.n_ksets);
+    lanes_ = std::vector<Lane>(opts_.n_lanes);
     const std::uint64_t replay_start_ns = opts_.clock_ns ? opts_.clock_ns() : 0;
     PCACHE_TRY(replay());
     {

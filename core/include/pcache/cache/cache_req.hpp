@@ -1,9 +1,9 @@
 // The request path: write, read, flush, close [cache_req.c, dm_pcache.c].
 //
-// Requests are cut at 4 MiB subtree boundaries. A write piece gets space in the data head,
-// its bytes are copied to pmem and fenced before its key exists anywhere, then the key is
-// inserted into the subtree and appended to its kset under the subtree lock. A read piece
-// walks the subtree under its lock: bytes held by keys come from pmem (CRC-checked when
+// Requests are cut at 4 MiB subtree boundaries. A write piece gets space in its lane's data
+// head, its bytes are copied to pmem and fenced before its key exists anywhere, then, under the
+// subtree lock, the key is appended to its lane's kset buffer and inserted into the subtree. A read
+// piece walks the subtree under its lock: bytes held by keys come from pmem (CRC-checked when
 // data_crc is on), the gaps from the backing device, optionally filled into the cache as CLEAN
 // keys.
 #pragma once
@@ -29,16 +29,17 @@ Status Cache<Pmem, Block>::check_io(const char* what, std::uint64_t off, std::ui
 
 template <PmemDevice Pmem, BlockDevice Block>
 Status Cache<Pmem, Block>::write(std::uint64_t off, std::span<const std::byte> data, bool fua,
-                                 std::uint64_t* done_bytes) {
+                                 std::uint64_t* done_bytes, std::uint32_t lane) {
     std::uint64_t done = 0;
     if (done_bytes) *done_bytes = 0;
     PCACHE_TRY(check_io("write", off, data.size()));
+    lane = pick_lane(lane);
     while (done < data.size()) {
         const std::uint64_t at = off + done;
         const std::uint64_t piece = std::min<std::uint64_t>(
             data.size() - done, format::kSubtreeBytes - (at & format::kSubtreeMask));
         std::uint32_t written = 0;
-        Status st = write_piece(at, data.subspan(done, piece), fua, written);
+        Status st = write_piece(at, data.subspan(done, piece), fua, lane, written);
         if (!st.ok()) {
             if (st.code() == Errc::busy) {
                 count(&CacheCounters::busy_returns);
@@ -54,11 +55,11 @@ Status Cache<Pmem, Block>::write(std::uint64_t off, std::span<const std::byte> d
     return {};
 }
 
-// Writes a prefix of `data` (at most to the end of the data head's segment).
+// Writes a prefix of `data` (at most to the end of the lane's data head segment).
 template <PmemDevice Pmem, BlockDevice Block>
 Status Cache<Pmem, Block>::write_piece(std::uint64_t off, std::span<const std::byte> data, bool fua,
-                                       std::uint32_t& written) {
-    auto a = data_alloc(static_cast<std::uint32_t>(data.size()));
+                                       std::uint32_t lane, std::uint32_t& written) {
+    auto a = data_alloc(lane, static_cast<std::uint32_t>(data.size()));
     if (!a.ok()) return a.status();
     const auto bytes = data.first(a->len);
     // M1: cached copy, never flushed, before the key points to it
@@ -66,8 +67,7 @@ Status Cache<Pmem, Block>::write_piece(std::uint64_t off, std::span<const std::b
                             mutant(1) ? kPmemNoFlush | kPmemNoDrain : kPmemFlushCache);
     if (ws.ok()) ws = pmem_.drain();  // the data is durable before any key can point to it
     if (!ws.ok()) {                   // no key will point to the space: give it back
-        std::lock_guard sg(seg_mutex_);
-        seg_put_locked(a->seg);
+        seg_put(a->seg);
         return ws;
     }
     count(&CacheCounters::pmem_written_bytes, a->len);
@@ -78,15 +78,12 @@ Status Cache<Pmem, Block>::write_piece(std::uint64_t off, std::span<const std::b
     Status s = verify_key(key);
     if (s.ok()) {
         std::lock_guard g(st.mutex);
-        s = insert_and_append(st, key, fua, appended);
+        s = insert_and_append(st, lane, key, fua, false, appended);
     }
     if (!s.ok()) {
         // Busy before the key was buffered: give the space back. A buffered key whose forced
         // close failed keeps its reference (it is valid, just not durable yet).
-        if (!appended) {
-            std::lock_guard sg(seg_mutex_);
-            seg_put_locked(key.seg);
-        }
+        if (!appended) seg_put(key.seg);
         return s;
     }
     written = a->len;
@@ -172,12 +169,13 @@ Status Cache<Pmem, Block>::read_piece(std::uint64_t off, std::span<std::byte> ou
                               std::to_string(p->second.end) + ") " + p->second.why};
     std::uint64_t cursor = off;
     bool missed = false;
+    const std::uint32_t lane = opts_.fill_on_read_miss ? pick_lane(kAutoLane) : 0;
     auto miss = [&](std::uint64_t to) -> Status {
         auto dst = out.subspan(cursor - off, to - cursor);
         PCACHE_TRY(backing_.read(cursor, dst));
         count(&CacheCounters::backing_read_bytes, dst.size());
         missed = true;
-        if (opts_.fill_on_read_miss) fill_miss_locked(st, cursor, dst);
+        if (opts_.fill_on_read_miss) fill_miss_locked(st, lane, cursor, dst);
         return {};
     };
     // Key by key: one lookup from the cursor, copy, move on. Nothing is collected, so nothing
@@ -208,49 +206,41 @@ Status Cache<Pmem, Block>::read_piece(std::uint64_t off, std::span<std::byte> ou
     return {};
 }
 
-// Keeps backing data read for a miss as CLEAN keys (best effort: a full cache skips it).
+// Keeps backing data read for a miss as CLEAN keys (best effort: a full cache skips it). The
+// keys go through the same lane rules as writes.
 template <PmemDevice Pmem, BlockDevice Block>
-void Cache<Pmem, Block>::fill_miss_locked(Subtree& st, std::uint64_t off,
+void Cache<Pmem, Block>::fill_miss_locked(Subtree& st, std::uint32_t lane, std::uint64_t off,
                                           std::span<const std::byte> data) {
     std::uint64_t done = 0;
     while (done < data.size()) {
-        auto a = data_alloc(static_cast<std::uint32_t>(data.size() - done));
+        auto a = data_alloc(lane, static_cast<std::uint32_t>(data.size() - done));
         if (!a.ok()) return;
         const auto bytes = data.subspan(done, a->len);
         CacheKey key{off + done, a->len, format::kKeyFlagClean, a->seg, a->off, a->gen, 0, false};
         Status s = pmem_.write(data_addr(a->seg, a->off), bytes, kPmemFlushCache);
         if (s.ok()) s = pmem_.drain();
+        bool appended = false;
         if (s.ok()) {
             if (opts_.data_crc) key.data_crc = crc::kcrc(bytes.data(), bytes.size());
-            KsetBuffer& kb = kset_for(key.off);
-            std::lock_guard g(kb.mutex);
-            if (kb.key_num < format::kKsetKeysMax && open_kset_locked(kb).ok()) {
-                st.insert(
-                    key, [this](const CacheKey& k) { return key_is_stale(k); },
-                    [this](const CacheKey& whole, CacheKey& piece) {
-                        fix_piece_crc(whole, piece);
-                    });
-                append_key_locked(kb, key);
-                count(&CacheCounters::pmem_written_bytes, a->len);
-                // Not swallowed, deferred: the fill is best effort and its key is valid while
-                // buffered. A failed close leaves the buffer full and unchanged; the next
-                // append to it closes it first and reports the error to that writer, and so
-                // does the next FLUSH, the only calls that promise durability.
-                if (kb.key_num == format::kKsetKeysMax) (void)kset_close_locked(kb);
-                done += a->len;
-                continue;
-            }
+            // Not swallowed, deferred: the fill is best effort and its key is valid while
+            // buffered. A failed close of the full buffer after the append leaves it full and
+            // unchanged; the next append to it closes it first and reports the error to that
+            // writer, and so does the next FLUSH, the only calls that promise durability.
+            (void)insert_and_append(st, lane, key, false, true, appended);
         }
-        std::lock_guard sg(seg_mutex_);
-        seg_put_locked(a->seg);
-        return;
+        if (!appended) {
+            seg_put(a->seg);
+            return;
+        }
+        count(&CacheCounters::pmem_written_bytes, a->len);
+        done += a->len;
     }
 }
 
 template <PmemDevice Pmem, BlockDevice Block>
 Status Cache<Pmem, Block>::flush() {
     if constexpr (mutant(13)) return {};  // M13: FLUSH acknowledged before writes are durable
-    for (KsetBuffer& kb : ksets_) {
+    for (Lane& kb : lanes_) {
         std::lock_guard g(kb.mutex);
         Status s = kset_close_locked(kb);
         if (!s.ok() && !mutant(20)) return s;  // M20: a kset close error is swallowed

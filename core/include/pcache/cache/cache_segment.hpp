@@ -3,9 +3,11 @@
 //
 // Invariants (seg_mutex_ held): seg_used_[s] for every segment holding live log ksets, a data
 // head or keys in [key_tail, key_head); refs[s] = keys appended or replayed that point into s,
-// plus one while the data head fills it. A data segment whose refs fall to zero is invalidated:
-// its generation is bumped and persisted *before* it returns to the free pool, so every key
-// still pointing into it becomes stale.
+// plus one while a lane's data head fills it. refs is atomic: a lane takes references on its
+// own head segment without seg_mutex_ (the head's reference keeps it above zero), and only the
+// decrement to zero takes seg_mutex_ (seg_put). A data segment whose refs fall to zero is
+// invalidated: its generation is bumped and persisted *before* it returns to the free pool, so
+// every key still pointing into it becomes stale.
 #pragma once
 
 #include "pcache/cache/cache.hpp"
@@ -56,7 +58,7 @@ void Cache<Pmem, Block>::seg_put_locked(std::uint32_t seg) {
         seg < n_segs_ && segs_[seg].refs > 0 && seg_used_[seg],
         "reference dropped on segment " + std::to_string(seg) + " which holds none (or is free)");
     Segment& s = segs_[seg];
-    if (--s.refs > 0) return;
+    if (s.refs.fetch_sub(1, std::memory_order_acq_rel) > 1) return;
     if constexpr (!mutant(12)) {  // M12: segment reused without bumping its generation
         {
             std::unique_lock rl(s.read_mutex, std::defer_lock);
@@ -73,6 +75,18 @@ void Cache<Pmem, Block>::seg_put_locked(std::uint32_t seg) {
     }
     seg_used_[seg] = false;
     --segs_used_;
+}
+
+// Drops one reference without seg_mutex_ unless it is the last (then as seg_put_locked). Nobody
+// takes a reference on a segment at zero (only a data head does, on its own segment), so a
+// count seen above one stays above zero after the decrement.
+template <PmemDevice Pmem, BlockDevice Block>
+void Cache<Pmem, Block>::seg_put(std::uint32_t seg) {
+    std::atomic<std::uint32_t>& refs = segs_[seg].refs;
+    for (std::uint32_t r = refs.load(std::memory_order_relaxed); r > 1;)
+        if (refs.compare_exchange_weak(r, r - 1, std::memory_order_acq_rel)) return;
+    std::lock_guard g(seg_mutex_);
+    seg_put_locked(seg);
 }
 
 // Largest ksets that still fit at `head` (room for a LAST kset kept back).
@@ -99,7 +113,7 @@ Status Cache<Pmem, Block>::reserve_busy(const char* what) const {
 // Called with kb's lock held before a key is appended to it. A buffer that goes from empty to
 // holding keys needs one kset of the reserve (the capacity check keeps capacity >= open ksets).
 template <PmemDevice Pmem, BlockDevice Block>
-Status Cache<Pmem, Block>::open_kset_locked(KsetBuffer& kb) {
+Status Cache<Pmem, Block>::open_kset_locked(Lane& kb) {
     if (kb.key_num != 0) return {};
     std::lock_guard g(seg_mutex_);
     if (!mutant(21) && log_capacity_locked() < std::uint64_t(open_ksets_) + 1)  // M21: no reserve
@@ -108,34 +122,39 @@ Status Cache<Pmem, Block>::open_kset_locked(KsetBuffer& kb) {
     return {};
 }
 
-// Space for up to `len` bytes in the data head; may be shorter at the end of a segment.
+// Space for up to `len` bytes in lane `lane`'s data head; may be shorter at the end of a
+// segment. seg_mutex_ is taken only when the head needs a new segment (or lets go of a full
+// one whose references are gone).
 template <PmemDevice Pmem, BlockDevice Block>
-Result<typename Cache<Pmem, Block>::Allocation> Cache<Pmem, Block>::data_alloc(std::uint32_t len) {
+Result<typename Cache<Pmem, Block>::Allocation> Cache<Pmem, Block>::data_alloc(std::uint32_t lane,
+                                                                               std::uint32_t len) {
     assert(len > 0);
-    std::lock_guard g(seg_mutex_);
-    if (data_head_seg_ == kNoSeg) {
+    Lane& ln = lanes_[lane];
+    std::lock_guard g(ln.mutex);
+    if (ln.head_seg == kNoSeg) {
+        std::lock_guard sg(seg_mutex_);
         // M21: data takes the segments the key log needs to close ksets
         if (!mutant(21) && !data_seg_allowed_locked()) return reserve_busy("data");
         auto seg = get_free_segment_locked();
         if (!seg.ok()) return seg.status();
-        data_head_seg_ = *seg;
-        data_head_off_ = 0;
-        segs_[data_head_seg_].refs += 1;  // the head's own reference
+        ln.head_seg = *seg;
+        ln.head_off = 0;
+        segs_[ln.head_seg].refs.fetch_add(1, std::memory_order_relaxed);  // the head's own
     }
-    PCACHE_VERIFY(data_head_off_ < seg_data_bytes(),
-                  "data head at " + std::to_string(data_head_off_) + " of segment " +
-                      std::to_string(data_head_seg_) + " is past its data area");
-    Segment& s = segs_[data_head_seg_];
-    const std::uint64_t remain = seg_data_bytes() - data_head_off_;
-    Allocation a{data_head_seg_, data_head_off_,
+    PCACHE_VERIFY(ln.head_off < seg_data_bytes(),
+                  "data head at " + std::to_string(ln.head_off) + " of segment " +
+                      std::to_string(ln.head_seg) + " is past its data area");
+    Segment& s = segs_[ln.head_seg];
+    const std::uint64_t remain = seg_data_bytes() - ln.head_off;
+    Allocation a{ln.head_seg, ln.head_off,
                  static_cast<std::uint32_t>(std::min<std::uint64_t>(len, remain)),
                  s.gen.load(std::memory_order_relaxed)};
-    s.refs += 1;  // the key's reference
-    data_head_off_ += a.len;
-    if (data_head_off_ == seg_data_bytes()) {  // segment exhausted: the head lets go of it
-        const std::uint32_t full = data_head_seg_;
-        data_head_seg_ = kNoSeg;
-        seg_put_locked(full);
+    s.refs.fetch_add(1, std::memory_order_relaxed);  // the key's reference
+    ln.head_off += a.len;
+    if (ln.head_off == seg_data_bytes()) {  // segment exhausted: the head lets go of it
+        const std::uint32_t full = ln.head_seg;
+        ln.head_seg = kNoSeg;
+        seg_put(full);
     }
     return a;
 }

@@ -3,6 +3,7 @@
 
 #include <cctype>
 #include <cstdio>
+#include <cstring>
 #include <sstream>
 
 #include "pcache/cache/cache.hpp"
@@ -31,13 +32,24 @@ std::uint32_t Cache<Pmem, Block>::segs_used() const {
 }
 template <PmemDevice Pmem, BlockDevice Block>
 CacheCounters Cache<Pmem, Block>::counters() const {
-    std::lock_guard g(counters_mutex_);
-    return counters_;
+    // Every counter is a uint64_t updated by relaxed atomic adds (count()): each is loaded so,
+    // into the same place of the copy.
+    CacheCounters c;
+    [[maybe_unused]] std::size_t fields = 0;
+    for_each_counter(counters_, [&](const char*, const std::uint64_t& field) {
+        const auto at = static_cast<std::size_t>(reinterpret_cast<const std::byte*>(&field) -
+                                                 reinterpret_cast<const std::byte*>(&counters_));
+        const std::uint64_t v = std::atomic_ref<std::uint64_t>(const_cast<std::uint64_t&>(field))
+                                    .load(std::memory_order_relaxed);
+        std::memcpy(reinterpret_cast<std::byte*>(&c) + at, &v, sizeof v);
+        ++fields;
+    });
+    assert(fields * sizeof(std::uint64_t) == sizeof(CacheCounters));  // every counter listed
+    return c;
 }
-
 template <PmemDevice Pmem, BlockDevice Block>
 bool Cache<Pmem, Block>::is_clean() const {
-    for (const KsetBuffer& kb : ksets_) {
+    for (const Lane& kb : lanes_) {
         std::lock_guard g(kb.mutex);
         if (kb.key_num != 0) return false;
     }
@@ -127,7 +139,7 @@ Status Cache<Pmem, Block>::check_invariants() {
     std::lock_guard wb(writeback_mutex_);
     std::lock_guard gc(gc_mutex_);
     std::vector<std::unique_lock<Mutex>> kset_locks;
-    for (KsetBuffer& kb : ksets_) kset_locks.emplace_back(kb.mutex);
+    for (Lane& kb : lanes_) kset_locks.emplace_back(kb.mutex);
     const LogPos kt = key_tail(), dt = dirty_tail(), kh = key_head();
     std::unique_lock seg_lock(seg_mutex_);
     std::vector<std::uint64_t> refs(n_segs_, 0);
@@ -153,16 +165,17 @@ Status Cache<Pmem, Block>::check_invariants() {
     PCACHE_TRY(walked.status());
     log_seg[kh.seg] = true;
     const bool dirty = walked->mark_reached;
-    for (const KsetBuffer& kb : ksets_)
+    for (const Lane& kb : lanes_)
         for (std::uint32_t i = 0; i < kb.key_num; ++i) {
             const auto k = format::load<format::KeyOnMedia>(kb.image, format::kset_bytes(i));
             count_ref(k.cache_seg_id, k.seg_gen);
         }
-    if (data_head_seg_ != kNoSeg) ++refs[data_head_seg_];
+    for (const Lane& ln : lanes_)
+        if (ln.head_seg != kNoSeg) ++refs[ln.head_seg];
     for (std::uint32_t s = 0; s < n_segs_; ++s) {
-        if (segs_[s].refs != refs[s])
+        if (segs_[s].refs.load() != refs[s])
             return {Errc::corrupt, "segment " + std::to_string(s) + " holds " +
-                                       std::to_string(segs_[s].refs) + " references but " +
+                                       std::to_string(segs_[s].refs.load()) + " references but " +
                                        std::to_string(refs[s]) +
                                        " live keys and data heads point into it"};
         if (refs[s] > 0 && !seg_used_[s])

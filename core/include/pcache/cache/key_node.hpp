@@ -2,7 +2,7 @@
 //
 // A node is a key plus the hooks of an intrusive red-black tree (Boost.Intrusive,
 // optimize_size: parent pointer and colour share a word, 24 B). Two node kinds:
-//   CompactKeyNode  40 B: the engine's subtrees. Offsets relative to the 4 MiB subtree and in
+//   CompactKeyNode  48 B: the engine's subtrees (40 B of tree hooks and key, 8 B of lane tag). Offsets relative to the 4 MiB subtree and in
 //                   512-byte sectors, the generation modulo 2^32 (see same_gen below).
 //   WideKeyNode     64 B: scratch sets holding keys of any offset (writeback's per-kset set).
 // Nodes come from a KeyPool per set, which refills from and trims back to a process-wide
@@ -32,6 +32,12 @@ struct CacheKey {
     std::uint64_t gen = 0;       // segment generation at allocation (index keys: modulo 2^32)
     std::uint32_t data_crc = 0;  // CRC of exactly [off, off+len) when data_crc is on
     bool crc_bad = false;        // data known not to match its CRC: reads fail
+    // Where the key was buffered (docs/design.md "Lanes"): lane, and that lane's close epoch
+    // (mod 256) when it was appended. Open (in the lane's unclosed kset buffer) only if the
+    // lane's epoch still equals it; a wrapped epoch can only make a closed key look open, which
+    // costs an early close, never a missed one.
+    std::uint8_t lane_epoch = 0;
+    std::uint16_t lane = 0;
 
     std::uint64_t end() const { return off + len; }
     // The piece [from, to) of this key (same generation and flags; CRC to be recomputed).
@@ -76,6 +82,8 @@ struct CompactKeyNode {
     std::uint64_t bits = 0;
     std::uint32_t gen = 0;
     std::uint32_t crc = 0;
+    std::uint16_t lane = 0;       // CacheKey::lane, lane_epoch: the cross-lane rule
+    std::uint8_t lane_epoch = 0;  // (8 B more per node: see docs/design.md "Lanes")
 
     // Largest segment data area a compact key can address (32 MiB; the kernel's is 16 MiB).
     static constexpr std::uint64_t kSegDataBytesMax = kSector << kSegOffBits;
@@ -101,6 +109,8 @@ struct CompactKeyNode {
         bits = b;
         gen = static_cast<std::uint32_t>(k.gen);
         crc = k.data_crc;
+        lane = k.lane;
+        lane_epoch = k.lane_epoch;
     }
     CacheKey get(std::uint64_t base) const {
         auto field = [this](unsigned at, unsigned n) {
@@ -115,11 +125,13 @@ struct CompactKeyNode {
         k.crc_bad = field(63, 1) != 0;
         k.gen = gen;
         k.data_crc = crc;
+        k.lane = lane;
+        k.lane_epoch = lane_epoch;
         return k;
     }
 };
 static_assert(format::kKernelSegDataBytes <= CompactKeyNode::kSegDataBytesMax);
-static_assert(sizeof(CompactKeyNode) == 40, "24 B of tree hooks + 16 B of key");
+static_assert(sizeof(CompactKeyNode) == 48, "24 B of tree hooks + 16 B of key + 3 B of lane tag");
 
 struct WideKeyNode {
     Hook hook;

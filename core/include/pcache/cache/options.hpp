@@ -9,14 +9,22 @@
 
 namespace pcache {
 
+// Lane argument meaning "the calling CPU's lane" (Cache::write).
+inline constexpr std::uint32_t kAutoLane = UINT32_MAX;
+
 struct CacheOptions {
     // Per-key data CRC. For an existing cache it must equal what the image records.
     bool data_crc = false;
     // Segment size. Kernel geometry (16 MiB) is the default and the only one the kernel reads.
     format::Geometry geometry = format::Geometry::kernel();
-    // Number of kset buffers (the kernel uses one per online CPU). A key goes to buffer
-    // (off >> 22) % n_ksets, so keys of one 4 MiB stripe stay in write order.
-    std::uint32_t n_ksets = 1;
+    // Lanes (docs/design.md "Lanes"): each has its own data head and kset buffer, so writers on
+    // different lanes share no lock but their subtree's. A write goes to the lane its caller
+    // names, else to the calling CPU's (sched_getcpu() % n_lanes). 0: one per CPU
+    // (std::thread::hardware_concurrency(), as the kernel keeps one kset and data head per CPU),
+    // at most 1024 and at most what the cache's key-log reserve can hold; else 1..1024.
+    std::uint32_t n_lanes = 0;
+    // Former name of n_lanes (one kset buffer per lane): used when n_lanes is 0 and this is not.
+    std::uint32_t n_ksets = 0;
     // Persist read-miss data as CLEAN keys, as the kernel does.
     bool fill_on_read_miss = true;
     // A device whose superblock is valid but whose cache_info is not is refused unless the key
@@ -69,6 +77,7 @@ struct CacheCounters {
     std::uint64_t read_retries = 0;  // read walks repeated because GC reclaimed a key under them
     std::uint64_t writeback_lost_extents = 0;  // dirty keys unreadable/corrupt: never written back
     std::uint64_t writeback_lost_bytes = 0;
+    std::uint64_t cross_lane_closes = 0;  // kset buffers closed early: another lane overwrote keys
 };
 
 // Calls fn(name, value) for every counter, in a stable order; names carry their unit
@@ -95,6 +104,7 @@ void for_each_counter(const CacheCounters& c, Fn&& fn) {
     fn("read_retries", c.read_retries);
     fn("writeback_lost_extents", c.writeback_lost_extents);
     fn("writeback_lost_bytes", c.writeback_lost_bytes);
+    fn("cross_lane_closes", c.cross_lane_closes);
 }
 
 }  // namespace pcache

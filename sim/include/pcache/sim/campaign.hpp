@@ -78,6 +78,7 @@ public:
                 if (result_.failures.size() >= cfg_.failures_max || !cache_) break;
                 const std::uint64_t first = machine_.ctx.persist_points + 1;
                 const CampaignReach before = result_.reach;
+                machine_.pmem.set_cpu(op_cpu(cfg_.seed, result_.ops_run));  // the op's lane
                 execute(op);
                 ++result_.ops_run;
                 if (cache_) observe();
@@ -97,12 +98,25 @@ public:
 
 private:
     // ---- the workload -------------------------------------------------------------------------
+    // The simulated CPU of workload operation `op` (its lane, modulo n_lanes): a hash of the
+    // seed and the operation number, drawn apart from the workload's generator so that the
+    // workload of a seed does not depend on the lanes.
+    static std::uint32_t op_cpu(std::uint64_t seed, std::uint64_t op) {
+        std::uint64_t x = seed * 0x9E3779B97F4A7C15ull + op + 0x6A09E667F3BCC909ull;
+        x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+        x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+        return static_cast<std::uint32_t>((x ^ (x >> 31)) >> 32);
+    }
     void observe() {
         observer_.observe(cache_->key_head().seg, cache_->key_tail().seg, machine_.pmem,
                           result_.reach);
     }
     void drop_cache() {
-        if (cache_) result_.reach.gc_runs += cache_->counters().gc_runs;
+        if (cache_) {
+            const CacheCounters c = cache_->counters();
+            result_.reach.gc_runs += c.gc_runs;
+            result_.reach.cross_lane_closes += c.cross_lane_closes;
+        }
         cache_.reset();
     }
 

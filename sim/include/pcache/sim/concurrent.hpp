@@ -47,7 +47,7 @@ struct ConcurrentConfig {
     std::uint32_t segs = 8;
     std::uint64_t backing_kib = 1024;
     std::uint64_t hot_kib = 0;  // the 64 KiB region every task works in starts here
-    std::uint32_t n_ksets = 1;
+    std::uint32_t n_lanes = 1;  // a task runs on lane (task index) % n_lanes
     bool data_crc = false;
     std::uint32_t gc_percent = 0;
     std::uint32_t stay_percent = 50;  // scheduler: keep the running task at a point (percent)
@@ -70,7 +70,7 @@ struct ConcurrentConfig {
         f("segs", c.segs);
         f("backing_kib", c.backing_kib);
         f("hot_kib", c.hot_kib);
-        f("n_ksets", c.n_ksets);
+        f("n_lanes", c.n_lanes);
         f("data_crc", c.data_crc);
         f("gc_percent", c.gc_percent);
         f("stay_percent", c.stay_percent);
@@ -130,7 +130,7 @@ inline ConcurrentConfig derive_config(ConcurrentConfig c, std::uint64_t seed) {
     c.stay_percent = std::array<std::uint32_t, 3>{0, 50, 90}[r.below(3)];
     c.gc_percent = std::array<std::uint32_t, 3>{0, 30, 70}[r.below(3)];
     c.data_crc = r.below(3) == 0;
-    c.n_ksets = r.below(2) == 0 ? 1 : 2;
+    c.n_lanes = r.below(2) == 0 ? 1 : 2;
     c.segs = std::array<std::uint32_t, 3>{6, 8, 16}[r.below(3)];
     c.writers = 1 + static_cast<std::uint32_t>(r.below(3));
     c.readers = 1 + static_cast<std::uint32_t>(r.below(3));
@@ -171,7 +171,7 @@ public:
         CacheOptions o;
         o.data_crc = cfg_.data_crc;
         o.geometry.segment_bytes = cfg_.segment_kib << 10;
-        o.n_ksets = cfg_.n_ksets;
+        o.n_lanes = cfg_.n_lanes;
         o.fill_on_read_miss = cfg_.fill_on_read_miss;
         auto opened = SimCache::open(machine_.pmem, machine_.block, o);
         if (!opened.ok()) return finish("open: " + opened.status().to_string(), true);
@@ -390,7 +390,7 @@ private:
         CacheOptions o;
         o.data_crc = cfg_.data_crc;
         o.geometry.segment_bytes = cfg_.segment_kib << 10;
-        o.n_ksets = cfg_.n_ksets;
+        o.n_lanes = cfg_.n_lanes;
         o.fill_on_read_miss = false;
         auto opened = SimCache::open(machine_.pmem, machine_.block, o);
         if (!opened.ok()) return "recovery: " + opened.status().to_string();

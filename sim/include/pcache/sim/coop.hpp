@@ -120,6 +120,11 @@ public:
     static void sync_point() {
         if (CoopTask* t = tl_coop_task) t->sched->yield(*t, nullptr);
     }
+    // The running task's index (its spawn order), 0 outside a task: the simulated CPU.
+    static std::uint32_t current_task_index() {
+        const CoopTask* t = tl_coop_task;
+        return t == nullptr ? 0u : static_cast<std::uint32_t>(t->index);
+    }
     // Fails the run from inside a task: records why and unwinds the caller.
     [[noreturn]] static void fail(std::string why) {
         CoopTask* t = tl_coop_task;

@@ -1,6 +1,7 @@
 // The simulated devices as seen by cooperative tasks: SimPmem and SimBlockDevice with a
 // scheduling point before every call the engine makes (pmem write, flush, drain, read; block
-// read, write, flush), and CoopPmem::Mutex = CoopMutex and CoopPmem::SharedMutex =
+// read, write, flush), CoopPmem::current_cpu() = the running task's index (the lane seam), and
+// CoopPmem::Mutex = CoopMutex and CoopPmem::SharedMutex =
 // CoopSharedMutex, which the engine picks up through pcache/sync.hpp for every lock it takes. The
 // scheduling point comes before the call takes effect, like the crash hook: another task may run
 // between an engine decision and its I/O.
@@ -17,6 +18,10 @@ public:
     using Mutex = CoopMutex;
     using SharedMutex = CoopSharedMutex;
     using SimPmem::SimPmem;
+
+    // The lane seam: a task's simulated CPU is its task index (writer i, reader j, ...), so the
+    // seeded schedule alone decides lanes.
+    std::uint32_t current_cpu() const { return CoopScheduler::current_task_index(); }
 
     Status write(std::uint64_t off, std::span<const std::byte> src, unsigned flags) {
         CoopScheduler::sync_point();

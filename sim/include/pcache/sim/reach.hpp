@@ -33,6 +33,7 @@ struct CampaignReach {
     std::uint64_t after_recovery_gc = 0;      // GC runs on recovered crash images
     std::uint64_t after_recovery_wb = 0;      // writeback steps that progressed on them
     std::uint64_t corruption_followups = 0;   // flipped data followed by a cut, writeback, GC
+    std::uint64_t cross_lane_closes = 0;  // engine counter: a lane's kset closed by the lane rule
 
     void add(const CampaignReach& o) {
         seg_switches += o.seg_switches;
@@ -48,6 +49,7 @@ struct CampaignReach {
         after_recovery_gc += o.after_recovery_gc;
         after_recovery_wb += o.after_recovery_wb;
         corruption_followups += o.corruption_followups;
+        cross_lane_closes += o.cross_lane_closes;
     }
 
     // Calls fn(name, value, required) for each kind in a stable order. `required`: a full
@@ -67,6 +69,7 @@ struct CampaignReach {
         fn("gc_after_recovery", after_recovery_gc, true);
         fn("writeback_after_recovery", after_recovery_wb, true);
         fn("corruption_followups", corruption_followups, false);
+        fn("cross_lane_closes", cross_lane_closes, true);
     }
 
     std::string to_string() const {

@@ -109,6 +109,12 @@ public:
         if (base_ != nullptr) ::munmap(base_, size_bytes_);
     }
 
+    // ---- the lane seam (pcache/sync.hpp): the simulated CPU a call runs on ----
+    // The sequential simulator sets it from its seeded workload; nothing reads the real CPU.
+    std::uint32_t current_cpu() const { return cpu_; }
+    std::uint32_t cpu_count() const { return 1; }  // n_lanes = 0 gives one lane
+    void set_cpu(std::uint32_t cpu) { cpu_ = cpu; }
+
     // ---- PmemDevice ----
     std::uint64_t size() const { return size_bytes_; }
     const std::byte* data() const { return base_; }
@@ -291,6 +297,7 @@ private:
     };
 
     SimContext* context() const { return options_.context; }
+    std::uint32_t cpu_ = 0;
 
     void set_writable(bool writable) {
         if (!options_.protect_view || base_ == nullptr || writable_ == writable) return;

@@ -6,7 +6,9 @@
 // one kset each, so the key log crosses segments, chains LAST ksets, wraps, and GC and writeback
 // walk long runs of ksets), `bulk` (large writes that fill data segments) and, on a backing
 // device of more than one 4 MiB stripe, `stripe` (writes across a stripe boundary: split into
-// pieces that go to different kset buffers when n_ksets >= 2).
+// pieces written under different subtree locks). With n_ksets (lanes) >= 2 every operation runs
+// on a simulated CPU drawn from the seed and the operation number (SimPmem::set_cpu), so
+// overlapping writes land in different lanes' kset buffers (docs/design.md "Lanes").
 #pragma once
 
 #include <algorithm>
@@ -38,7 +40,7 @@ struct CampaignConfig {
     std::uint32_t segs = 8;
     std::uint64_t backing_bytes = 1 << 20;
     bool data_crc = false;
-    std::uint32_t n_ksets = 1;
+    std::uint32_t n_ksets = 1;  // lanes (CacheOptions::n_lanes; the former name is kept here)
     // Replay filters: a single workload persistence point / crash image / recovery point.
     std::uint64_t crash_point = kAll;
     std::uint64_t state = kAll;
@@ -75,7 +77,7 @@ struct CampaignConfig {
         CacheOptions o;
         o.data_crc = data_crc;
         o.geometry.segment_bytes = segment_bytes;
-        o.n_ksets = n_ksets;
+        o.n_lanes = n_ksets;
         return o;
     }
     // Recovery under check: read misses are not filled into pmem (the workload exercises fills;
