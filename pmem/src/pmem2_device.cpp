@@ -9,8 +9,11 @@
 
 #include <cassert>
 #include <cerrno>
+#include <csetjmp>
+#include <csignal>
 #include <cstring>
 #include <memory>
+#include <mutex>
 
 namespace pcache {
 namespace {
@@ -92,6 +95,55 @@ Result<int> open_fd(const std::string& path, const Pmem2OpenOptions& options, bo
         }
     }
     return fd;
+}
+
+// ---- media-error-safe copies out of the mapping (see the header) ----
+// A thread inside guarded_copy points t_guard at its jump buffer; the SIGBUS handler jumps back
+// there. initial-exec TLS: reading it in a signal handler never allocates.
+__attribute__((tls_model("initial-exec"))) thread_local sigjmp_buf* volatile t_guard = nullptr;
+struct sigaction g_prev_sigbus {};
+
+void on_sigbus(int sig, siginfo_t* info, void* uctx) {
+    if (sigjmp_buf* jb = t_guard) {
+        t_guard = nullptr;
+        siglongjmp(*jb, 1);  // SA_NODEFER: SIGBUS is not blocked here, no mask to restore
+    }
+    // Not a guarded copy: whatever the process did before us.
+    if (g_prev_sigbus.sa_flags & SA_SIGINFO) {
+        if (g_prev_sigbus.sa_sigaction) return g_prev_sigbus.sa_sigaction(sig, info, uctx);
+    } else if (g_prev_sigbus.sa_handler != SIG_DFL && g_prev_sigbus.sa_handler != SIG_IGN) {
+        return g_prev_sigbus.sa_handler(sig);
+    }
+    // Default action: restore it; returning re-runs the faulting access, which then kills.
+    ::signal(SIGBUS, SIG_DFL);
+}
+
+// Installs the handler once per process (chaining to the previous one for other faults).
+Status install_sigbus_handler() {
+    static std::once_flag once;
+    static int err = 0;
+    std::call_once(once, [] {
+        struct sigaction sa {};
+        sa.sa_sigaction = on_sigbus;
+        sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
+        sigemptyset(&sa.sa_mask);
+        if (::sigaction(SIGBUS, &sa, &g_prev_sigbus) != 0) err = errno;
+    });
+    if (err != 0) return {Errc::io, "installing the SIGBUS handler: " + errno_text(err)};
+    return {};
+}
+
+// memcpy that turns a SIGBUS raised by the source (a poisoned page, a truncated file) into
+// false. No sigprocmask: sigsetjmp(.., 0) is a few register stores.
+bool guarded_copy(void* dst, const void* src, std::size_t n) {
+    sigjmp_buf jb;
+    if (sigsetjmp(jb, 0) != 0) return false;  // t_guard was cleared by the handler
+    t_guard = &jb;
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    std::memcpy(dst, src, n);
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    t_guard = nullptr;
+    return true;
 }
 
 }  // namespace
@@ -176,11 +228,11 @@ Status Pmem2Device::map_source(const OpenOptions& options) {
     assert(base_ != nullptr && size_bytes_ == map_bytes);
     assert(memcpy_fn_ && flush_fn_ && drain_fn_);
 
-    if (devdax) {
-        read_mode_ = ReadMode::checked_copy;
-        // No bad-block list (no ndctl region info) is not fatal: reads are then plain copies.
-        has_badblock_list_ = load_badblocks().ok();
-    }
+    PCACHE_TRY(install_sigbus_handler().with_context("pmem '" + path_ + "'"));
+    read_mode_ = ReadMode::guarded_copy;
+    // The bad-block list is known at open for device DAX (ndctl region info); reads of listed
+    // blocks are refused without touching them. No list is not fatal: the SIGBUS guard remains.
+    if (devdax) has_badblock_list_ = load_badblocks().ok();
     return {};
 }
 
@@ -287,32 +339,17 @@ Status Pmem2Device::drain() {
 Status Pmem2Device::read(std::uint64_t off, std::span<std::byte> dst) const {
     PCACHE_TRY(check_range("pmem read", off, dst.size(), size_bytes_));
     if (dst.empty()) return {};
-    if (read_mode_ == ReadMode::checked_copy) {
-        for (const BadBlock& bb : badblocks_) {
-            if (bb.offset_bytes < off + dst.size() && off < bb.offset_bytes + bb.length_bytes)
-                return {Errc::io, "pmem read [" + std::to_string(off) + ", +" +
-                                      std::to_string(dst.size()) + ") overlaps bad block [" +
-                                      std::to_string(bb.offset_bytes) + ", +" +
-                                      std::to_string(bb.length_bytes) + ") of '" + path_ + "'"};
-        }
-        std::memcpy(dst.data(), base_ + off, dst.size());
-        return {};
+    for (const BadBlock& bb : badblocks_) {
+        if (bb.offset_bytes < off + dst.size() && off < bb.offset_bytes + bb.length_bytes)
+            return {Errc::io, "pmem read [" + std::to_string(off) + ", +" +
+                                  std::to_string(dst.size()) + ") overlaps bad block [" +
+                                  std::to_string(bb.offset_bytes) + ", +" +
+                                  std::to_string(bb.length_bytes) + ") of '" + path_ + "'"};
     }
-    // What pmem2_source_pread_mcsafe does for a regular file (one pread, EIO = bad block), but
-    // looping: that function would return success after a short read, or fail on EINTR.
-    std::size_t done_bytes = 0;
-    while (done_bytes < dst.size()) {
-        const ssize_t n = ::pread(fd_, dst.data() + done_bytes, dst.size() - done_bytes,
-                                  static_cast<off_t>(off + done_bytes));
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            const int err = n == 0 ? 0 : errno;
-            return {Errc::io, "pmem read at " + std::to_string(off + done_bytes) + " of '" + path_ +
-                                  "': " + (err == EIO ? "media error (bad block): " : "") +
-                                  (err ? errno_text(err) : std::string("unexpected end of file"))};
-        }
-        done_bytes += static_cast<std::size_t>(n);
-    }
+    if (!guarded_copy(dst.data(), base_ + off, dst.size()))
+        return {Errc::io, "pmem read [" + std::to_string(off) + ", +" + std::to_string(dst.size()) +
+                              ") of '" + path_ +
+                              "': media error (SIGBUS while copying from the mapping)"};
     return {};
 }
 
