@@ -143,7 +143,10 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
         pos = dirty_tail_.pos;
     }
     const LogPos head = key_head();
-    if (pos == head) return {};
+    if (pos == head) {
+        hook_armed_.store(true, std::memory_order_relaxed);  // nothing to write: may wake again
+        return {};
+    }
     auto fail = [this](Status s) { return writeback_failed(std::move(s)); };
     std::vector<std::byte> buf, data;
     std::uint64_t batch_dirty_bytes = 0, batch_written_bytes = 0;
@@ -267,6 +270,7 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
 #endif
     dirty_bytes_.fetch_sub(std::min(batch_dirty_bytes, dirty_bytes_.load()),
                            std::memory_order_relaxed);
+    if (dirty_bytes() <= dirty_low_bytes()) hook_armed_.store(true, std::memory_order_relaxed);
     count(&CacheCounters::writeback_ksets, ksets);
     {
         std::lock_guard g(health_mutex_);
