@@ -262,8 +262,9 @@ private:
     mutable Mutex tail_mutex_;  // key_tail_, dirty_tail_ and their records
     Tail key_tail_;
     Tail dirty_tail_;
-    Mutex writeback_mutex_;  // one writeback step at a time
-    Mutex gc_mutex_;         // one GC step at a time
+    Mutex writeback_mutex_;          // one writeback step at a time
+    std::vector<std::byte> wb_buf_;  // WritebackRuns' bytes (under writeback_mutex_)
+    Mutex gc_mutex_;                 // one GC step at a time
     std::atomic<bool> gc_failed_{false};
     mutable Mutex health_mutex_;  // leaf
     WritebackHealth health_;
