@@ -181,6 +181,9 @@ void BM_Sustained(State& st, Dev d) {
     const auto c = rig.cache->counters();
     st.counters["written_back_MiB"] = static_cast<double>(c.backing_written_bytes) / (1 << 20);
     st.counters["gc_ksets"] = static_cast<double>(c.gc_ksets_retired);
+    st.counters["busy_returns"] = static_cast<double>(c.busy_returns);  // writes that waited
+    st.counters["slow_ops_1ms"] = static_cast<double>(
+        lat.end() - std::upper_bound(lat.begin(), lat.end(), std::uint64_t{1000000}));
 }
 
 // Replay in a fresh process: the log is built here on a /dev/shm file, then this binary is
