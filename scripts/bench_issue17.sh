@@ -25,6 +25,8 @@ def row(what, vals, target):
     print(f"| {what} | {mmm(vals)} | {target} |")
 print("| figure | min / median / max | target |")
 print("|---|---|---|")
+for k in ("one_stream", "three_streams"):
+    row(f"CRC32C 4 KiB, {k}, CPU ns", [b["cpu_time"] for b in by.get(f"i17/crc32c_4k/{k}", [])], "")
 for dev in ("mem", "shm-cacheline"):
     g = lambda name: by.get(name.replace("DEV", dev), [])
     row(f"{dev}: 4 KiB write hit / NT copy+fence (CPU)", [b["ratio_to_bound"] for b in g("i17/write_hit/DEV/4096")], ">= 0.80")
