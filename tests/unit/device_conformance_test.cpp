@@ -380,7 +380,11 @@ TEST(Pmem2Device, ReadOfAFaultingPageIsACleanErrorNotACrash) {
     for (int i = 0; i < 3; ++i) {  // the guard re-arms after each caught fault
         const Status s = r->read(0, out);
         ASSERT_EQ(s.code(), Errc::io) << s.to_string();
-        EXPECT_NE(s.message().find("SIGBUS"), std::string::npos) << s.message();
+#if PCACHE_TSAN  // TSan kills on SIGBUS: Pmem2Device reads files with pread there (header)
+        EXPECT_NE(s.message().find("pread"), std::string::npos) << s.message();
+#else
+        EXPECT_NE(s.message().find("SIGBUS while copying"), std::string::npos) << s.message();
+#endif
     }
     Bytes first(4096);
     ASSERT_TRUE(r->read(0, first).ok());

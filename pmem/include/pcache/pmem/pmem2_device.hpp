@@ -24,7 +24,9 @@
 //    overlapping a listed block is refused without touching it. If the list is unavailable (no
 //    ndctl support), has_badblock_list() is false and the SIGBUS guard alone protects reads.
 // An embedder that installs its own SIGBUS handler after opening a device replaces ours: reads
-// of poisoned media then reach that handler instead of returning an error.
+// of poisoned media then reach that handler instead of returning an error. Under
+// ThreadSanitizer (which never delivers a SIGBUS to a user handler: the process dies) regular
+// files are read with pread instead (PCACHE_TSAN).
 // Thread safety: write/flush/drain/read on disjoint ranges may run concurrently (no shared
 // mutable state); open, move and destruction may not.
 #pragma once
@@ -40,6 +42,17 @@
 
 #include "pcache/pmem_device.hpp"
 #include "pcache/result.hpp"
+
+#if defined(__SANITIZE_THREAD__)
+#define PCACHE_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define PCACHE_TSAN 1
+#endif
+#endif
+#ifndef PCACHE_TSAN
+#define PCACHE_TSAN 0
+#endif
 
 struct pmem2_map;
 struct pmem2_source;
@@ -126,6 +139,10 @@ private:
     FlushFn flush_fn_ = nullptr;
     DrainFn drain_fn_ = nullptr;
     Status msync_range(std::uint64_t off, std::uint64_t len);
+    unsigned file_mode_ = 0;  // st_mode at open
+#if PCACHE_TSAN
+    Status pread_all(std::uint64_t off, std::span<std::byte> dst) const;
+#endif
     std::atomic<int> sync_errno_{0};  // first msync failure (page granularity); sticky
 };
 static_assert(PmemDevice<Pmem2Device>);
