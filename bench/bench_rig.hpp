@@ -6,7 +6,8 @@
 // directly with nothing around it:
 //   pmem write  Pmem::write(off, bytes, kPmemFlushCache) then drain()  (libpmem2 memcpy,
 //               non-temporal, then the fence; an msync per write at page granularity)
-//   pmem read   Pmem::read(off, out)  (pread on a file mapping, a copy on DAX and MemPmem)
+//   pmem read   Pmem::read(off, out)  (a copy from the mapping under the SIGBUS guard for
+//               Pmem2Device since issue 17, a pread before; a plain copy for MemPmem)
 //   backing     FileBlockDevice::write / read (pwrite / pread) on a /dev/shm file
 // Bounds are measured once per process and size (memoised), for bound_seconds() of CPU time.
 //

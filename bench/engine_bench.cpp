@@ -419,6 +419,11 @@ void register_device(Dev d, bool quick) {
 }  // namespace
 }  // namespace pcache::bench
 
+namespace pcache::bench {
+void register_issue17(bool quick);  // issue17_bench.cpp
+int replay_child(const char* pmem_path, const char* back_path, const char* dev);
+}  // namespace pcache::bench
+
 // Own options, removed before Google Benchmark sees the command line:
 //   --dax=PATH   also run on this device-DAX path (PCACHE_BENCH_DAX does the same)
 //   --quick      short bound measurements and no 1 M-key replay (CI smoke, `pcache bench --quick`)
@@ -426,6 +431,8 @@ int main(int argc, char** argv) {
     using namespace pcache::bench;
     bool quick = false;
     int kept = 1;
+    if (argc == 5 && !std::strcmp(argv[1], "--replay-child"))  // issue17_bench.cpp's child
+        return replay_child(argv[2], argv[3], argv[4]);
     if (const char* env = std::getenv("PCACHE_BENCH_DAX"); env && *env) dax_path() = env;
     for (int i = 1; i < argc; ++i) {
         if (!std::strncmp(argv[i], "--dax=", 6)) {
@@ -455,6 +462,7 @@ int main(int argc, char** argv) {
         ->Arg(quick ? 512 : 1280)
         ->Iterations(1)
         ->Unit(benchmark::kMillisecond);
+    register_issue17(quick);
     benchmark::AddCustomContext("pcache_dax",
                                 dax_path().empty() ? "none (set PCACHE_BENCH_DAX)" : dax_path());
     benchmark::RunSpecifiedBenchmarks();

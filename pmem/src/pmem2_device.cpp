@@ -9,8 +9,11 @@
 
 #include <cassert>
 #include <cerrno>
+#include <csetjmp>
+#include <csignal>
 #include <cstring>
 #include <memory>
+#include <mutex>
 
 namespace pcache {
 namespace {
@@ -94,6 +97,55 @@ Result<int> open_fd(const std::string& path, const Pmem2OpenOptions& options, bo
     return fd;
 }
 
+// ---- media-error-safe copies out of the mapping (see the header) ----
+// A thread inside guarded_copy points t_guard at its jump buffer; the SIGBUS handler jumps back
+// there. initial-exec TLS: reading it in a signal handler never allocates.
+__attribute__((tls_model("initial-exec"))) thread_local sigjmp_buf* volatile t_guard = nullptr;
+struct sigaction g_prev_sigbus {};
+
+void on_sigbus(int sig, siginfo_t* info, void* uctx) {
+    if (sigjmp_buf* jb = t_guard) {
+        t_guard = nullptr;
+        siglongjmp(*jb, 1);  // SA_NODEFER: SIGBUS is not blocked here, no mask to restore
+    }
+    // Not a guarded copy: whatever the process did before us.
+    if (g_prev_sigbus.sa_flags & SA_SIGINFO) {
+        if (g_prev_sigbus.sa_sigaction) return g_prev_sigbus.sa_sigaction(sig, info, uctx);
+    } else if (g_prev_sigbus.sa_handler != SIG_DFL && g_prev_sigbus.sa_handler != SIG_IGN) {
+        return g_prev_sigbus.sa_handler(sig);
+    }
+    // Default action: restore it; returning re-runs the faulting access, which then kills.
+    ::signal(SIGBUS, SIG_DFL);
+}
+
+// Installs the handler once per process (chaining to the previous one for other faults).
+Status install_sigbus_handler() {
+    static std::once_flag once;
+    static int err = 0;
+    std::call_once(once, [] {
+        struct sigaction sa {};
+        sa.sa_sigaction = on_sigbus;
+        sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
+        sigemptyset(&sa.sa_mask);
+        if (::sigaction(SIGBUS, &sa, &g_prev_sigbus) != 0) err = errno;
+    });
+    if (err != 0) return {Errc::io, "installing the SIGBUS handler: " + errno_text(err)};
+    return {};
+}
+
+// memcpy that turns a SIGBUS raised by the source (a poisoned page, a truncated file) into
+// false. No sigprocmask: sigsetjmp(.., 0) is a few register stores.
+bool guarded_copy(void* dst, const void* src, std::size_t n) {
+    sigjmp_buf jb;
+    if (sigsetjmp(jb, 0) != 0) return false;  // t_guard was cleared by the handler
+    t_guard = &jb;
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    std::memcpy(dst, src, n);
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    t_guard = nullptr;
+    return true;
+}
+
 }  // namespace
 
 std::string_view granularity_name(PmemGranularity g) noexcept {
@@ -128,6 +180,7 @@ Status Pmem2Device::map_source(const OpenOptions& options) {
     if (::fstat(fd_, &st) != 0)
         return {Errc::io, "pmem '" + path_ + "': fstat: " + errno_text(errno)};
     const bool devdax = S_ISCHR(st.st_mode);
+    file_mode_ = st.st_mode;
     if (!devdax && !S_ISREG(st.st_mode))
         return {Errc::invalid_argument,
                 "pmem '" + path_ + "': expected a regular file or a device-DAX character device"};
@@ -176,11 +229,11 @@ Status Pmem2Device::map_source(const OpenOptions& options) {
     assert(base_ != nullptr && size_bytes_ == map_bytes);
     assert(memcpy_fn_ && flush_fn_ && drain_fn_);
 
-    if (devdax) {
-        read_mode_ = ReadMode::checked_copy;
-        // No bad-block list (no ndctl region info) is not fatal: reads are then plain copies.
-        has_badblock_list_ = load_badblocks().ok();
-    }
+    PCACHE_TRY(install_sigbus_handler().with_context("pmem '" + path_ + "'"));
+    read_mode_ = ReadMode::guarded_copy;
+    // The bad-block list is known at open for device DAX (ndctl region info); reads of listed
+    // blocks are refused without touching them. No list is not fatal: the SIGBUS guard remains.
+    if (devdax) has_badblock_list_ = load_badblocks().ok();
     return {};
 }
 
@@ -215,6 +268,7 @@ Pmem2Device& Pmem2Device::operator=(Pmem2Device&& other) noexcept {
     size_bytes_ = std::exchange(other.size_bytes_, 0);
     granularity_ = other.granularity_;
     read_mode_ = other.read_mode_;
+    file_mode_ = other.file_mode_;
     has_badblock_list_ = std::exchange(other.has_badblock_list_, false);
     badblocks_ = std::move(other.badblocks_);
     memcpy_fn_ = std::exchange(other.memcpy_fn_, nullptr);
@@ -284,22 +338,8 @@ Status Pmem2Device::drain() {
     return {};
 }
 
-Status Pmem2Device::read(std::uint64_t off, std::span<std::byte> dst) const {
-    PCACHE_TRY(check_range("pmem read", off, dst.size(), size_bytes_));
-    if (dst.empty()) return {};
-    if (read_mode_ == ReadMode::checked_copy) {
-        for (const BadBlock& bb : badblocks_) {
-            if (bb.offset_bytes < off + dst.size() && off < bb.offset_bytes + bb.length_bytes)
-                return {Errc::io, "pmem read [" + std::to_string(off) + ", +" +
-                                      std::to_string(dst.size()) + ") overlaps bad block [" +
-                                      std::to_string(bb.offset_bytes) + ", +" +
-                                      std::to_string(bb.length_bytes) + ") of '" + path_ + "'"};
-        }
-        std::memcpy(dst.data(), base_ + off, dst.size());
-        return {};
-    }
-    // What pmem2_source_pread_mcsafe does for a regular file (one pread, EIO = bad block), but
-    // looping: that function would return success after a short read, or fail on EINTR.
+#if PCACHE_TSAN
+Status Pmem2Device::pread_all(std::uint64_t off, std::span<std::byte> dst) const {
     std::size_t done_bytes = 0;
     while (done_bytes < dst.size()) {
         const ssize_t n = ::pread(fd_, dst.data() + done_bytes, dst.size() - done_bytes,
@@ -309,10 +349,34 @@ Status Pmem2Device::read(std::uint64_t off, std::span<std::byte> dst) const {
             const int err = n == 0 ? 0 : errno;
             return {Errc::io, "pmem read at " + std::to_string(off + done_bytes) + " of '" + path_ +
                                   "': " + (err == EIO ? "media error (bad block): " : "") +
-                                  (err ? errno_text(err) : std::string("unexpected end of file"))};
+                                  (err ? errno_text(err) : std::string("unexpected end of file")) +
+                                  " (pread: SIGBUS guard off under ThreadSanitizer)"};
         }
         done_bytes += static_cast<std::size_t>(n);
     }
+    return {};
+}
+#endif
+
+Status Pmem2Device::read(std::uint64_t off, std::span<std::byte> dst) const {
+    PCACHE_TRY(check_range("pmem read", off, dst.size(), size_bytes_));
+    if (dst.empty()) return {};
+    for (const BadBlock& bb : badblocks_) {
+        if (bb.offset_bytes < off + dst.size() && off < bb.offset_bytes + bb.length_bytes)
+            return {Errc::io, "pmem read [" + std::to_string(off) + ", +" +
+                                  std::to_string(dst.size()) + ") overlaps bad block [" +
+                                  std::to_string(bb.offset_bytes) + ", +" +
+                                  std::to_string(bb.length_bytes) + ") of '" + path_ + "'"};
+    }
+#if PCACHE_TSAN
+    // ThreadSanitizer never lets a SIGBUS reach our handler (the process dies): under TSan a
+    // regular file is read with pread, as before issue 17 (EIO = bad block).
+    if (fd_ >= 0 && !S_ISCHR(file_mode_)) return pread_all(off, dst);
+#endif
+    if (!guarded_copy(dst.data(), base_ + off, dst.size()))
+        return {Errc::io, "pmem read [" + std::to_string(off) + ", +" + std::to_string(dst.size()) +
+                              ") of '" + path_ +
+                              "': media error (SIGBUS while copying from the mapping)"};
     return {};
 }
 

@@ -1,6 +1,7 @@
 // CRC-32C: known answers from dm-pcache-format.md 1.5, and both implementations against
 // Boost.CRC (the oracle) on random buffers of random lengths and alignments.
 #include <gtest/gtest.h>
+#include <rapidcheck/gtest.h>
 #include <boost/crc.hpp>
 
 #include <random>
@@ -62,6 +63,41 @@ TEST(Crc32c, HardwarePathIsSelectedOnThisCpu) {
 #else
     EXPECT_EQ(pcache::crc::selected_update(), &pcache::crc::update_portable);
 #endif
+}
+
+// Issue 17: the three-stream path is bit-exact with one stream and with the portable tables, for
+// any register, length (across the 3 x 128 and 3 x 1360 block boundaries) and alignment.
+// RapidCheck prints the seed and the failing case; rerun with RC_PARAMS="reproduce=...".
+RC_GTEST_PROP(Crc32cProperty, ThreeStreamsEqualOneStream, ()) {
+    const auto seed = *rc::gen::arbitrary<std::uint32_t>();
+    const auto len = *rc::gen::oneOf(rc::gen::inRange<std::size_t>(0, 9000),
+                                     rc::gen::inRange<std::size_t>(9000, 70000));
+    const auto align = *rc::gen::inRange<std::size_t>(0, 64);
+    std::mt19937_64 rng(*rc::gen::arbitrary<std::uint64_t>());
+    std::vector<unsigned char> buf(len + align);
+    for (auto& b : buf) b = static_cast<unsigned char>(rng());
+    const unsigned char* p = buf.data() + align;
+    const std::uint32_t want = pcache::crc::update_portable(seed, p, len);
+#if PCACHE_HAVE_X86_CRC
+    if (pcache::crc::hardware_available()) {
+        RC_ASSERT(pcache::crc::update_sse42_serial(seed, p, len) == want);
+        RC_ASSERT(pcache::crc::update_sse42(seed, p, len) == want);
+    }
+#endif
+    RC_ASSERT(pcache::crc::update(seed, p, len) == want);
+}
+
+// The join tables: shift_n(r) is the register after n zero bytes, for every block size used.
+TEST(Crc32c, ZeroShiftTablesAreZeroBytes) {
+    std::mt19937_64 rng(17);
+    for (std::size_t n : {pcache::crc::detail::kShortBlock, pcache::crc::detail::kLongBlock}) {
+        const auto z = pcache::crc::detail::make_zero_shift(n);
+        const std::vector<unsigned char> zeros(n);
+        for (int i = 0; i < 200; ++i) {
+            const auto r = static_cast<std::uint32_t>(rng());
+            ASSERT_EQ(z(r), pcache::crc::update_portable(r, zeros.data(), n)) << "n " << n;
+        }
+    }
 }
 
 }  // namespace

@@ -86,5 +86,70 @@ TEST(Runtime, ConcurrentOverlappingWritesReadsFlushes) {
     EXPECT_TRUE(c->check_invariants().ok());
 }
 
+// Issue 17 item 4: the write path calls the wake hook once when dirty bytes pass the high mark
+// (not again until a writeback step re-arms it at the low mark), and on every busy write.
+TEST(Watermarks, HookFiresOnceAtTheHighMarkAndReArmsAtTheLowMark) {
+    MemPmem pmem(testutil::small_pmem_bytes(64));
+    MemBlockDevice disk(64 << 20);
+    CacheOptions o = testutil::small_options();
+    o.writeback_high_percent = 30;
+    o.writeback_low_percent = 20;
+    auto c = std::move(MemCache::open(pmem, disk, o).value());
+    ASSERT_EQ(c->dirty_high_bytes(), 64ull * c->geometry().seg_data_bytes() / 100 * 30);
+    int calls = 0;
+    c->set_wake_hook([](void* n) { ++*static_cast<int*>(n); }, &calls);
+    const auto d = pattern(4096, 1);
+    std::uint64_t off = 0;
+    auto write_until_wanted = [&] {
+        while (!c->writeback_wanted()) {
+            ASSERT_EQ(calls, 0);  // checked below the mark: nothing yet
+            const Status ws = c->write(off, d);
+            ASSERT_TRUE(ws.ok()) << ws.to_string() << " dirty " << c->dirty_bytes() << " segs "
+                                 << c->segs_used();
+            off += 4096;
+        }
+    };
+    write_until_wanted();
+    EXPECT_EQ(calls, 1);
+    for (int i = 0; i < 20; ++i) ASSERT_TRUE(c->write((off += 4096), d).ok());
+    EXPECT_EQ(calls, 1) << "the hook fires once per crossing, not per write";
+    ASSERT_TRUE(c->flush().ok());
+    while (c->dirty_bytes() > c->dirty_low_bytes()) ASSERT_TRUE(c->writeback_step().progressed);
+    calls = 0;
+    write_until_wanted();
+    EXPECT_EQ(calls, 1) << "re-armed at the low mark";
+    calls = 0;
+    Status s;
+    for (int i = 0; i < 10000 && s.ok(); ++i) s = c->write((off += 4096) % (64 << 20), d);
+    ASSERT_EQ(s.code(), Errc::busy) << s.to_string();
+    EXPECT_EQ(calls, 1) << "a busy write wakes at once";
+    c->set_wake_hook(nullptr, nullptr);
+    EXPECT_EQ(c->write(off % (64 << 20), d).code(), Errc::busy);
+    EXPECT_EQ(calls, 1) << "a removed hook is not called";
+}
+
+// With both timers an hour away, writeback still starts when the high mark is passed (before
+// issue 17 it waited for the 1 s timer; here it would wait an hour and the test fails).
+TEST(Watermarks, RuntimeWritesBackWhenTheHighMarkIsPassedWithoutATimer) {
+    MemPmem pmem(testutil::small_pmem_bytes(16));
+    MemBlockDevice disk(64 << 20);
+    auto c = std::move(MemCache::open(pmem, disk, testutil::small_options()).value());
+    Runtime<MemCache> rt(*c, {std::chrono::hours(1), std::chrono::hours(1)});
+    rt.start();
+    // Let the threads finish their first (empty) steps and wait: from then on only a wake-up
+    // runs writeback (should a loaded machine delay them, this test can pass on old code, never
+    // fail on new code).
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    const auto d = pattern(4096, 2);
+    for (std::uint64_t off = 0; !c->writeback_wanted(); off += 4096)
+        ASSERT_TRUE(c->write(off, d).ok());
+    // Not a speed assertion: a generous bound on "it happens at all".
+    for (int i = 0; i < 3000 && c->dirty_bytes() > c->dirty_low_bytes(); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    EXPECT_LE(c->dirty_bytes(), c->dirty_low_bytes()) << "writeback never started";
+    EXPECT_GT(c->counters().writeback_ksets, 0u);
+    rt.stop();
+}
+
 }  // namespace
 }  // namespace pcache

@@ -2,9 +2,17 @@
 // polynomial 0x82F63B78) starting from the seed 0x3B15A, with no initial and no final inversion.
 // Known answer: "123456789" -> 0xE5868AB2.
 //
-// Two implementations compute the same function: the SSE4.2 `crc32` instruction (8 bytes per
-// step) and a portable table-driven fallback. The choice is made once, at run time, from CPUID.
-// Tests compare both against Boost.CRC.
+// Two implementations compute the same function: the SSE4.2 `crc32` instruction and a portable
+// table-driven fallback. The choice is made once, at run time, from CPUID. Tests compare both
+// against Boost.CRC and the three-stream path against the one-stream one (property test).
+//
+// Three streams (issue 17): one `crc32q` chain runs at one step per 3 cycles (the instruction's
+// latency) although the CPU can start one per cycle. update_sse42 therefore cuts long inputs into
+// blocks of three equal parts A, B, C of n bytes, runs three independent chains (A from the
+// running register, B and C from 0) and joins them with the linearity of the raw register:
+//   crc(c, X || Y) = shift_n(crc(c, X)) ^ crc(0, Y)   where shift_n(r) = crc(r, n zero bytes),
+// so crc(c, A||B||C) = shift_n(shift_n(cA) ^ cB) ^ cC. shift_n is linear in r: a 4 x 256 table
+// per block size (built once from the 32 basis vectors, no carry-less multiply needed).
 #pragma once
 
 #include <array>
@@ -60,12 +68,74 @@ inline std::uint32_t update_portable(std::uint32_t crc, const void* data,
     return crc;
 }
 
+namespace detail {
+// shift_n as a table: r -> crc(r, n zero bytes) = t[0][r & 0xFF] ^ ... ^ t[3][r >> 24].
+struct ZeroShift {
+    std::array<std::array<std::uint32_t, 256>, 4> t{};
+    std::uint32_t operator()(std::uint32_t r) const noexcept {
+        return t[0][r & 0xFF] ^ t[1][(r >> 8) & 0xFF] ^ t[2][(r >> 16) & 0xFF] ^ t[3][r >> 24];
+    }
+};
+inline ZeroShift make_zero_shift(std::size_t n) {
+    std::array<std::uint32_t, 32> basis{};  // shift_n of each single-bit register
+    for (unsigned b = 0; b < 32; ++b) {
+        std::uint32_t c = 1u << b;
+        for (std::size_t i = 0; i < n; ++i) c = (c >> 8) ^ kTables[0][c & 0xFF];
+        basis[b] = c;
+    }
+    ZeroShift z;
+    for (unsigned byte = 0; byte < 4; ++byte)
+        for (unsigned v = 0; v < 256; ++v) {
+            std::uint32_t r = 0;
+            for (unsigned bit = 0; bit < 8; ++bit)
+                if (v & (1u << bit)) r ^= basis[byte * 8 + bit];
+            z.t[byte][v] = r;
+        }
+    return z;
+}
+// Block sizes (bytes per stream): a 4 KiB key is one long block (3 x 1360 = 4080) + 16 bytes;
+// 512 B .. 4 KiB remainders use short blocks (3 x 128).
+inline constexpr std::size_t kLongBlock = 1360, kShortBlock = 128;
+inline const ZeroShift& long_shift() {
+    static const ZeroShift z = make_zero_shift(kLongBlock);
+    return z;
+}
+inline const ZeroShift& short_shift() {
+    static const ZeroShift z = make_zero_shift(kShortBlock);
+    return z;
+}
+}  // namespace detail
+
 #if PCACHE_HAVE_X86_CRC
-// Hardware update: one crc32q per 8 bytes. Compiled for SSE4.2 regardless of -march; only
-// called when CPUID says the instruction exists.
-__attribute__((target("sse4.2"))) inline std::uint32_t update_sse42(std::uint32_t crc,
-                                                                    const void* data,
-                                                                    std::size_t len) noexcept {
+namespace detail {
+// Three chains over blocks of 3 x n bytes while len allows; returns the joined register.
+template <std::size_t n>
+__attribute__((target("sse4.2"))) inline std::uint64_t crc3_blocks(
+    std::uint64_t c0, const unsigned char*& p, std::size_t& len, const ZeroShift& shift) noexcept {
+    static_assert(n % 8 == 0);
+    while (len >= 3 * n) {
+        std::uint64_t c1 = 0, c2 = 0;
+        for (std::size_t i = 0; i < n; i += 8) {
+            std::uint64_t a, b, c;
+            std::memcpy(&a, p + i, 8);
+            std::memcpy(&b, p + n + i, 8);
+            std::memcpy(&c, p + 2 * n + i, 8);
+            c0 = _mm_crc32_u64(c0, a);
+            c1 = _mm_crc32_u64(c1, b);
+            c2 = _mm_crc32_u64(c2, c);
+        }
+        c0 = shift(static_cast<std::uint32_t>(c0)) ^ c1;
+        c0 = shift(static_cast<std::uint32_t>(c0)) ^ c2;
+        p += 3 * n;
+        len -= 3 * n;
+    }
+    return c0;
+}
+}  // namespace detail
+
+// Hardware update, one stream: one crc32q per 8 bytes (the reference for the three-stream path).
+__attribute__((target("sse4.2"))) inline std::uint32_t update_sse42_serial(
+    std::uint32_t crc, const void* data, std::size_t len) noexcept {
     const auto* p = static_cast<const unsigned char*>(data);
     std::uint64_t c = crc;
     while (len >= 8) {
@@ -78,6 +148,20 @@ __attribute__((target("sse4.2"))) inline std::uint32_t update_sse42(std::uint32_
     auto c32 = static_cast<std::uint32_t>(c);
     while (len--) c32 = _mm_crc32_u8(c32, *p++);
     return c32;
+}
+
+// Hardware update: three interleaved streams over long then short blocks, the rest serial.
+// Compiled for SSE4.2 regardless of -march; only called when CPUID says the instruction exists.
+__attribute__((target("sse4.2"))) inline std::uint32_t update_sse42(std::uint32_t crc,
+                                                                    const void* data,
+                                                                    std::size_t len) noexcept {
+    const auto* p = static_cast<const unsigned char*>(data);
+    std::uint64_t c = crc;
+    if (len >= 3 * detail::kShortBlock) {
+        c = detail::crc3_blocks<detail::kLongBlock>(c, p, len, detail::long_shift());
+        c = detail::crc3_blocks<detail::kShortBlock>(c, p, len, detail::short_shift());
+    }
+    return update_sse42_serial(static_cast<std::uint32_t>(c), p, len);
 }
 #endif
 

@@ -1,10 +1,12 @@
 // Runtime: runs a cache's background work on threads, for production use.
 //
 // The engine only exposes steps (writeback_step, gc_step, flush_ksets); this object owns the
-// threads that call them, the wake-ups and the kernel's timers: writeback and GC re-poll every
-// 5 s when idle (PCACHE_CACHE_WRITEBACK_INTERVAL, PCACHE_CACHE_GC_INTERVAL) and buffered keys
-// are persisted within 1 s (the kset flush delay). It is the only part of pcache that reads the
-// clock; the simulator drives the same steps itself, from a seed, and never uses it.
+// threads that call them, the wake-ups (the cache's wake hook when dirty bytes pass the high
+// watermark or a write finds it full; writeback progress wakes GC) and the kernel's timers:
+// writeback and GC re-poll every 5 s when idle (PCACHE_CACHE_WRITEBACK_INTERVAL,
+// PCACHE_CACHE_GC_INTERVAL) and buffered keys are persisted within 1 s (the kset flush delay). It
+// is the only part of pcache that reads the clock; the simulator drives the same steps itself, from
+// a seed, and never uses it.
 //
 // write_blocking() is the blocking API: a busy cache waits for writeback/GC progress instead
 // of failing. flush_all() writes back until clean, reporting progress.
@@ -49,17 +51,26 @@ public:
     ~Runtime() { stop(); }
 
     void start() {
-        std::lock_guard g(mutex_);
-        if (running_) return;
-        running_ = true;
-        writeback_ = std::thread([this] { loop(&Runtime::writeback_once); });
-        gc_ = std::thread([this] { loop(&Runtime::gc_once); });
-        timer_ = std::thread([this] { timer_loop(); });
+        {
+            std::lock_guard g(mutex_);
+            if (running_) return;
+            running_ = true;
+            writeback_ = std::thread([this] { loop(&Runtime::writeback_once); });
+            gc_ = std::thread([this] { loop(&Runtime::gc_once); });
+            timer_ = std::thread([this] { timer_loop(); });
+        }
+        // Dirty bytes above the high mark, or a full cache: wake now (not under mutex_: the
+        // hook runs under the cache's hook lock and takes mutex_).
+        cache_.set_wake_hook(&Runtime::wake_thunk, this);
     }
     void stop() {
         {
             std::lock_guard g(mutex_);
             if (!running_) return;
+        }
+        cache_.set_wake_hook(nullptr, nullptr);  // not under mutex_: the hook takes it
+        {
+            std::lock_guard g(mutex_);
             running_ = false;
         }
         wake_.notify_all();
@@ -153,8 +164,21 @@ public:
     }
 
 private:
+    static void wake_thunk(void* self) { static_cast<Runtime*>(self)->wake(); }
     using Step = bool (Runtime::*)(bool& failed);
-    bool writeback_once(bool& failed) { return record(cache_.writeback_step(), failed); }
+    // Writeback progress may have made ksets collectable: let GC look now (it waits for its
+    // threshold itself), not at the next timer.
+    bool writeback_once(bool& failed) {
+        const bool progressed = record(cache_.writeback_step(), failed);
+        if (progressed) {
+            {
+                std::lock_guard g(mutex_);
+                ++wake_seq_;
+            }
+            wake_.notify_all();
+        }
+        return progressed;
+    }
     bool gc_once(bool& failed) { return record(cache_.gc_step(), failed); }
     template <class R>
     bool record(const R& r, bool& failed) {

@@ -96,6 +96,25 @@ public:
     // what "flush everything" still has to write. 0 exactly when the cache is clean.
     std::uint64_t dirty_bytes() const { return dirty_bytes_.load(std::memory_order_relaxed); }
     bool is_clean() const;  // dirty_tail == key_head and no buffered key
+    // Watermarks (CacheOptions::writeback_high_percent / _low_percent), in dirty bytes.
+    std::uint64_t dirty_high_bytes() const {
+        return capacity_percent(opts_.writeback_high_percent);
+    }
+    std::uint64_t dirty_low_bytes() const { return capacity_percent(opts_.writeback_low_percent); }
+    bool writeback_wanted() const { return dirty_bytes() > dirty_high_bytes(); }
+    // A hook the write path calls (on the writer's thread, holding no engine lock) when dirty
+    // bytes pass the high mark, at most once until a writeback step re-arms it, and whenever a
+    // write finds the cache full (busy). It must be cheap and must not call into the cache;
+    // Runtime's wakes its threads. nullptr removes it; after set_wake_hook returns, the old hook
+    // is no longer running nor called. The engine itself never spawns threads or sleeps.
+    using WakeFn = void (*)(void* ctx);
+    void set_wake_hook(WakeFn fn, void* ctx) {
+        std::lock_guard g(hook_mutex_);
+        hook_fn_ = fn;
+        hook_ctx_ = ctx;
+        has_hook_.store(fn != nullptr, std::memory_order_release);
+        hook_armed_.store(true, std::memory_order_relaxed);
+    }
     LogPos key_head() const;
     LogPos dirty_tail() const;
     LogPos key_tail() const;
@@ -280,13 +299,33 @@ private:
     mutable Mutex tail_mutex_;  // key_tail_, dirty_tail_ and their records
     Tail key_tail_;
     Tail dirty_tail_;
-    Mutex writeback_mutex_;  // one writeback step at a time
-    Mutex gc_mutex_;         // one GC step at a time
+    Mutex writeback_mutex_;          // one writeback step at a time
+    std::vector<std::byte> wb_buf_;  // WritebackRuns' bytes (under writeback_mutex_)
+    Mutex gc_mutex_;                 // one GC step at a time
     std::atomic<bool> gc_failed_{false};
     mutable Mutex health_mutex_;  // leaf
     WritebackHealth health_;
 
     std::atomic<std::uint64_t> dirty_bytes_{0};
+    // The wake hook (set_wake_hook). hook_mutex_ is a leaf; the hook runs under it. A plain
+    // std::mutex, not the policy's: it guards no engine state and is never taken without a hook
+    // (the concurrent simulator's schedules do not change).
+    std::uint64_t capacity_percent(std::uint32_t pct) const {
+        return std::uint64_t(n_segs_) * seg_data_bytes() / 100 * pct;
+    }
+    void wake_background(bool always) {
+        if (!has_hook_.load(std::memory_order_acquire)) return;
+        if (!always && (!hook_armed_.load(std::memory_order_relaxed) || !writeback_wanted() ||
+                        !hook_armed_.exchange(false, std::memory_order_relaxed)))
+            return;
+        std::lock_guard g(hook_mutex_);
+        if (hook_fn_) hook_fn_(hook_ctx_);
+    }
+    std::mutex hook_mutex_;
+    std::atomic<bool> has_hook_{false};
+    WakeFn hook_fn_ = nullptr;
+    void* hook_ctx_ = nullptr;
+    std::atomic<bool> hook_armed_{true};
     // Written only through count() (relaxed atomic adds) once open() returns; read by counters().
     CacheCounters counters_;
     void count(std::uint64_t CacheCounters::*field, std::uint64_t n = 1) {

@@ -24,6 +24,13 @@ Result<std::unique_ptr<Cache<Pmem, Block>>> Cache<Pmem, Block>::open(Pmem& pmem,
         return Status(Errc::invalid_argument,
                       "n_lanes " + std::to_string(opts.n_lanes ? opts.n_lanes : opts.n_ksets) +
                           ": expected 1..1024 (or 0: one per CPU)");
+    if (opts.writeback_low_percent == 0 ||
+        opts.writeback_low_percent > opts.writeback_high_percent ||
+        opts.writeback_high_percent > 100)
+        return Status(Errc::invalid_argument,
+                      "writeback watermarks low " + std::to_string(opts.writeback_low_percent) +
+                          "% high " + std::to_string(opts.writeback_high_percent) +
+                          "%: expected 0 < low <= high <= 100");
     if (pmem.size() < opts.geometry.device_bytes_min())
         return Status(Errc::no_space, "cache device of " + std::to_string(pmem.size()) +
                                           " B is smaller than the minimum of " +

@@ -43,6 +43,7 @@ Status Cache<Pmem, Block>::write(std::uint64_t off, std::span<const std::byte> d
         if (!st.ok()) {
             if (st.code() == Errc::busy) {
                 count(&CacheCounters::busy_returns);
+                wake_background(true);  // full: writeback and GC now, not at the next timer
                 if (std::string note = writeback_failing_note(); !note.empty())
                     return {Errc::busy, st.message() + note};
             }
@@ -52,6 +53,7 @@ Status Cache<Pmem, Block>::write(std::uint64_t off, std::span<const std::byte> d
         done += written;
         if (done_bytes) *done_bytes = done;
     }
+    wake_background(false);  // dirty bytes above the high mark: once until writeback re-arms
     return {};
 }
 

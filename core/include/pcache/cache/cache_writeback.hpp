@@ -33,32 +33,50 @@ inline constexpr std::uint64_t kWritebackRunBytesMax = 1ull << 20;
 // kWritebackBytesMax bytes) go out together (write_batch on a BatchBlockDevice, one after the
 // other otherwise). Writes in flight together have no order, so a run that overlaps a waiting
 // one (a newer kset rewriting the same bytes) first sends the waiting runs and waits for them:
-// the newer bytes always land last.
+// the newer bytes always land last. The bytes live in the cache's writeback buffer (kept across
+// steps, under writeback_mutex_): reserve() hands out room that pmem is read into directly, so
+// each byte is copied once (pmem -> buffer) before the backing write (issue 17; it was twice).
 template <PmemDevice Pmem, BlockDevice Block>
 class Cache<Pmem, Block>::WritebackRuns {
 public:
     WritebackRuns(Cache& c, std::uint32_t depth) : c_(c), depth_(depth) {}
+    // Room for `len` bytes going to backing offset `off`; may first send the waiting runs. The
+    // span is valid until the next reserve/add/submit; drop_last() gives it back.
+    Result<std::span<std::byte>> reserve(std::uint64_t off, std::uint64_t len) {
+        PCACHE_VERIFY(off <= c_.backing_bytes_ && len <= c_.backing_bytes_ - off,
+                      "writeback of [" + std::to_string(off) + ", +" + std::to_string(len) +
+                          ") beyond the backing device");
+        const bool overlaps = std::any_of(runs_.begin(), runs_.end(), [&](const Run& w) {
+            return off < w.off + w.len && w.off < off + len;
+        });
+        auto& buf = c_.wb_buf_;
+        if (overlaps || runs_.size() >= depth_ || used_ >= kWritebackBytesMax) PCACHE_TRY(submit());
+        if (used_ + len > buf.size())  // grows to what batches need, then stays (runs hold offsets)
+            buf.resize(std::max<std::uint64_t>(
+                used_ + len, std::min<std::uint64_t>(2 * buf.size() + (64 << 10),
+                                                     kWritebackBytesMax + (4 << 20))));
+        runs_.push_back({off, used_, len});
+        used_ += len;
+        return std::span<std::byte>(buf).subspan(runs_.back().at, len);
+    }
+    void drop_last() {
+        used_ -= runs_.back().len;
+        runs_.pop_back();
+    }
     // Queues a copy of `bytes` for backing offset `off`; may first send the waiting runs.
     Status add(std::uint64_t off, std::span<const std::byte> bytes) {
-        PCACHE_VERIFY(off <= c_.backing_bytes_ && bytes.size() <= c_.backing_bytes_ - off,
-                      "writeback of [" + std::to_string(off) + ", +" +
-                          std::to_string(bytes.size()) + ") beyond the backing device");
-        const bool overlaps = std::any_of(runs_.begin(), runs_.end(), [&](const Run& w) {
-            return off < w.off + w.len && w.off < off + bytes.size();
-        });
-        if (overlaps || runs_.size() >= depth_ || data_.size() >= kWritebackBytesMax)
-            PCACHE_TRY(submit());
-        runs_.push_back({off, data_.size(), bytes.size()});
-        data_.insert(data_.end(), bytes.begin(), bytes.end());
+        auto dst = reserve(off, bytes.size());
+        if (!dst.ok()) return dst.status();
+        std::memcpy(dst->data(), bytes.data(), bytes.size());
         return {};
     }
     // Sends the waiting runs and waits for all of them.
     Status submit() {
         std::vector<WriteRequest> reqs;
         reqs.reserve(runs_.size());
-        for (const Run& r : runs_)
-            reqs.push_back({r.off, std::span<const std::byte>(data_).subspan(r.at, r.len), false});
-        const std::uint64_t total = data_.size();
+        const std::span<const std::byte> buf(c_.wb_buf_);
+        for (const Run& r : runs_) reqs.push_back({r.off, buf.subspan(r.at, r.len), false});
+        const std::uint64_t total = used_;
         Status s;
         if constexpr (BatchBlockDevice<Block>) {
             if (reqs.size() > 1)
@@ -70,19 +88,19 @@ public:
                 if (s = c_.backing_.write(w.offset_bytes, w.bytes, false); !s.ok()) break;
         }
         runs_.clear();
-        data_.clear();
+        used_ = 0;
         if (s.ok()) c_.count(&CacheCounters::backing_written_bytes, total);
         return s;
     }
 
 private:
     struct Run {
-        std::uint64_t off, at, len;  // backing offset; bytes at data_[at, at + len)
+        std::uint64_t off, at, len;  // backing offset; bytes at wb_buf_[at, at + len)
     };
     Cache& c_;
     std::uint32_t depth_;
     std::vector<Run> runs_;
-    std::vector<std::byte> data_;
+    std::uint64_t used_ = 0;
 };
 
 template <PmemDevice Pmem, BlockDevice Block>
@@ -146,7 +164,10 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
         pos = dirty_tail_.pos;
     }
     const LogPos head = key_head();
-    if (pos == head) return {};
+    if (pos == head) {
+        hook_armed_.store(true, std::memory_order_relaxed);  // nothing to write: may wake again
+        return {};
+    }
     auto fail = [this](Status s) { return writeback_failed(std::move(s)); };
     std::vector<std::byte> data;
     std::uint64_t batch_dirty_bytes = 0, batch_written_bytes = 0;
@@ -205,8 +226,14 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
                     break;
                 run_bytes += k.len;
             }
-            data.resize(run_bytes);
-            if (Status s = pmem_.read(data_addr(first.seg, first.seg_off), data); !s.ok()) {
+            auto room = runs.reserve(first.off, run_bytes);
+            if (!room.ok()) {
+                if (!mutant(19)) return fail(room.status());  // M19: a failed write passed over
+                it = run_end;
+                continue;
+            }
+            if (Status s = pmem_.read(data_addr(first.seg, first.seg_off), *room); !s.ok()) {
+                runs.drop_last();
                 // A media error somewhere in the run: key by key, the unreadable ones are lost.
                 for (auto k = it; k != run_end; ++k) {
                     const CacheKey key = k->second;
@@ -223,8 +250,6 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
                 it = run_end;
                 continue;
             }
-            Status ws = runs.add(first.off, data);
-            if (!ws.ok() && !mutant(19)) return ws;  // M19: a failed backing write passed over
             batch_written_bytes += run_bytes;
             it = run_end;
         }
@@ -251,6 +276,7 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
         if (Status s = backing_.flush(); !s.ok()) return fail(s);
     dirty_bytes_.fetch_sub(std::min(batch_dirty_bytes, dirty_bytes_.load()),
                            std::memory_order_relaxed);
+    if (dirty_bytes() <= dirty_low_bytes()) hook_armed_.store(true, std::memory_order_relaxed);
     count(&CacheCounters::writeback_ksets, ksets);
     {
         std::lock_guard g(health_mutex_);

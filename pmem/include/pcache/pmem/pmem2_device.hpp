@@ -13,17 +13,20 @@
 // Persistence primitives are libpmem2's own (pmem2_get_memcpy_fn / _flush_fn / _drain_fn), so
 // write() picks the CPU's best instructions (non-temporal AVX, clwb) for the mapping.
 //
-// read() is media-error safe; how depends on the source (see read_mode()):
-//  * regular files (ReadMode::pread): what pmem2_source_pread_mcsafe() does, pread(2) on the file,
-//    but looping over short reads and EINTR (libpmem2 issues one pread); the kernel copies
-//    with copy_mc and returns EIO for poisoned pages, reported here as Errc::io;
-//  * device DAX: pread does not exist there and libpmem2's mcsafe path maps the whole device
-//    and swaps the process-wide SIGBUS handler per call, so instead the bad-block list is read
-//    once at open (pmem2_badblock_*) and a read overlapping a listed bad block is refused with
-//    Errc::io; other reads are a plain copy. A block that goes bad after open is not caught
-//    there (the copy would raise SIGBUS). If the bad-block list is unavailable (no ndctl
-//    support), the device still opens and has_badblock_list() is false.
-//
+// read() is media-error safe and never a system call (issue 17: pread cost ten times a copy):
+//  * it copies from the mapping inside a SIGBUS guard. The first open installs a process-wide
+//    SIGBUS handler (SA_SIGINFO | SA_NODEFER | SA_ONSTACK, chaining to the handler it replaced
+//    for faults outside a guarded copy). A copy sets a thread-local sigjmp_buf (sigsetjmp with
+//    savemask 0: no system call); a SIGBUS during it (a poisoned page: the kernel's memory-failure
+//    handler sends BUS_MCEERR_AR; or a file truncated under the mapping) jumps back and the read
+//    returns Errc::io, as pread's EIO did. `out` is then unspecified, as after any failed read.
+//  * device DAX also reads its bad-block list once at open (pmem2_badblock_*): a read
+//    overlapping a listed block is refused without touching it. If the list is unavailable (no
+//    ndctl support), has_badblock_list() is false and the SIGBUS guard alone protects reads.
+// An embedder that installs its own SIGBUS handler after opening a device replaces ours: reads
+// of poisoned media then reach that handler instead of returning an error. Under
+// ThreadSanitizer (which never delivers a SIGBUS to a user handler: the process dies) regular
+// files are read with pread instead (PCACHE_TSAN).
 // Thread safety: write/flush/drain/read on disjoint ranges may run concurrently (no shared
 // mutable state); open, move and destruction may not.
 #pragma once
@@ -39,6 +42,17 @@
 
 #include "pcache/pmem_device.hpp"
 #include "pcache/result.hpp"
+
+#if defined(__SANITIZE_THREAD__)
+#define PCACHE_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define PCACHE_TSAN 1
+#endif
+#endif
+#ifndef PCACHE_TSAN
+#define PCACHE_TSAN 0
+#endif
 
 struct pmem2_map;
 struct pmem2_source;
@@ -68,7 +82,7 @@ struct Pmem2OpenOptions {
 class Pmem2Device {
 public:
     using OpenOptions = Pmem2OpenOptions;
-    enum class ReadMode { pread, checked_copy };
+    enum class ReadMode { guarded_copy };  // copy from the mapping under the SIGBUS guard
 
     // Errors: Errc::not_found (no such file), Errc::invalid_argument (size_bytes larger than
     // the source, or misaligned), Errc::unsupported (granularity not available), Errc::io
@@ -118,13 +132,17 @@ private:
     std::byte* base_ = nullptr;
     std::uint64_t size_bytes_ = 0;
     PmemGranularity granularity_ = PmemGranularity::page;
-    ReadMode read_mode_ = ReadMode::pread;
+    ReadMode read_mode_ = ReadMode::guarded_copy;
     bool has_badblock_list_ = false;
     std::vector<BadBlock> badblocks_;
     MemcpyFn memcpy_fn_ = nullptr;
     FlushFn flush_fn_ = nullptr;
     DrainFn drain_fn_ = nullptr;
     Status msync_range(std::uint64_t off, std::uint64_t len);
+    unsigned file_mode_ = 0;  // st_mode at open
+#if PCACHE_TSAN
+    Status pread_all(std::uint64_t off, std::span<std::byte> dst) const;
+#endif
     std::atomic<int> sync_errno_{0};  // first msync failure (page granularity); sticky
 };
 static_assert(PmemDevice<Pmem2Device>);

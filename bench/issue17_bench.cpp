@@ -1,0 +1,387 @@
+// Issue 17 figures (docs/PERFORMANCE.md "Issue 17"), each beside a bound of the same work
+// measured in the same run just before it (same request size, queue depth and device), on `mem`
+// and `shm-cacheline`. Google Benchmark prints wall time ("Time") and CPU time ("CPU") for each.
+//   i17/write_hit[_crc]/DEV/4096        1 thread; ratio_to_bound = / NT copy + fence
+//   i17/write_hit_mt/DEV/4096/threads:N aggregate items/s (wall time), N = 1, 2, 4, 8 in order
+//   i17/read_hit/DEV/4096               ratio_to_bound = / memcpy of 4 KiB out of the mapping
+//   i17/writeback_{seq,rand}/DEV        ratio_to_bound = / the same backing writes + flushes
+//   i17/writeback_rand_uring_qd32/DEV   the same through io_uring write_batch, queue depth 32
+//   i17/sustained/DEV                   Runtime on, cache 2x smaller than the working set:
+//                                       ops/s and latency percentiles (ns), writeback+GC inside
+//   i17/replay_fresh/DEV/N              Cache::open of N keys in a fresh process (exec)
+//   i17/crc32c_4k/{one_stream,three_streams}  CRC32C of 4 KiB, one crc32q chain vs three
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <random>
+#include <thread>
+
+#include "bench_rig.hpp"
+#include "pcache/blockdev/uring_block_device.hpp"
+#include "pcache/runtime.hpp"
+
+namespace pcache::bench {
+namespace {
+
+using benchmark::Counter;
+using benchmark::State;
+using WallClock = std::chrono::steady_clock;
+
+constexpr std::uint64_t kPmem = 512ull << 20, kBacking = 1ull << 30, kKey = 4096;
+
+bool& quick_mode() {
+    static bool q = false;
+    return q;
+}
+
+std::uint64_t spread(std::uint64_t i, std::uint64_t region) {
+    return (i * 40503 % (region / kKey)) * kKey;
+}
+
+// Bytes/s of a memcpy of `size` bytes out of the mapping (the read-hit bound).
+template <class P>
+double bound_map_copy(Dev d, std::uint64_t size) {
+    auto pmem = make_pmem<P>(d, kBoundSpanBytes);
+    std::vector<std::byte> out(size);
+    const std::uint64_t slots = kBoundSpanBytes / size;
+    return ops_per_second([&](std::uint64_t i) {
+               std::memcpy(out.data(), pmem->data() + (i * 40503 % slots) * size, size);
+               benchmark::DoNotOptimize(out.data());
+           }) *
+           static_cast<double>(size);
+}
+
+template <class P>
+Rig<P>*& rig17() {
+    static Rig<P>* r = nullptr;
+    return r;
+}
+
+// Write hits of 4 KiB on 1..8 threads, wall time; the 1-thread run comes first in the same run
+// (docs/PERFORMANCE.md divides the aggregates by it: x_one_thread).
+template <class P>
+void BM_WriteHit17(State& st, Dev d, bool crc) {
+    static double bound = 0;
+    const std::uint64_t region = kBacking / st.threads();
+    const std::uint64_t base = region * st.thread_index();
+    auto buf = std::vector<std::byte>(kKey, std::byte{0x3c});
+    if (st.thread_index() == 0) {
+        bound = bound_pmem_write<P>(d, kKey);
+        rig17<P>() = new Rig<P>(d, kPmem, kBacking, CacheOptions{.data_crc = crc});
+    }
+    std::uint64_t i = 0;
+    for (auto _ : st) rig17<P>()->write(&st, base + spread(i++, region), buf);
+    const double iters = static_cast<double>(st.iterations());
+    st.SetBytesProcessed(static_cast<std::int64_t>(iters * kKey));
+    st.SetItemsProcessed(st.iterations());
+    st.counters["ratio_to_bound"] = Counter(iters * kKey / bound / st.threads(), Counter::kIsRate);
+    st.counters["bound_MBps"] = Counter(bound / 1e6, Counter::kAvgThreads);
+    if (st.thread_index() == 0) delete std::exchange(rig17<P>(), nullptr);
+}
+
+template <class P>
+void BM_ReadHit17(State& st, Dev d) {
+    constexpr std::uint64_t kSet = 64ull << 20;
+    Rig<P> rig(d, kPmem, kBacking);
+    auto buf = std::vector<std::byte>(kKey, std::byte{0x3c});
+    for (std::uint64_t off = 0; off < kSet; off += kKey) rig.write(nullptr, off, buf);
+    const double bound = bound_map_copy<P>(d, kKey);
+    std::uint64_t i = 0;
+    for (auto _ : st) {
+        if (!rig.cache->read(spread(i++, kSet), buf).ok()) std::abort();
+        benchmark::DoNotOptimize(buf.data());
+    }
+    const double iters = static_cast<double>(st.iterations());
+    st.SetBytesProcessed(static_cast<std::int64_t>(iters * kKey));
+    st.counters["ratio_to_bound"] = Counter(iters * kKey / bound, Counter::kIsRate);
+    st.counters["bound_MBps"] = Counter(bound / 1e6);
+}
+
+// Writeback of `dirty` bytes of 4 KiB keys, sequential or random offsets. The bound issues the
+// requests writeback issues (sequential keys coalesce into 1 MiB runs; random ones stay 4 KiB),
+// one at a time as FileBlockDevice does (queue depth 1), plus one flush per 32 ksets.
+template <class P>
+void BM_Writeback17(State& st, Dev d, bool random) {
+    const std::uint64_t dirty = quick_mode() ? (4ull << 20) : (32ull << 20);
+    const std::uint64_t keys = dirty / kKey;
+    const std::uint64_t req = random ? kKey : (1ull << 20);
+    auto offset = [&](std::uint64_t round, std::uint64_t k) {
+        return random ? spread(round * keys + k, kBacking) : (round * dirty + k * kKey) % kBacking;
+    };
+    Rig<P> rig(d, kPmem, kBacking);
+    auto buf = std::vector<std::byte>(req, std::byte{0x3c});
+    const std::uint64_t ksets = (keys + format::kKsetKeysMax - 1) / format::kKsetKeysMax;
+    const double bound_s = [&] {  // seconds for one round of the same requests
+        const auto t0 = thread_cpu_seconds();
+        for (std::uint64_t b = 0; b < dirty / req; ++b) {
+            const std::uint64_t off = random ? offset(7, b) : (b * req) % kBacking;
+            if (!rig.backing.write(off, buf, false).ok()) std::abort();
+            if ((b * req / kKey) % (32 * format::kKsetKeysMax) == 0 && !rig.backing.flush().ok())
+                std::abort();
+        }
+        return thread_cpu_seconds() - t0;
+    }();
+    buf.resize(kKey);
+    std::uint64_t round = 0;
+    for (auto _ : st) {
+        st.PauseTiming();
+        rig.drain();
+        for (std::uint64_t k = 0; k < keys; ++k) rig.write(nullptr, offset(round, k), buf);
+        if (!rig.cache->flush().ok()) std::abort();
+        ++round;
+        st.ResumeTiming();
+        while (rig.cache->writeback_step().progressed) {
+        }
+    }
+    st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations()) *
+                         static_cast<std::int64_t>(dirty));
+    st.counters["ratio_to_bound"] = Counter(bound_s, Counter::kIsIterationInvariantRate);
+    st.counters["bound_MBps"] = Counter(static_cast<double>(dirty) / bound_s / 1e6);
+    st.counters["ksets"] = static_cast<double>(ksets);
+}
+
+// Writeback of random 4 KiB keys to an io_uring backing file, queue depth 32 (write_batch).
+// Bound: the same 4 KiB requests through UringBlockDevice::write_batch in batches of 32, one
+// flush per 32 ksets: same request size, same queue depth, same device.
+template <class P>
+void BM_WritebackUring(State& st, Dev d) {
+    constexpr unsigned kDepth = 32;
+    const std::uint64_t dirty = quick_mode() ? (4ull << 20) : (32ull << 20);
+    const std::uint64_t keys = dirty / kKey;
+    auto pmem = make_pmem<P>(d, kPmem);
+    const std::string path = temp_path("uring");
+    auto ub = UringBlockDevice::open(path, {.create = true, .size_bytes = kBacking}, kDepth);
+    ::unlink(path.c_str());
+    if (!ub.ok()) die("io_uring backing", ub.status());
+    std::vector<std::byte> buf(kKey * kDepth, std::byte{0x3c});
+    const double bound_s = [&] {
+        std::vector<WriteRequest> reqs(kDepth);
+        const auto t0 = thread_cpu_seconds();
+        for (std::uint64_t k = 0; k < keys; k += kDepth) {
+            for (unsigned j = 0; j < kDepth; ++j)
+                reqs[j] = {spread(7 * keys + k + j, kBacking),
+                           std::span<const std::byte>(buf).subspan(j * kKey, kKey), false};
+            if (!ub->write_batch(reqs).ok()) std::abort();
+            if (k % (32 * format::kKsetKeysMax) == 0 && !ub->flush().ok()) std::abort();
+        }
+        return thread_cpu_seconds() - t0;
+    }();
+    auto c =
+        Cache<P, UringBlockDevice>::open(*pmem, *ub, CacheOptions{.writeback_queue_depth = kDepth});
+    if (!c.ok()) die("cache", c.status());
+    if (!(*c)->set_gc_percent(0).ok()) std::abort();
+    buf.resize(kKey);
+    std::uint64_t round = 0;
+    double wall = 0;
+    for (auto _ : st) {
+        st.PauseTiming();
+        for (int i = 0; i < 1 << 20; ++i) {  // written back and collected: room for a round
+            const bool w = (*c)->writeback_step().progressed, g = (*c)->gc_step().progressed;
+            if (!w && !g) break;
+        }
+        for (std::uint64_t k = 0; k < keys; ++k)
+            if (Status s = (*c)->write(spread(round * keys + k, kBacking), buf); !s.ok())
+                die("write", s);
+        if (!(*c)->flush().ok()) std::abort();
+        ++round;
+        st.ResumeTiming();
+        const auto t0 = WallClock::now();
+        while ((*c)->writeback_step().progressed) {
+        }
+        wall += std::chrono::duration<double>(WallClock::now() - t0).count();
+    }
+    const double per_round = wall / static_cast<double>(std::max<std::int64_t>(st.iterations(), 1));
+    st.counters["ratio_to_bound"] = bound_s / per_round;  // both wall, timed here
+    st.counters["engine_MBps"] = static_cast<double>(dirty) / per_round / 1e6;
+    st.counters["bound_MBps"] = static_cast<double>(dirty) / bound_s / 1e6;
+}
+
+// Sustained random 4 KiB writes over a working set twice the cache, Runtime threads on, every
+// write timed (write_blocking: a full cache waits for writeback and GC, inside the figure).
+template <class P>
+void BM_Sustained(State& st, Dev d) {
+    using CacheT = typename Rig<P>::CacheT;
+    const std::uint64_t ops = quick_mode() ? 20000 : 300000;  // 2.3x the cache in full runs
+    const double bound = bound_pmem_write<P>(d, kKey);
+    Rig<P> rig(d, kPmem, 2 * kPmem);
+    if (!rig.cache->set_gc_percent(70).ok()) std::abort();  // the kernel's default
+    std::vector<std::uint64_t> lat(ops);
+    auto buf = std::vector<std::byte>(kKey, std::byte{0x3c});
+    std::mt19937_64 rng(17);  // seeded: the same offsets every run
+    double wall = 0;
+    for (auto _ : st) {
+        Runtime<CacheT> rt(*rig.cache);
+        rt.start();
+        const auto t0 = WallClock::now();
+        for (std::uint64_t i = 0; i < ops; ++i) {
+            const auto a = WallClock::now();
+            if (Status s = rt.write_blocking(rng() % (2 * kPmem / kKey) * kKey, buf); !s.ok())
+                die("sustained write", s);
+            lat[i] = static_cast<std::uint64_t>((WallClock::now() - a).count());
+        }
+        wall = std::chrono::duration<double>(WallClock::now() - t0).count();
+        rt.stop();
+    }
+    std::sort(lat.begin(), lat.end());
+    auto pct = [&](double p) {
+        return static_cast<double>(lat[std::min<std::size_t>(
+            lat.size() - 1, static_cast<std::size_t>(p * static_cast<double>(lat.size())))]);
+    };
+    st.counters["ops_per_s"] = static_cast<double>(ops) / wall;
+    st.counters["ratio_to_bound"] = static_cast<double>(ops * kKey) / wall / bound;
+    st.counters["p50_ns"] = pct(0.50);
+    st.counters["p99_ns"] = pct(0.99);
+    st.counters["p999_ns"] = pct(0.999);
+    st.counters["p9999_ns"] = pct(0.9999);
+    st.counters["max_ns"] = static_cast<double>(lat.back());
+    const auto c = rig.cache->counters();
+    st.counters["written_back_MiB"] = static_cast<double>(c.backing_written_bytes) / (1 << 20);
+    st.counters["gc_ksets"] = static_cast<double>(c.gc_ksets_retired);
+    st.counters["busy_returns"] = static_cast<double>(c.busy_returns);  // writes that waited
+    st.counters["slow_ops_1ms"] = static_cast<double>(
+        lat.end() - std::upper_bound(lat.begin(), lat.end(), std::uint64_t{1000000}));
+}
+
+// Replay in a fresh process: the log is built here on a /dev/shm file, then this binary is
+// exec'd with --replay-child, which maps it (MemPmem: copies it to anonymous memory first, not
+// timed), times Cache::open and writes keys/s to a pipe.
+template <class P>
+void BM_ReplayFresh(State& st, Dev d) {
+    const auto keys = static_cast<std::uint64_t>(st.range(0));
+    const std::uint64_t data = keys * 512;
+    const std::uint64_t pmem_bytes =
+        std::max<std::uint64_t>(kPmem, (data + data / 8 + (64ull << 20)) & ~((16ull << 20) - 1));
+    const std::string pmem_path = temp_path("replay-pmem"), back_path = temp_path("replay-back");
+    {
+        ::setenv("PMEM2_FORCE_GRANULARITY", "CACHE_LINE", 1);  // no msync per write: tmpfs
+        auto pm = Pmem2Device::open(pmem_path, {.create = true, .size_bytes = pmem_bytes});
+        ::unsetenv("PMEM2_FORCE_GRANULARITY");
+        auto bk =
+            FileBlockDevice::open(back_path, BlockOpenOptions{.create = true, .size_bytes = data});
+        if (!pm.ok() || !bk.ok()) die("replay files", pm.ok() ? bk.status() : pm.status());
+        prefault(*pm);
+        auto c = Cache<Pmem2Device, FileBlockDevice>::open(*pm, *bk, {});
+        if (!c.ok()) die("replay build", c.status());
+        const std::vector<std::byte> b(512, std::byte{0x11});
+        for (std::uint64_t k = 0; k < keys; ++k)
+            if (Status s = (*c)->write(k * 512, b); !s.ok()) die("replay build write", s);
+        if (Status s = (*c)->close(); !s.ok()) die("replay close", s);
+    }
+    std::vector<double> rates;
+    for (auto _ : st) {
+        int fds[2];
+        if (::pipe(fds) != 0) std::abort();
+        const pid_t pid = ::fork();
+        if (pid == 0) {
+            ::dup2(fds[1], 1);
+            const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+            ::execl(self.c_str(), self.c_str(), "--replay-child", pmem_path.c_str(),
+                    back_path.c_str(), dev_name(d), nullptr);
+            ::_exit(127);
+        }
+        ::close(fds[1]);
+        char line[128] = {};
+        const ssize_t n = ::read(fds[0], line, sizeof line - 1);
+        ::close(fds[0]);
+        int status = 0;
+        ::waitpid(pid, &status, 0);
+        if (n <= 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            die("replay child", Status(Errc::io, "failed"));
+        std::uint64_t got = 0;
+        double secs = 0;
+        std::sscanf(line, "%lu %lf", &got, &secs);
+        if (got != keys) st.SkipWithError("the child replayed a wrong number of keys");
+        rates.push_back(static_cast<double>(keys) / secs);
+    }
+    ::unlink(pmem_path.c_str());
+    ::unlink(back_path.c_str());
+    std::sort(rates.begin(), rates.end());
+    st.counters["keys_per_s_median"] = rates[rates.size() / 2];
+    st.counters["keys_per_s_min"] = rates.front();
+    st.counters["keys_per_s_max"] = rates.back();
+    st.counters["ratio_to_target"] = rates[rates.size() / 2] / 3e6;
+}
+
+// CRC32C of 4 KiB: the three-stream path against the one-stream chain (issue 17 item 3).
+void BM_Crc4k(State& st, bool three) {
+    std::vector<unsigned char> b(kKey, 0x5a);
+    std::uint32_t c = 0;
+    for (auto _ : st) {
+#if PCACHE_HAVE_X86_CRC
+        c = three ? crc::update_sse42(c, b.data(), b.size())
+                  : crc::update_sse42_serial(c, b.data(), b.size());
+#else
+        c = crc::update(c, b.data(), b.size());
+        (void)three;
+#endif
+        benchmark::DoNotOptimize(c);
+    }
+    st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations()) * kKey);
+}
+
+template <class P>
+void register17(Dev d) {
+    const std::string dn = dev_name(d);
+    auto name = [&](const char* w) { return "i17/" + std::string(w) + "/" + dn; };
+    benchmark::RegisterBenchmark((name("write_hit") + "/4096").c_str(), BM_WriteHit17<P>, d, false);
+    benchmark::RegisterBenchmark((name("write_hit_crc") + "/4096").c_str(), BM_WriteHit17<P>, d,
+                                 true);
+    benchmark::RegisterBenchmark((name("write_hit_mt") + "/4096").c_str(), BM_WriteHit17<P>, d,
+                                 false)
+        ->ThreadRange(1, 8)
+        ->UseRealTime();
+    benchmark::RegisterBenchmark((name("read_hit") + "/4096").c_str(), BM_ReadHit17<P>, d);
+    for (bool random : {false, true})
+        benchmark::RegisterBenchmark(name(random ? "writeback_rand" : "writeback_seq").c_str(),
+                                     BM_Writeback17<P>, d, random)
+            ->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark(name("writeback_rand_uring_qd32").c_str(), BM_WritebackUring<P>, d)
+        ->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark(name("sustained").c_str(), BM_Sustained<P>, d)
+        ->Iterations(1)
+        ->Unit(benchmark::kSecond);
+    benchmark::RegisterBenchmark(name("replay_fresh").c_str(), BM_ReplayFresh<P>, d)
+        ->Arg(quick_mode() ? 20000 : 1000000)
+        ->Iterations(quick_mode() ? 1 : 5)
+        ->Unit(benchmark::kMillisecond);
+}
+
+}  // namespace
+
+// The child side of BM_ReplayFresh: prints "keys seconds".
+int replay_child(const char* pmem_path, const char* back_path, const char* dev) {
+    const bool cacheline = std::string(dev) != "shm-page";  // mem: loaded from a cache-line map
+    if (cacheline) ::setenv("PMEM2_FORCE_GRANULARITY", "CACHE_LINE", 1);
+    auto bk = FileBlockDevice::open(back_path, {});
+    auto pm = Pmem2Device::open(pmem_path, {});
+    if (!pm.ok() || !bk.ok()) return 2;
+    auto run = [&](auto& pmem) -> int {
+        using PmemT = std::remove_reference_t<decltype(pmem)>;
+        const auto t0 = WallClock::now();
+        auto c = Cache<PmemT, FileBlockDevice>::open(pmem, *bk, {});
+        const double s = std::chrono::duration<double>(WallClock::now() - t0).count();
+        if (!c.ok()) return 3;
+        std::printf("%lu %.9f\n", static_cast<unsigned long>((*c)->counters().replay_keys), s);
+        std::fflush(stdout);
+        std::_Exit(0);  // freeing the index is not replay
+    };
+    if (std::string(dev) != "mem") return run(*pm);
+    MemPmem mem(pm->size());
+    std::vector<std::byte> chunk(1 << 20);
+    for (std::uint64_t off = 0; off < pm->size(); off += chunk.size())
+        if (!pm->read(off, chunk).ok() || !mem.write(off, chunk, kPmemDefault).ok()) return 4;
+    return run(mem);
+}
+
+void register_issue17(bool quick) {
+    quick_mode() = quick;
+    benchmark::RegisterBenchmark("i17/crc32c_4k/one_stream", BM_Crc4k, false);
+    benchmark::RegisterBenchmark("i17/crc32c_4k/three_streams", BM_Crc4k, true);
+    register17<MemPmem>(Dev::mem);
+    register17<Pmem2Device>(Dev::shm_cacheline);
+}
+
+}  // namespace pcache::bench
