@@ -25,39 +25,52 @@
 
 namespace pcache::detail {
 
+// The failure paths, out of line and cold: a check costs its compare and a not-taken branch in
+// the hot function, and the message (a lambda) is built only here. Code that builds strings
+// inline in a hot function changes what the compiler inlines around it (measured: +10-30 % on
+// read hits when the message was built in place).
 inline std::string verify_message(const char* cond, const char* file, int line,
                                   const std::string& what) {
     return "invariant violated: " + what + " (" + cond + ") at " + file + ":" +
            std::to_string(line);
 }
 
-[[noreturn]] inline void verify_abort(const char* cond, const char* file, int line,
-                                      const std::string& what) {
-    std::fprintf(stderr, "pcache: %s\n", verify_message(cond, file, line, what).c_str());
+template <class What>
+[[gnu::cold, gnu::noinline]] Status verify_failed(const char* cond, const char* file, int line,
+                                                  const What& what) {
+    return {Errc::corrupt, verify_message(cond, file, line, what())};
+}
+
+template <class What>
+[[noreturn, gnu::cold, gnu::noinline]] void verify_abort(const char* cond, const char* file,
+                                                         int line, const What& what) {
+    std::fprintf(stderr, "pcache: %s\n", verify_message(cond, file, line, what()).c_str());
     std::fflush(stderr);
     std::abort();
 }
 
 }  // namespace pcache::detail
 
-#ifdef PCACHE_VERIFY_OFF
+#ifdef PCACHE_VERIFY_OFF  // never evaluated, still compiled: no unused-variable warnings
 #define PCACHE_VERIFY(cond, what) \
     do {                          \
+        if (false) {              \
+            (void)(cond);         \
+            (void)(what);         \
+        }                         \
     } while (0)
-#define PCACHE_VERIFY_FATAL(cond, what) \
-    do {                                \
-    } while (0)
+#define PCACHE_VERIFY_FATAL(cond, what) PCACHE_VERIFY(cond, what)
 #else
-#define PCACHE_VERIFY(cond, what)                                                     \
-    do {                                                                              \
-        if (!(cond)) [[unlikely]]                                                     \
-            return ::pcache::Status(                                                  \
-                ::pcache::Errc::corrupt,                                              \
-                ::pcache::detail::verify_message(#cond, __FILE__, __LINE__, (what))); \
+#define PCACHE_VERIFY(cond, what)                                                          \
+    do {                                                                                   \
+        if (!(cond)) [[unlikely]]                                                          \
+            return ::pcache::detail::verify_failed(#cond, __FILE__, __LINE__,              \
+                                                   [&]() -> std::string { return what; }); \
     } while (0)
-#define PCACHE_VERIFY_FATAL(cond, what)                                        \
-    do {                                                                       \
-        if (!(cond)) [[unlikely]]                                              \
-            ::pcache::detail::verify_abort(#cond, __FILE__, __LINE__, (what)); \
+#define PCACHE_VERIFY_FATAL(cond, what)                                            \
+    do {                                                                           \
+        if (!(cond)) [[unlikely]]                                                  \
+            ::pcache::detail::verify_abort(#cond, __FILE__, __LINE__,              \
+                                           [&]() -> std::string { return what; }); \
     } while (0)
 #endif
