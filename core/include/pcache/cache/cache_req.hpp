@@ -30,36 +30,37 @@ Status Cache<Pmem, Block>::check_io(const char* what, std::uint64_t off, std::ui
 }
 
 template <PmemDevice Pmem, BlockDevice Block>
-Status Cache<Pmem, Block>::write(std::uint64_t off, std::span<const std::byte> data, bool fua,
-                                 std::uint64_t* done_bytes) {
+WriteResult Cache<Pmem, Block>::write(std::uint64_t off, std::span<const std::byte> data,
+                                      WriteOptions wo) {
     std::uint64_t done = 0;
-    if (done_bytes) *done_bytes = 0;
-    PCACHE_TRY(check_io("write", off, data.size()));
+    if (Status s = refuse_read_only("write"); !s.ok()) return {s, 0};
+    if (Status s = check_io("write", off, data.size()); !s.ok()) return {s, 0};
+    needs_close_.store(true);
     while (done < data.size()) {
         const std::uint64_t at = off + done;
         const std::uint64_t piece = std::min<std::uint64_t>(
             data.size() - done, format::kSubtreeBytes - (at & format::kSubtreeMask));
         std::uint32_t written = 0;
-        Status st = write_piece(at, data.subspan(done, piece), fua, written);
+        Status st = write_piece(at, data.subspan(done, piece), wo, written);
         if (!st.ok()) {
             if (st.code() == Errc::busy) {
                 count(&CacheCounters::busy_returns);
                 if (std::string note = writeback_failing_note(); !note.empty())
-                    return {Errc::busy, st.message() + note};
+                    return {Status(Errc::busy, st.message() + note), done};
             }
-            return st;
+            return {st, done};
         }
         assert(written > 0 && written <= piece);
         done += written;
-        if (done_bytes) *done_bytes = done;
     }
-    return {};
+    return {Status(), done};
 }
 
 // Writes a prefix of `data` (at most to the end of the data head's segment).
 template <PmemDevice Pmem, BlockDevice Block>
-Status Cache<Pmem, Block>::write_piece(std::uint64_t off, std::span<const std::byte> data, bool fua,
-                                       std::uint32_t& written) {
+Status Cache<Pmem, Block>::write_piece(std::uint64_t off, std::span<const std::byte> data,
+                                       const WriteOptions& wo, std::uint32_t& written) {
+    const bool fua = wo.fua;  // wo.lane: the lane's kset buffer and data head (issue 17)
     auto a = data_alloc(static_cast<std::uint32_t>(data.size()));
     if (!a.ok()) return a.status();
     const auto bytes = data.first(a->len);
@@ -100,6 +101,7 @@ Status Cache<Pmem, Block>::write_piece(std::uint64_t off, std::span<const std::b
 template <PmemDevice Pmem, BlockDevice Block>
 Status Cache<Pmem, Block>::read(std::uint64_t off, std::span<std::byte> out) {
     PCACHE_TRY(check_io("read", off, out.size()));
+    if (opts_.fill_on_read_miss) needs_close_.store(true);  // a miss may buffer CLEAN keys
     std::uint64_t done = 0;
     while (done < out.size()) {
         const std::uint64_t at = off + done;
@@ -258,6 +260,7 @@ void Cache<Pmem, Block>::fill_miss_locked(Subtree& st, std::uint64_t off,
 
 template <PmemDevice Pmem, BlockDevice Block>
 Status Cache<Pmem, Block>::flush() {
+    PCACHE_TRY(refuse_read_only("flush"));
 #ifndef PCACHE_MUTANT_M13
     for (KsetBuffer& kb : ksets_) {
         std::lock_guard g(kb.mutex);
@@ -273,9 +276,12 @@ Status Cache<Pmem, Block>::flush() {
 
 template <PmemDevice Pmem, BlockDevice Block>
 Status Cache<Pmem, Block>::close() {
+    PCACHE_TRY(refuse_read_only("close"));
+    needs_close_.store(false);  // before: a write racing with close marks it again
     Status first = flush();
     Status bs = backing_.flush();
     if (first.ok() && !bs.ok()) first = bs.with_context("flushing the backing device");
+    if (!first.ok()) needs_close_.store(true);
     return first;
 }
 
