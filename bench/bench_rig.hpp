@@ -142,12 +142,13 @@ struct Rig {
 
     Rig(Dev d, std::uint64_t pmem_bytes, std::uint64_t backing_bytes, CacheOptions opts = {})
         : pmem(make_pmem<P>(d, pmem_bytes)), backing(make_backing(backing_bytes)) {
-        reopen(opts);
+        reopen(opts, true);
         if (Status s = cache->set_gc_percent(0); !s.ok()) die("gc_percent", s);
     }
-    void reopen(CacheOptions opts = {}) {
+    void reopen(CacheOptions opts = {}, bool fresh = false) {
         cache.reset();
-        auto c = CacheT::open(*pmem, backing, opts);
+        auto c = fresh ? CacheT::format(borrow(*pmem), borrow(backing), opts)
+                       : CacheT::open(borrow(*pmem), borrow(backing), opts);
         if (!c.ok()) die("opening the cache", c.status());
         cache = std::move(c.value());
     }
@@ -166,8 +167,9 @@ struct Rig {
     // nullptr where the timer is not running: before the loop or while paused).
     void write(benchmark::State* st, std::uint64_t off, std::span<const std::byte> data) {
         for (int tries = 0; tries < 1000; ++tries) {
-            std::uint64_t done = 0;
-            Status s = cache->write(off, data, false, &done);
+            const WriteResult w = cache->write(off, data);
+            const Status& s = w.status;
+            const std::uint64_t done = w.done_bytes;
             if (s.ok()) return;
             if (s.code() != Errc::busy) die("write", s);
             if (st) st->PauseTiming();

@@ -226,7 +226,7 @@ void BM_Replay(State& st, Dev d) {
     const double bound_s = ksets * static_cast<double>(format::kKsetBytesMax) /
                            bound_pmem_read<P>(d, format::kKsetBytesMax);
     for (auto _ : st) {
-        auto c = Rig<P>::CacheT::open(*rig.pmem, rig.backing, {});
+        auto c = Rig<P>::CacheT::open(borrow(*rig.pmem), borrow(rig.backing), {});
         if (!c.ok()) die("replay", c.status());
         if (c.value()->counters().replay_keys != keys)
             st.SkipWithError("replayed a wrong number of keys");

@@ -149,11 +149,12 @@ int main(int argc, char** argv) {
         if (!backing.ok()) die("backing", backing.status());
         CacheOptions co;
         co.writeback_queue_depth = batch ? batch : qd;
-        auto cache = Cache<Pmem2Device, BackingDevice>::open(*pmem, **backing, co);
+        auto cache =
+            Cache<Pmem2Device, BackingDevice>::format(borrow(*pmem), borrow(**backing), co);
         if (!cache.ok()) die("cache", cache.status());
         Cache<Pmem2Device, BackingDevice>& c = **cache;
         for (std::size_t i = 0; i < n; ++i)
-            if (Status s = c.write(std::uint64_t(i) * 2 * kReq, data, false); !s.ok())
+            if (Status s = c.write(std::uint64_t(i) * 2 * kReq, data).status; !s.ok())
                 die("cache write", s);
         if (Status s = c.flush(); !s.ok()) die("cache flush", s);
         t0 = Clock::now();
@@ -179,7 +180,7 @@ int main(int argc, char** argv) {
         }
         for (int i = 0; i < 3000; ++i) {
             const auto a = Clock::now();
-            if (Status s = c.write(std::uint64_t(i % 256) * kReq, data, false); !s.ok())
+            if (Status s = c.write(std::uint64_t(i % 256) * kReq, data).status; !s.ok())
                 die("cache write hit", s);
             h.add(secs(Clock::now() - a) * 1e6);
         }

@@ -57,6 +57,7 @@ inline CacheOptions options(bool data_crc) {
     o.data_crc = data_crc;
     o.geometry.segment_bytes = kSegmentBytes;
     o.n_ksets = 2;
+    o.close_on_destroy = false;  // the fuzzers compare images: no I/O when a cache is dropped
     return o;
 }
 inline constexpr std::uint64_t seg_data_bytes() {
@@ -240,7 +241,7 @@ template <class Body>
 Template build(const std::string& name, bool data_crc, Body&& body) {
     MemPmem pmem(kPmemBytes);
     MemBlockDevice backing(kBackingBytes);
-    auto opened = MemCache::open(pmem, backing, options(data_crc));
+    auto opened = MemCache::format(borrow(pmem), borrow(backing), options(data_crc));
     PCACHE_FUZZ_CHECK(opened.ok(), "template " + name + ": " + opened.status().to_string());
     auto& c = **opened;
     body(c);
@@ -323,7 +324,7 @@ inline void index_regions(Template& t) {
 // sits between them); 2 "data_crc" (like fresh, with per-key data CRCs).
 inline void small_workload(MemCache& c) {
     auto put = [&](std::uint64_t off, std::size_t len, std::uint32_t seed, bool fua) {
-        Status s = c.write(off, pattern_bytes(len, seed), fua);
+        Status s = c.write(off, pattern_bytes(len, seed), {.fua = fua}).status;
         PCACHE_FUZZ_CHECK(s.ok(), "template write: " + s.to_string());
     };
     put(0, 4096, 1, true);
@@ -353,7 +354,7 @@ inline void wrapped_workload(MemCache& c) {
     auto put = [&] {
         const std::uint64_t off = (std::uint64_t(i) * 7919 % (kBackingBytes / 512)) * 512;
         for (int attempt = 0; attempt < 3; ++attempt) {
-            Status s = c.write(off, pattern_bytes(512, i), i % 61 == 0);
+            Status s = c.write(off, pattern_bytes(512, i), {.fua = i % 61 == 0}).status;
             if (s.ok()) {
                 ++i;
                 return;
@@ -385,7 +386,7 @@ inline void wrapped_workload(MemCache& c) {
     PCACHE_FUZZ_CHECK(c.flush().ok(), "template flush");
     for (int k = 0; k < 2; ++k)
         PCACHE_FUZZ_CHECK(c.writeback_step().status.ok(), "template writeback");
-    Status s = c.write(0, pattern_bytes(1024, 99), true);
+    Status s = c.write(0, pattern_bytes(1024, 99), {.fua = true}).status;
     PCACHE_FUZZ_CHECK(s.ok(), "template write: " + s.to_string());
 }
 

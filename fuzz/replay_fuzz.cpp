@@ -11,7 +11,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     using namespace pcache::fuzz;
     static Rig rig;
     const Template& t = prepare(rig, data, size);
-    auto opened = MemCache::open(rig.pmem, rig.backing, t.opts);
+    auto opened = MemCache::open(borrow(rig.pmem), borrow(rig.backing), t.opts);
     static const bool verbose = std::getenv("PCACHE_FUZZ_VERBOSE") != nullptr;
     if (verbose)
         std::fprintf(stderr, "template %s: open: %s\n", t.name.c_str(),

@@ -69,12 +69,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::span<const std::byte> img(rig.pmem.data(), rig.pmem.size());
     std::memcpy(before.data(), img.data(), img.size());
     const bool existing = loads_existing(img);
-    auto opened = MemCache::open(rig.pmem, rig.backing, t.opts);
+    auto opened = MemCache::open(borrow(rig.pmem), borrow(rig.backing), t.opts);
     if (!opened.ok()) {
-        // A refused device is never modified (cache.hpp).
-        if (existing)
-            PCACHE_FUZZ_CHECK(std::memcmp(before.data(), img.data(), img.size()) == 0,
-                              "refused open wrote");
+        // A refused device is never modified, and open never formats (cache.hpp).
+        PCACHE_FUZZ_CHECK(std::memcmp(before.data(), img.data(), img.size()) == 0,
+                          "refused open wrote");
         return 0;
     }
     auto c = std::move(*opened);
@@ -91,13 +90,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     for (int i = 0; i < 8 && c->gc_step().progressed; ++i) {
     }
     check("after gc");
-    (void)c->write(4096, std::span(buf).first(4096), true);
+    (void)c->write(4096, std::span(buf).first(4096), {.fua = true});
     check("after write");
     const Status closed = c->close();
     c.reset();
     if (existing) check_no_stray_write(before, img);
     if (!closed.ok()) return 0;
-    auto again = MemCache::open(rig.pmem, rig.backing, t.opts);
+    auto again = MemCache::open(borrow(rig.pmem), borrow(rig.backing), t.opts);
     PCACHE_FUZZ_CHECK(again.ok(), "reopen after a clean close: " + again.status().to_string());
     Status s = (*again)->check_invariants();
     PCACHE_FUZZ_CHECK(s.ok(), "after reopen: " + s.to_string());

@@ -69,7 +69,8 @@ protected:
         ASSERT_TRUE(p.ok() && b.ok());
         pcache::CacheOptions o;
         o.geometry = pcache::format::Geometry{256 * 1024};
-        auto c = pcache::Cache<pcache::Pmem2Device, pcache::FileBlockDevice>::open(*p, *b, o);
+        auto c = pcache::Cache<pcache::Pmem2Device, pcache::FileBlockDevice>::open(borrow(*p),
+                                                                                   borrow(*b), o);
         ASSERT_TRUE(c.ok()) << c.status().to_string();
         std::vector<std::byte> data(64 * 1024, std::byte{0x5a});
         for (unsigned i = 0; i < n; ++i) {
@@ -88,7 +89,8 @@ protected:
         if (!p.ok() || !b.ok()) return "open failed";
         pcache::CacheOptions o;
         o.geometry = pcache::format::Geometry{256 * 1024};
-        auto c = pcache::Cache<pcache::Pmem2Device, pcache::FileBlockDevice>::open(*p, *b, o);
+        auto c = pcache::Cache<pcache::Pmem2Device, pcache::FileBlockDevice>::open(borrow(*p),
+                                                                                   borrow(*b), o);
         if (!c.ok()) return c.status().to_string();
         std::string line = (*c)->status_line();
         ::unlink(copy.c_str());

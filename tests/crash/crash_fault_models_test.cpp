@@ -28,7 +28,8 @@ struct Rig {
         opts.geometry.segment_bytes = kSegBytes;
         opts.data_crc = data_crc;
         opts.fill_on_read_miss = false;
-        auto c = SimCache::open(pmem, disk, opts);
+        opts.close_on_destroy = false;  // a dropped cache is a power cut
+        auto c = SimCache::format(borrow(pmem), borrow(disk), opts);
         EXPECT_TRUE(c.ok()) << c.status().to_string();
         if (c.ok()) cache = std::move(c.value());
     }
@@ -37,7 +38,7 @@ struct Rig {
         std::vector<std::byte> buf(n * 512);
         for (std::uint64_t i = 0; i < n; ++i)
             oracle_fill_sector(id, sector + i, buf.data() + i * 512);
-        Status s = cache->write(sector * 512, buf, fua);
+        Status s = cache->write(sector * 512, buf, {.fua = fua}).status;
         if (s.ok()) oracle.end_write(sector * 512, n * 512, id, fua);
         return s;
     }
@@ -114,7 +115,7 @@ TEST(FaultModels, PmemMediaErrorOnMetadataRefusesRecovery) {
             r.pmem.add_bad_range(r.opts.geometry.data_offset(0), 64);
         else
             r.pmem.add_bad_range(format::kKeyTailOffsetBytes, 32);
-        auto c = SimCache::open(r.pmem, r.disk, r.opts);
+        auto c = SimCache::open(borrow(r.pmem), borrow(r.disk), r.opts);
         ASSERT_FALSE(c.ok()) << "DETECTED: recovery accepted an unreadable "
                              << (on_kset ? "kset" : "key_tail");
         EXPECT_EQ(c.code(), Errc::io) << c.status().to_string();

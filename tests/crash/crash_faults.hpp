@@ -22,6 +22,7 @@ using SimCache = Cache<SimPmem, SimBlockDevice>;
 inline CacheOptions corruption_options() {
     CacheOptions o;
     o.geometry.segment_bytes = 64 << 10;
+    o.close_on_destroy = false;  // a dropped cache is a power cut
     return o;
 }
 constexpr std::uint32_t kCorruptionSegs = 6;
@@ -55,14 +56,14 @@ struct CleanImage {
     SimBlockDevice disk{kCorruptionBackingBytes};
     bool ok = false;
     CleanImage() {
-        auto c = SimCache::open(pmem, disk, corruption_options());
+        auto c = SimCache::format(borrow(pmem), borrow(disk), corruption_options());
         if (!c.ok()) return;
         std::vector<std::byte> data(4096, std::byte{0x5A});
         ok = (*c)->write(0, data).ok() && (*c)->close().ok();
     }
     std::uint64_t first_kset() const { return corruption_options().geometry.data_offset(0); }
     int reopen_verdict() {
-        auto c = SimCache::open(pmem, disk, corruption_options());
+        auto c = SimCache::open(borrow(pmem), borrow(disk), corruption_options());
         if (c.ok()) return 1;
         return c.code() == Errc::corrupt ? 0 : 2;
     }

@@ -74,7 +74,7 @@ public:
           pad_(pad_sectors) {}
 
     ReusePlan build() {
-        auto opened = SimCache::open(m_.pmem, m_.block, cfg_.cache_options());
+        auto opened = SimCache::format(borrow(m_.pmem), borrow(m_.block), cfg_.cache_options());
         if (!opened.ok()) return fail("open: " + opened.status().to_string());
         c_ = std::move(opened.value());
         const std::uint64_t data_bytes = c_->geometry().seg_data_bytes();
@@ -120,7 +120,7 @@ private:
         next_sector_ += 7;  // overlapping rewrites: newer keys cover older ones
         sectors_ += sectors;
         buf_.assign(op.len_bytes, std::byte{0x5a});
-        if (Status s = c_->write(op.off_bytes, buf_, true); !s.ok())
+        if (Status s = c_->write(op.off_bytes, buf_, {.fua = true}).status; !s.ok())
             plan_.error =
                 "dry run, write " + std::to_string(plan_.ops.size()) + ": " + s.to_string();
         plan_.ops.push_back(op);

@@ -8,6 +8,7 @@
 
 #include "cache_fixture.hpp"
 #include "pcache/sim/block_explorer.hpp"
+#include "pcache/sim/recover.hpp"
 
 namespace {
 
@@ -17,13 +18,16 @@ using SimCache = Cache<SimPmem, SimBlockDevice>;
 
 constexpr std::uint64_t kBlockBytes = 4 << 20;
 
-// open, write 4 KiB, FLUSH (acknowledged), write 4 KiB more. `flushed` is set once FLUSH has
-// returned ok (a crash after that point must keep the first write).
-bool workload(SimPmem& pmem, SimBlockDevice& disk, bool& flushed) {
+// format, write 4 KiB, FLUSH (acknowledged), write 4 KiB more. `flushed` is set once FLUSH has
+// returned ok (a crash after that point must keep the first write); `formatted_at` is the
+// number of persistence points when format returned.
+bool workload(SimPmem& pmem, SimBlockDevice& disk, const SimContext& ctx, bool& flushed,
+              std::uint64_t& formatted_at) {
     flushed = false;
-    auto cache = SimCache::open(pmem, disk, testutil::small_options());
+    auto cache = SimCache::format(borrow(pmem), borrow(disk), testutil::small_options());
     EXPECT_TRUE(cache.ok()) << cache.status().to_string();
     if (!cache.ok()) return false;
+    formatted_at = ctx.persist_points;
     EXPECT_TRUE((*cache)->write(0, testutil::pattern(4096, 1)).ok());
     const Status f = (*cache)->flush();
     EXPECT_TRUE(f.ok()) << f.to_string();
@@ -37,19 +41,20 @@ TEST(SimEngine, RunsWithReadOnlyView) {
     SimPmem pmem(testutil::small_pmem_bytes(8), {.protect_view = true, .context = &ctx});
     SimBlockDevice disk(kBlockBytes, {.context = &ctx});
     bool flushed = false;
-    EXPECT_TRUE(workload(pmem, disk, flushed));
+    std::uint64_t formatted_at = 0;
+    EXPECT_TRUE(workload(pmem, disk, ctx, flushed, formatted_at));
     EXPECT_TRUE(flushed);
     EXPECT_GT(ctx.persist_points, 0u);
 }
 
 TEST(SimEngine, ReopensOnCrashImagesAtEveryPoint) {
-    std::uint64_t points = 0;
+    std::uint64_t points = 0, formatted_at = 0;
     {
         SimContext ctx;
         SimPmem pmem(testutil::small_pmem_bytes(8), {.context = &ctx});
         SimBlockDevice disk(kBlockBytes, {.context = &ctx});
         bool flushed = false;
-        ASSERT_TRUE(workload(pmem, disk, flushed));
+        ASSERT_TRUE(workload(pmem, disk, ctx, flushed, formatted_at));
         points = ctx.persist_points;
     }
     ASSERT_GT(points, 0u);
@@ -60,7 +65,8 @@ TEST(SimEngine, ReopensOnCrashImagesAtEveryPoint) {
         ctx.crash_at(point);
         bool flushed = false, crashed = false;
         try {
-            workload(pmem, disk, flushed);
+            std::uint64_t unused = 0;
+            workload(pmem, disk, ctx, flushed, unused);
         } catch (const SimCrash&) {
             crashed = true;
         }
@@ -71,9 +77,10 @@ TEST(SimEngine, ReopensOnCrashImagesAtEveryPoint) {
         const std::uint64_t states = std::min<std::uint64_t>(ex.state_count(), 64);
         for (std::uint64_t s = 0; s < states; ++s) {
             ex.apply(s);
-            // Every crash image must be recoverable (a crash mid-format leaves a blank device,
-            // which open formats again); none may be refused.
-            auto cache = SimCache::open(pmem, disk, testutil::small_options());
+            // Every crash image must be recoverable; none may be refused. A crash that cut the
+            // format itself may leave no complete cache: then (only then) format runs again.
+            auto cache =
+                recover<SimCache>(pmem, disk, testutil::small_options(), point > formatted_at);
             EXPECT_TRUE(cache.ok()) << "crash point " << point << " state " << s
                                     << ": recovery refused: " << cache.status().to_string();
             if (cache.ok()) {

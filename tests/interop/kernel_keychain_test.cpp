@@ -79,10 +79,11 @@ protected:
         st = kernel::load_block_image(backing_path, backing_);
         ASSERT_TRUE(st.ok()) << st.to_string();
         CacheOptions o;
+        o.close_on_destroy = false;  // the images are compared: no I/O when a cache is dropped
         o.data_crc = true;
         o.n_ksets = 1;
         o.fill_on_read_miss = false;
-        auto c = MemCache::open(pmem_, backing_, o);
+        auto c = MemCache::open(borrow(pmem_), borrow(backing_), o);
         ASSERT_TRUE(c.ok()) << c.status().to_string();
         cache_ = std::move(*c);
     }

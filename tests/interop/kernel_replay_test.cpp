@@ -54,10 +54,11 @@ protected:
 
     std::unique_ptr<MemCache> open_cache() {
         CacheOptions o;
+        o.close_on_destroy = false;  // the images are compared: no I/O when a cache is dropped
         o.data_crc = json_["data_crc"].boolean();
         o.n_ksets = static_cast<std::uint32_t>(json_["n_ksets"].u64());
         o.fill_on_read_miss = false;  // reading back must not change the image
-        auto c = MemCache::open(pmem_, backing_, o);
+        auto c = MemCache::open(borrow(pmem_), borrow(backing_), o);
         EXPECT_TRUE(c.ok()) << c.status().to_string();
         return c.ok() ? std::move(*c) : nullptr;
     }

@@ -61,14 +61,15 @@ protected:
         auto writes = kernel::basic_writes();
         ASSERT_TRUE(writes.ok()) << writes.status().to_string();
         CacheOptions o;
+        o.close_on_destroy = false;   // the images are compared: no I/O when a cache is dropped
         o.writeback_batch_ksets = 1;  // the kernel flushes the backing device after every kset
         o.data_crc = true;
         o.n_ksets = 1;
-        auto opened = MemCache::open(ours_, our_backing_, o);
+        auto opened = MemCache::format(borrow(ours_), borrow(our_backing_), o);
         ASSERT_TRUE(opened.ok()) << opened.status().to_string();
         std::unique_ptr<MemCache> c = std::move(*opened);
         for (const auto& w : *writes) {
-            Status st = c->write(w.off, w.data, w.fua);
+            Status st = c->write(w.off, w.data, {.fua = w.fua}).status;
             ASSERT_TRUE(st.ok()) << w.id << ": " << st.to_string();
         }
         const Ending ending = GetParam().ending;

@@ -172,12 +172,12 @@ TEST_F(NbdTest, CacheWritesBackThroughNbd) {
     MemPmem pmem(testutil::small_pmem_bytes(32));
     CacheOptions o = testutil::small_options();
     o.writeback_queue_depth = 8;
-    auto c = Cache<MemPmem, BackingDevice>::open(pmem, **backing, o);
+    auto c = Cache<MemPmem, BackingDevice>::format(borrow(pmem), borrow(**backing), o);
     ASSERT_TRUE(c.ok()) << c.status().to_string();
     std::vector<std::vector<std::byte>> data;
     for (std::uint32_t i = 0; i < 64; ++i) {
         data.push_back(pattern(4096 * (1 + i % 3), 200 + i));
-        ASSERT_TRUE((*c)->write(std::uint64_t(i) * 131072, data.back(), false).ok());
+        ASSERT_TRUE((*c)->write(std::uint64_t(i) * 131072, data.back()).ok());
     }
     ASSERT_TRUE((*c)->flush().ok());
     for (int i = 0; i < 100 && (*c)->dirty_bytes() > 0; ++i) {

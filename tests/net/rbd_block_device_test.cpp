@@ -101,12 +101,13 @@ TEST(Rbd, CacheWritesBackThroughOpenBacking) {
     auto backing = open_backing("rbd:rbd/b:conf=" + Cluster::conf());
     ASSERT_TRUE(backing.ok()) << backing.status().to_string();
     MemPmem pmem(testutil::small_pmem_bytes(32));
-    auto c = Cache<MemPmem, BackingDevice>::open(pmem, **backing, testutil::small_options());
+    auto c = Cache<MemPmem, BackingDevice>::format(borrow(pmem), borrow(**backing),
+                                                   testutil::small_options());
     ASSERT_TRUE(c.ok()) << c.status().to_string();
     std::vector<std::vector<std::byte>> data;
     for (std::uint32_t i = 0; i < 32; ++i) {
         data.push_back(pattern(8192, 300 + i));
-        ASSERT_TRUE((*c)->write(std::uint64_t(i) * 262144, data.back(), false).ok());
+        ASSERT_TRUE((*c)->write(std::uint64_t(i) * 262144, data.back()).ok());
     }
     ASSERT_TRUE((*c)->flush().ok());
     for (int i = 0; i < 100 && (*c)->dirty_bytes() > 0; ++i)

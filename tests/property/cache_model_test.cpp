@@ -120,7 +120,7 @@ void run_model(bool data_crc, std::uint32_t segs) {
     Host host(testutil::small_pmem_bytes(segs));
     MemBlockDevice disk(kDiskBytes);
     std::vector<std::byte> model(kDiskBytes);
-    auto opened = C::open(host.get(), disk, opts);
+    auto opened = C::format(borrow(host.get()), borrow(disk), opts);
     RC_ASSERT(opened.ok());
     auto c = std::move(opened.value());
     for (const Op& op : ops) {
@@ -131,7 +131,12 @@ void run_model(bool data_crc, std::uint32_t segs) {
                 std::uint64_t done = 0;
                 for (int tries = 0; tries < 200; ++tries) {
                     std::uint64_t now = 0;
-                    s = c->write(op.off + done, std::span(d).subspan(done), op.fua, &now);
+                    {
+                        const WriteResult w =
+                            c->write(op.off + done, std::span(d).subspan(done), {.fua = op.fua});
+                        s = w.status;
+                        now = w.done_bytes;
+                    }
                     done += now;
                     if (s.code() != Errc::busy) break;
                     make_room(*c);
@@ -166,7 +171,7 @@ void run_model(bool data_crc, std::uint32_t segs) {
                 RC_ASSERT(s.ok());
                 c.reset();
                 host.remap();
-                auto r = C::open(host.get(), disk, opts);
+                auto r = C::open(borrow(host.get()), borrow(disk), opts);
                 RC_ASSERT(r.ok());
                 c = std::move(r.value());
                 break;

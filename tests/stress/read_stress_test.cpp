@@ -77,9 +77,9 @@ void run_stress(bool data_crc, std::uint64_t reads_total) {
     MemBlockDevice disk(kDiskBytes);
     CacheOptions o = testutil::small_options(data_crc);
     o.n_ksets = 2;
-    auto c = std::move(MemCache::open(pmem, disk, o).value());
+    auto c = std::move(MemCache::format(borrow(pmem), borrow(disk), o).value());
     Runtime<MemCache> rt(*c, {std::chrono::milliseconds(1), std::chrono::milliseconds(1)});
-    rt.start();
+    ASSERT_TRUE(rt.start().ok());
     Model m;
     std::atomic<bool> stop{false};
     std::atomic<std::uint64_t> reads_done{0}, writes_done{0};
@@ -112,7 +112,7 @@ void run_stress(bool data_crc, std::uint64_t reads_total) {
                     m.started[first + s].store(v);
                     stamp(buf.data() + s * 512, first + s, v);
                 }
-                Status st = rt.write_blocking(first * 512, buf, i % 7 == 6);
+                Status st = rt.write_blocking(first * 512, buf, {.fua = i % 7 == 6}).status;
                 if (!st.ok()) return report("write: " + st.to_string());
                 for (std::uint64_t s = 0; s < n; ++s)
                     m.committed[first + s].store(m.started[first + s].load());

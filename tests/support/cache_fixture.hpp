@@ -31,6 +31,8 @@ inline CacheOptions small_options(bool data_crc = false) {
     CacheOptions o;
     o.data_crc = data_crc;
     o.geometry.segment_bytes = 256 * 1024;  // 244 KiB data areas: many segments in a small image
+    // Tests drop a cache to cut the power; the tests of close-on-destroy use the default.
+    o.close_on_destroy = false;
     return o;
 }
 

@@ -15,8 +15,14 @@ using testutil::small_pmem_bytes;
 
 constexpr std::uint64_t kOneGiB = 1ull << 30;
 
+std::unique_ptr<MemCache> format_ok(MemPmem& p, MemBlockDevice& b, CacheOptions o) {
+    auto c = MemCache::format(borrow(p), borrow(b), o);
+    EXPECT_TRUE(c.ok()) << c.status().to_string();
+    return c.ok() ? std::move(c.value()) : nullptr;
+}
+
 std::unique_ptr<MemCache> open_ok(MemPmem& p, MemBlockDevice& b, CacheOptions o) {
-    auto c = MemCache::open(p, b, o);
+    auto c = MemCache::open(borrow(p), borrow(b), o);
     EXPECT_TRUE(c.ok()) << c.status().to_string();
     return c.ok() ? std::move(c.value()) : nullptr;
 }
@@ -31,20 +37,20 @@ std::vector<std::byte> read(MemCache& c, std::uint64_t off, std::size_t len) {
 TEST(CacheOpen, FreshKernelGeometryStatus) {
     MemPmem pmem(kOneGiB);
     MemBlockDevice disk(256 << 20);
-    auto c = open_ok(pmem, disk, CacheOptions{});
+    auto c = format_ok(pmem, disk, CacheOptions{});
     ASSERT_TRUE(c);
     EXPECT_EQ(c->status_line(), "0 63 63 1 70 1182 0:0 0:0 0:0");
     CacheOptions crc;
     crc.data_crc = true;
     MemPmem pmem2(kOneGiB);
-    auto c2 = open_ok(pmem2, disk, crc);
+    auto c2 = format_ok(pmem2, disk, crc);
     EXPECT_EQ(c2->status_line(), "0 63 63 1 70 1183 0:0 0:0 0:0");
 }
 
 TEST(CacheOpen, FreshImageMatchesAppendixA) {
     MemPmem pmem(kOneGiB);
     MemBlockDevice disk(256 << 20);
-    auto c = open_ok(pmem, disk, CacheOptions{});
+    auto c = format_ok(pmem, disk, CacheOptions{});
     const std::byte* d = pmem.data();
     auto rd = [&](std::uint64_t off, std::size_t n) {
         return std::span<const std::byte>(d + off, n);
@@ -76,10 +82,10 @@ TEST(CacheOpen, FreshImageMatchesAppendixA) {
 TEST(CacheOpen, RefusesCorruptSuperblockAndWritesNothing) {
     MemPmem pmem(small_pmem_bytes(16));
     MemBlockDevice disk(8 << 20);
-    { auto c = open_ok(pmem, disk, small_options()); }
+    { auto c = format_ok(pmem, disk, small_options()); }
     pmem.raw_for_tests()[4096 + 16] ^= std::byte{1};  // seg_num: CRC now fails
     const auto before = testutil::snapshot(pmem);
-    auto c = MemCache::open(pmem, disk, small_options());
+    auto c = MemCache::open(borrow(pmem), borrow(disk), small_options());
     ASSERT_FALSE(c.ok());
     EXPECT_EQ(c.code(), Errc::corrupt);
     EXPECT_NE(c.status().message().find("superblock.crc"), std::string::npos)
@@ -90,9 +96,9 @@ TEST(CacheOpen, RefusesCorruptSuperblockAndWritesNothing) {
 TEST(CacheOpen, RefusesDataCrcMismatch) {
     MemPmem pmem(small_pmem_bytes(16));
     MemBlockDevice disk(8 << 20);
-    { auto c = open_ok(pmem, disk, small_options(false)); }
+    { auto c = format_ok(pmem, disk, small_options(false)); }
     const auto before = testutil::snapshot(pmem);
-    auto c = MemCache::open(pmem, disk, small_options(true));
+    auto c = MemCache::open(borrow(pmem), borrow(disk), small_options(true));
     ASSERT_FALSE(c.ok());
     EXPECT_NE(c.status().message().find("data_crc"), std::string::npos);
     EXPECT_EQ(testutil::snapshot(pmem), before);
@@ -101,10 +107,10 @@ TEST(CacheOpen, RefusesDataCrcMismatch) {
 TEST(CacheOpen, RefusesWrongGeometry) {
     MemPmem pmem(small_pmem_bytes(16));
     MemBlockDevice disk(8 << 20);
-    { auto c = open_ok(pmem, disk, small_options()); }
+    { auto c = format_ok(pmem, disk, small_options()); }
     CacheOptions o = small_options();
     o.geometry.segment_bytes = 512 * 1024;
-    auto c = MemCache::open(pmem, disk, o);
+    auto c = MemCache::open(borrow(pmem), borrow(disk), o);
     ASSERT_FALSE(c.ok());
     EXPECT_NE(c.status().message().find("seg_num"), std::string::npos) << c.status().message();
 }
@@ -113,25 +119,29 @@ TEST(CacheOpen, RefusesReformatWhenLogHoldsDataUnlessForced) {
     MemPmem pmem(small_pmem_bytes(16));
     MemBlockDevice disk(8 << 20);
     {
-        auto c = open_ok(pmem, disk, small_options());
-        ASSERT_TRUE(c->write(0, pattern(4096, 1), true).ok());
+        auto c = format_ok(pmem, disk, small_options());
+        ASSERT_TRUE(c->write(0, pattern(4096, 1), {.fua = true}).ok());
     }
     std::memset(pmem.raw_for_tests() + 8192, 0, 8192);  // both cache_info copies gone
     const auto before = testutil::snapshot(pmem);
-    auto c = MemCache::open(pmem, disk, small_options());
+    auto o = MemCache::open(borrow(pmem), borrow(disk), small_options());
+    ASSERT_FALSE(o.ok());  // open never formats: a format that never finished is refused
+    EXPECT_EQ(o.code(), Errc::not_found) << o.status().to_string();
+    EXPECT_EQ(testutil::snapshot(pmem), before);
+    auto c = MemCache::format(borrow(pmem), borrow(disk), small_options());
     ASSERT_FALSE(c.ok());
     EXPECT_NE(c.status().message().find("refusing to re-format"), std::string::npos);
     EXPECT_EQ(testutil::snapshot(pmem), before);
     CacheOptions forced = small_options();
     forced.force_format = true;
-    auto f = open_ok(pmem, disk, forced);
+    auto f = format_ok(pmem, disk, forced);
     EXPECT_EQ(read(*f, 0, 4096), std::vector<std::byte>(4096));  // re-formatted: data gone
 }
 
 TEST(CacheOpen, TooSmallDevice) {
     MemPmem pmem(256 << 20);
     MemBlockDevice disk(8 << 20);
-    auto c = MemCache::open(pmem, disk, CacheOptions{});
+    auto c = MemCache::format(borrow(pmem), borrow(disk), CacheOptions{});
     ASSERT_FALSE(c.ok());
     EXPECT_EQ(c.code(), Errc::no_space);
 }
@@ -141,7 +151,7 @@ TEST(CacheIo, WriteReadHitMissPartial) {
     MemBlockDevice disk(16 << 20);
     const auto base = pattern(16 << 20, 99);
     ASSERT_TRUE(disk.write(0, base, true).ok());
-    auto c = open_ok(pmem, disk, small_options());
+    auto c = format_ok(pmem, disk, small_options());
     const auto a = pattern(8192, 1);
     ASSERT_TRUE(c->write(4096, a).ok());
     EXPECT_EQ(read(*c, 4096, 8192), a);  // full hit
@@ -155,7 +165,7 @@ TEST(CacheIo, WriteReadHitMissPartial) {
 TEST(CacheIo, WriteSpanningSubtreesAndSegments) {
     MemPmem pmem(small_pmem_bytes(64));
     MemBlockDevice disk(16 << 20);
-    auto c = open_ok(pmem, disk, small_options());
+    auto c = format_ok(pmem, disk, small_options());
     const auto a = pattern(1 << 20, 7);
     const std::uint64_t off =
         (4 << 20) - 8192;  // crosses a 4 MiB subtree, several 244 KiB segments
@@ -171,7 +181,7 @@ TEST(CacheIo, WriteSpanningSubtreesAndSegments) {
 TEST(CacheIo, OverlapsThroughTheCache) {
     MemPmem pmem(small_pmem_bytes(32));
     MemBlockDevice disk(8 << 20);
-    auto c = open_ok(pmem, disk, small_options(true));
+    auto c = format_ok(pmem, disk, small_options(true));
     std::vector<std::byte> model(65536);
     auto put = [&](std::uint64_t off, std::size_t len, std::uint32_t seed) {
         auto d = pattern(len, seed);
@@ -193,9 +203,9 @@ TEST(CacheIo, OverlapsThroughTheCache) {
 TEST(CacheIo, UnflushedWritesAreVolatileFuaIsDurable) {
     MemPmem pmem(small_pmem_bytes(16));
     MemBlockDevice disk(8 << 20);
-    auto c = open_ok(pmem, disk, small_options());
+    auto c = format_ok(pmem, disk, small_options());
     ASSERT_TRUE(c->write(0, pattern(4096, 1)).ok());
-    ASSERT_TRUE(c->write(8192, pattern(4096, 2), /*fua=*/true).ok());
+    ASSERT_TRUE(c->write(8192, pattern(4096, 2), {.fua = true}).ok());
     ASSERT_TRUE(c->write(16384, pattern(4096, 3)).ok());
     c.reset();  // a crash: no close, buffered keys lost
     auto r = open_ok(pmem, disk, small_options());
@@ -208,7 +218,7 @@ TEST(CacheIo, UnflushedWritesAreVolatileFuaIsDurable) {
 TEST(CacheIo, BadArguments) {
     MemPmem pmem(small_pmem_bytes(16));
     MemBlockDevice disk(8 << 20);
-    auto c = open_ok(pmem, disk, small_options());
+    auto c = format_ok(pmem, disk, small_options());
     auto d = pattern(4096, 1);
     EXPECT_EQ(c->write(100, d).code(), Errc::invalid_argument);
     EXPECT_EQ(c->write((8 << 20) - 512, d).code(), Errc::invalid_argument);
@@ -220,8 +230,8 @@ TEST(CacheIo, BadArguments) {
 TEST(CacheIo, DataCrcMismatchIsAnErrorNeverData) {
     MemPmem pmem(small_pmem_bytes(16));
     MemBlockDevice disk(8 << 20);
-    auto c = open_ok(pmem, disk, small_options(true));
-    ASSERT_TRUE(c->write(0, pattern(4096, 1), true).ok());
+    auto c = format_ok(pmem, disk, small_options(true));
+    ASSERT_TRUE(c->write(0, pattern(4096, 1), {.fua = true}).ok());
     // The first data segment is cache segment 1 (segment 0 holds the key log).
     const std::uint64_t data = small_options().geometry.data_offset(1);
     pmem.raw_for_tests()[data + 100] ^= std::byte{0x40};
@@ -236,14 +246,14 @@ TEST(CacheIo, DataCrcMismatchIsAnErrorNeverData) {
 TEST(CacheBackground, WorkloadLargerThanCacheCompletes) {
     MemPmem pmem(small_pmem_bytes(8));  // 8 x 244 KiB of cache
     MemBlockDevice disk(16 << 20);
-    auto c = open_ok(pmem, disk, small_options());
+    auto c = format_ok(pmem, disk, small_options());
     std::vector<std::byte> model(16 << 20);
     for (std::uint32_t i = 0; i < 400; ++i) {
         const std::uint64_t off = (i * 40960ull) % ((16 << 20) - 65536);
         auto d = pattern(16384 + (i % 4) * 4096, i);
         for (int tries = 0;; ++tries) {
             ASSERT_LT(tries, 1000);
-            Status s = c->write(off, d, i % 7 == 0);
+            Status s = c->write(off, d, {.fua = i % 7 == 0}).status;
             if (s.ok()) break;
             ASSERT_EQ(s.code(), Errc::busy) << s.to_string();
             ASSERT_TRUE(c->flush().ok() || true);
@@ -267,7 +277,7 @@ TEST(CacheBackground, WorkloadLargerThanCacheCompletes) {
 TEST(CacheStatus, GcPercentMessage) {
     MemPmem pmem(kOneGiB);
     MemBlockDevice disk(256 << 20);
-    auto c = open_ok(pmem, disk, CacheOptions{.data_crc = true});
+    auto c = format_ok(pmem, disk, CacheOptions{.data_crc = true});
     ASSERT_TRUE(c->message("gc_percent 50").ok());
     EXPECT_EQ(c->status_line(), "0 63 63 1 50 c83 0:0 0:0 0:0");
     EXPECT_EQ(c->message("gc_percent 91").code(), Errc::invalid_argument);

@@ -1,6 +1,6 @@
 // Runtime::flush_all over a backing device with transient I/O errors (a network device's EIO or
 // dropped connection, issue 16): the failed step is retried with backoff and the flush ends
-// clean; an error that persists without progress for Intervals::flush_retry_for is returned.
+// clean; an error that persists without progress for RuntimeOptions::flush_retry_for is returned.
 #include <gtest/gtest.h>
 
 #include "cache_fixture.hpp"
@@ -35,8 +35,8 @@ private:
 };
 using FlakyCache = Cache<MemPmem, FlakyDevice>;
 
-Runtime<FlakyCache>::Intervals fast(std::chrono::milliseconds give_up) {
-    Runtime<FlakyCache>::Intervals iv;
+RuntimeOptions fast(std::chrono::milliseconds give_up) {
+    RuntimeOptions iv;
     iv.retry_max = std::chrono::milliseconds(2);
     iv.flush_retry_for = give_up;
     return iv;
@@ -45,10 +45,10 @@ Runtime<FlakyCache>::Intervals fast(std::chrono::milliseconds give_up) {
 TEST(FlushRetry, TransientBackingErrorsAreRetriedUntilClean) {
     MemPmem pmem(testutil::small_pmem_bytes(32));
     FlakyDevice disk(16 << 20);
-    auto c = FlakyCache::open(pmem, disk, testutil::small_options());
+    auto c = FlakyCache::format(borrow(pmem), borrow(disk), testutil::small_options());
     ASSERT_TRUE(c.ok()) << c.status().to_string();
     const auto a = pattern(64 << 10, 1);
-    ASSERT_TRUE((*c)->write(1 << 20, a, false).ok());
+    ASSERT_TRUE((*c)->write(1 << 20, a).ok());
     disk.fail_writes = 5;
     Runtime<FlakyCache> rt(**c, fast(std::chrono::seconds(60)));
     Status s = rt.flush_all();
@@ -61,9 +61,9 @@ TEST(FlushRetry, TransientBackingErrorsAreRetriedUntilClean) {
 TEST(FlushRetry, PersistentErrorIsReturnedAfterTheRetryWindow) {
     MemPmem pmem(testutil::small_pmem_bytes(32));
     FlakyDevice disk(16 << 20);
-    auto c = FlakyCache::open(pmem, disk, testutil::small_options());
+    auto c = FlakyCache::format(borrow(pmem), borrow(disk), testutil::small_options());
     ASSERT_TRUE(c.ok()) << c.status().to_string();
-    ASSERT_TRUE((*c)->write(0, pattern(4096, 2), false).ok());
+    ASSERT_TRUE((*c)->write(0, pattern(4096, 2)).ok());
     disk.fail_writes = -1;
     Runtime<FlakyCache> rt(**c, fast(std::chrono::milliseconds(50)));
     Status s = rt.flush_all();

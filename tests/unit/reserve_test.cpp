@@ -50,13 +50,13 @@ TEST(KeyLogReserve, FlushSucceedsWhenDataIsRefused) {
         MemBlockDevice disk(32 << 20);
         CacheOptions o = testutil::small_options();
         o.n_ksets = n_ksets;
-        auto c = std::move(MemCache::open(pmem, disk, o).value());
+        auto c = std::move(MemCache::format(borrow(pmem), borrow(disk), o).value());
         std::uint32_t i = 0;
         for (int cycle = 0; cycle < 60; ++cycle) {
             Status s;
             const std::uint32_t first = i;
             for (; i < first + 100000; ++i) {  // 4 KiB writes scattered over 4 MiB stripes
-                s = c->write((i * 4096ull * 1031) % (28 << 20), pattern(4096, i));
+                s = c->write((i * 4096ull * 1031) % (28 << 20), pattern(4096, i)).status;
                 if (!s.ok()) break;
             }
             ASSERT_EQ(s.code(), Errc::busy) << s.to_string();
@@ -85,9 +85,12 @@ TEST(KeyLogReserve, FlushSucceedsWhenDataIsRefused) {
 TEST(KeyLogReserve, RuntimeWriterAndReadersNeverWedge) {
     MemPmem pmem(testutil::small_pmem_bytes(8));
     MemBlockDevice disk(32 << 20);
-    auto c = std::move(MemCache::open(pmem, disk, testutil::small_options()).value());
-    Runtime<MemCache> rt(*c, {std::chrono::milliseconds(1), std::chrono::milliseconds(1)});
-    rt.start();
+    auto c =
+        std::move(MemCache::format(borrow(pmem), borrow(disk), testutil::small_options()).value());
+    RuntimeOptions ro{std::chrono::milliseconds(1), std::chrono::milliseconds(1)};
+    ro.write_timeout = std::chrono::seconds(20);
+    Runtime<MemCache> rt(*c, ro);
+    ASSERT_TRUE(rt.start().ok());
     std::atomic<bool> done{false};
     std::atomic<int> read_errors{0};
     std::vector<std::thread> readers;
@@ -105,7 +108,7 @@ TEST(KeyLogReserve, RuntimeWriterAndReadersNeverWedge) {
     for (std::uint32_t i = 0; i < 3000 && failed.ok(); ++i) {
         const std::uint64_t off = ((i * 613ull) % 2000) * 16384;
         auto d = pattern(16384, i);
-        failed = rt.write_blocking(off, d, i % 7 == 6, std::chrono::seconds(20));
+        failed = rt.write_blocking(off, d, {.fua = i % 7 == 6}).status;
         if (failed.ok()) std::copy(d.begin(), d.end(), model.begin() + off);
     }
     done = true;
@@ -124,7 +127,7 @@ TEST(KeyLogReserve, OpenRefusesTooManyKsetBuffersForTheCache) {
     MemBlockDevice disk(8 << 20);
     CacheOptions o = testutil::small_options();
     o.n_ksets = 1024;
-    auto r = MemCache::open(pmem, disk, o);
+    auto r = MemCache::format(borrow(pmem), borrow(disk), o);
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.status().code(), Errc::invalid_argument);
     EXPECT_NE(r.status().message().find("kset buffers and data heads need at least"),

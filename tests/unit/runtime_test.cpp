@@ -18,14 +18,15 @@ using testutil::pattern;
 TEST(Runtime, BlockingWritesOnAFullCacheComplete) {
     MemPmem pmem(testutil::small_pmem_bytes(8));
     MemBlockDevice disk(32 << 20);
-    auto c = std::move(MemCache::open(pmem, disk, testutil::small_options()).value());
+    auto c =
+        std::move(MemCache::format(borrow(pmem), borrow(disk), testutil::small_options()).value());
     Runtime<MemCache> rt(*c, {std::chrono::milliseconds(20), std::chrono::milliseconds(5)});
-    rt.start();
+    ASSERT_TRUE(rt.start().ok());
     std::vector<std::byte> model(32 << 20);
     for (std::uint32_t i = 0; i < 300; ++i) {  // ~20 MiB through a 2 MiB cache
         const std::uint64_t off = (i * 69632ull) % ((32 << 20) - 65536);
         auto d = pattern(65536, i);
-        Status s = rt.write_blocking(off, d, i % 5 == 0);
+        Status s = rt.write_blocking(off, d, {.fua = i % 5 == 0}).status;
         ASSERT_TRUE(s.ok()) << s.to_string();
         std::copy(d.begin(), d.end(), model.begin() + off);
     }
@@ -47,9 +48,9 @@ TEST(Runtime, ConcurrentOverlappingWritesReadsFlushes) {
     MemBlockDevice disk(16 << 20);
     CacheOptions o = testutil::small_options(true);
     o.n_ksets = 2;
-    auto c = std::move(MemCache::open(pmem, disk, o).value());
+    auto c = std::move(MemCache::format(borrow(pmem), borrow(disk), o).value());
     Runtime<MemCache> rt(*c, {std::chrono::milliseconds(10), std::chrono::milliseconds(5)});
-    rt.start();
+    ASSERT_TRUE(rt.start().ok());
     // Each thread owns every 4th 64 KiB block for its final value (so the end state is known)
     // but reads everywhere and overwrites shared blocks with data it re-writes at the end.
     constexpr int kThreads = 4;
@@ -61,7 +62,7 @@ TEST(Runtime, ConcurrentOverlappingWritesReadsFlushes) {
             for (std::uint32_t i = 0; i < 150; ++i) {
                 const std::uint64_t block = (i * 7 + t) % 64;
                 const std::uint64_t off = block * 65536 + (i % 8) * 4096;
-                if (!rt.write_blocking(off, pattern(12288, t * 1000 + i), i % 9 == 0).ok())
+                if (!rt.write_blocking(off, pattern(12288, t * 1000 + i), {.fua = i % 9 == 0}).ok())
                     ++failures;
                 if (!c->read((i * 13 % 200) * 8192, out).ok()) ++failures;
                 if (i % 17 == 0 && !rt.flush_blocking().ok()) ++failures;

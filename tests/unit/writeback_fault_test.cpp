@@ -130,7 +130,8 @@ void writeback_until_clean(FCache& c) {
 TEST(WritebackFaults, TransientBackingErrorKeepsDirtyTailAndIsRetried) {
     FaultyPmem pmem(testutil::small_pmem_bytes(16));
     FaultyBlock disk(8 << 20);
-    auto c = std::move(FCache::open(pmem, disk, testutil::small_options()).value());
+    auto c =
+        std::move(FCache::format(borrow(pmem), borrow(disk), testutil::small_options()).value());
     std::vector<std::byte> model(8 << 20);
     for (std::uint32_t i = 0; i < 40; ++i) {
         auto d = pattern(16384, i);
@@ -160,16 +161,19 @@ TEST(WritebackFaults, TransientBackingErrorKeepsDirtyTailAndIsRetried) {
 TEST(WritebackFaults, RuntimeRecoversFromABackingOutage) {
     FaultyPmem pmem(testutil::small_pmem_bytes(8));
     FaultyBlock disk(16 << 20);
-    auto c = std::move(FCache::open(pmem, disk, testutil::small_options()).value());
-    Runtime<FCache> rt(*c, {std::chrono::milliseconds(1), std::chrono::milliseconds(1),
-                            std::chrono::milliseconds(8)});
-    rt.start();
+    auto c =
+        std::move(FCache::format(borrow(pmem), borrow(disk), testutil::small_options()).value());
+    RuntimeOptions ro{std::chrono::milliseconds(1), std::chrono::milliseconds(1),
+                      std::chrono::milliseconds(8)};
+    ro.write_timeout = std::chrono::seconds(60);
+    Runtime<FCache> rt(*c, ro);
+    ASSERT_TRUE(rt.start().ok());
     std::vector<std::byte> model(16 << 20);
     for (std::uint32_t i = 0; i < 600; ++i) {
         if (i % 100 == 50) disk.fail_next(40);  // an outage of 40 backing calls
         const std::uint64_t off = (i * 613ull % 1000) * 16384;
         auto d = pattern(16384, i);
-        Status s = rt.write_blocking(off, d, false, std::chrono::seconds(60));
+        Status s = rt.write_blocking(off, d).status;
         ASSERT_TRUE(s.ok()) << s.to_string();
         std::copy(d.begin(), d.end(), model.begin() + off);
     }
@@ -195,7 +199,7 @@ void lost_extent_case(bool media_error) {
     CacheOptions o = testutil::small_options(true);
     std::vector<std::string> log;
     o.log = [&](const std::string& line) { log.push_back(line); };
-    auto c = std::move(FCache::open(pmem, disk, o).value());
+    auto c = std::move(FCache::format(borrow(pmem), borrow(disk), o).value());
     const auto a = pattern(8192, 1), b = pattern(8192, 2);
     ASSERT_TRUE(c->write(1 << 20, a).ok());
     ASSERT_TRUE(c->write(2 << 20, b).ok());
@@ -242,16 +246,18 @@ TEST(WritebackFaults, UnreadableDirtyExtentIsReportedSkippedAndPoisoned) { lost_
 TEST(WritebackFaults, PermanentBackingFailureFailsWritesWithTheCause) {
     FaultyPmem pmem(testutil::small_pmem_bytes(8));
     FaultyBlock disk(16 << 20);
-    auto c = std::move(FCache::open(pmem, disk, testutil::small_options()).value());
-    Runtime<FCache> rt(*c, {std::chrono::milliseconds(1), std::chrono::milliseconds(1),
-                            std::chrono::milliseconds(4)});
-    rt.start();
+    auto c =
+        std::move(FCache::format(borrow(pmem), borrow(disk), testutil::small_options()).value());
+    RuntimeOptions ro{std::chrono::milliseconds(1), std::chrono::milliseconds(1),
+                      std::chrono::milliseconds(4)};
+    ro.write_timeout = std::chrono::milliseconds(300);
+    Runtime<FCache> rt(*c, ro);
+    ASSERT_TRUE(rt.start().ok());
     disk.set_fail(true);
     Status s;
     std::uint32_t i = 0;
     for (; i < 10000; ++i) {
-        s = rt.write_blocking(i * 16384ull, pattern(16384, i), false,
-                              std::chrono::milliseconds(300));
+        s = rt.write_blocking(i * 16384ull, pattern(16384, i)).status;
         if (!s.ok()) break;
     }
     ASSERT_FALSE(s.ok()) << "a 2 MiB cache absorbed " << i << " writes of 16 KiB";
@@ -273,7 +279,8 @@ TEST(WritebackFaults, PermanentBackingFailureFailsWritesWithTheCause) {
 TEST(DurabilityErrors, FlushReportsAFailedDrain) {
     FaultyPmem pmem(testutil::small_pmem_bytes(16));
     FaultyBlock disk(8 << 20);
-    auto c = std::move(FCache::open(pmem, disk, testutil::small_options()).value());
+    auto c =
+        std::move(FCache::format(borrow(pmem), borrow(disk), testutil::small_options()).value());
     const auto a = pattern(8192, 1);
     ASSERT_TRUE(c->write(0, a).ok());
     for (std::uint64_t n = 1; n <= 2; ++n) {  // the end marker's drain, then the kset's
@@ -305,7 +312,10 @@ TEST(DurabilityErrors, SimPmemDrainFailureFailsFlush) {
                    sim::PmemMode::x86);
     CacheOptions o;
     o.geometry.segment_bytes = 64 << 10;
-    auto c = std::move(Cache<sim::SimPmem, sim::SimBlockDevice>::open(m.pmem, m.block, o).value());
+    o.close_on_destroy = false;
+    auto c = std::move(
+        Cache<sim::SimPmem, sim::SimBlockDevice>::format(borrow(m.pmem), borrow(m.block), o)
+            .value());
     const auto a = pattern(4096, 9);
     ASSERT_TRUE(c->write(8192, a).ok());
     m.pmem.fail_next_drains(2);
@@ -317,8 +327,8 @@ TEST(DurabilityErrors, SimPmemDrainFailureFailsFlush) {
     EXPECT_EQ(m.pmem.pending_words(), 0u);
     ASSERT_TRUE(c->close().ok());
     c.reset();
-    auto again =
-        std::move(Cache<sim::SimPmem, sim::SimBlockDevice>::open(m.pmem, m.block, o).value());
+    auto again = std::move(
+        Cache<sim::SimPmem, sim::SimBlockDevice>::open(borrow(m.pmem), borrow(m.block), o).value());
     std::vector<std::byte> out(4096);
     ASSERT_TRUE(again->read(8192, out).ok());
     EXPECT_TRUE(out == a);

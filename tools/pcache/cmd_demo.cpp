@@ -53,7 +53,7 @@ Status workload(Runtime<RealCache>& rt, RealCache& cache, std::vector<std::byte>
         const std::uint64_t off = 4096 * (rng() % ((kRegionBytes - len) / 4096 + 1));
         data.resize(len);
         for (auto& b : data) b = static_cast<std::byte>(rng());
-        PCACHE_TRY(rt.write_blocking(off, data, /*fua=*/i % 100 == 99));
+        PCACHE_TRY(rt.write_blocking(off, data, {.fua = i % 100 == 99}).status);
         std::memcpy(model.data() + off, data.data(), len);
         bytes += len;
         if (i % 250 == 249) PCACHE_TRY(rt.flush_blocking());
@@ -101,11 +101,11 @@ Status run_demo_files(const std::string& pmem_path, const std::string& backing_p
     CacheOptions opts;  // kernel geometry, data_crc off, like a default dm table line
     {
         LiveCache live;
-        if (open_live("demo", pmem_path, backing_path, opts, live) >= 0)
-            return {Errc::io, "opening the new cache failed"};
+        if (open_live("demo", pmem_path, backing_path, opts, live, OpenMode::format) >= 0)
+            return {Errc::io, "formatting the new cache failed"};
         say("demo", "formatted " + pmem_path + ": " + live.cache->status_line());
         Runtime<RealCache> rt(*live.cache);
-        rt.start();
+        PCACHE_TRY(rt.start());
         PCACHE_TRY(workload(rt, *live.cache, model));
         rt.stop();
         PCACHE_TRY(live.cache->close());
@@ -121,7 +121,7 @@ Status run_demo_files(const std::string& pmem_path, const std::string& backing_p
                       [&](std::uint64_t o, std::span<std::byte> b) { return cache.read(o, b); }));
     {
         Runtime<RealCache> rt(cache);
-        rt.start();
+        PCACHE_TRY(rt.start());
         PCACHE_TRY(rt.flush_all());
         rt.stop();
         PCACHE_TRY(rt.last_error());

@@ -33,7 +33,7 @@ int run_flush(const std::vector<std::string>& args) {
     Status s;
     {
         Runtime<RealCache> rt(cache);
-        rt.start();
+        if (Status rs = rt.start(); !rs.ok()) return fail(cmd, rs);
         ProgressBar bar("flush");
         s = rt.flush_all([&](const FlushProgress& p) {
             bar.update(total, p.dirty_bytes_left, p.rate_bytes_per_s);

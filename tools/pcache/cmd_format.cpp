@@ -3,7 +3,7 @@
 // Everything is decided before the first write, from a read-only inspection: a device that
 // already holds a pcache cache, or anything else that is not blank, is refused unless --force,
 // and then the dirty bytes that will be lost are reported. The new cache is written through
-// Cache::open (the same formatter the engine uses) and closed cleanly.
+// Cache::format (with force_format when --force) and closed cleanly.
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -27,10 +27,9 @@ std::string dirty_text(const ImageFile& f, const inspect::Header& h) {
     return s;
 }
 
-// Read-only decision. Returns -1 to go on (with `wipe` set when a superblock must be cleared
-// first), or an exit code.
-int decide(const char* cmd, const std::string& path, const format::Geometry& geo, bool force,
-           bool& wipe) {
+// Read-only decision, for the diagnostics (Cache::format refuses the same devices without
+// force_format). Returns -1 to go on, or an exit code.
+int decide(const char* cmd, const std::string& path, const format::Geometry& geo, bool force) {
     auto f = ImageFile::open(path, "pmem");
     if (!f.ok()) return fail(cmd, f.status());
     if (f->size() < geo.device_bytes_min()) {
@@ -54,7 +53,6 @@ int decide(const char* cmd, const std::string& path, const format::Geometry& geo
                 return kExitProblems;
             }
             say(cmd, what + ": --force given, discarding it");
-            wipe = true;
             return -1;
         }
         default:
@@ -66,7 +64,6 @@ int decide(const char* cmd, const std::string& path, const format::Geometry& geo
             }
             say(cmd, "pmem '" + path + "' holds no pcache cache (" + h->state_reason +
                          "): --force given, overwriting it");
-            wipe = true;
             return -1;
     }
 }
@@ -122,11 +119,10 @@ int run_format(const std::vector<std::string>& args) {
     go.force_backing = vm.count("force-backing") > 0;
     go.force_pmem = force;
     serve::DeviceGuard locks;  // held until the cache is closed
-    bool wipe = false;
     if (exists) {
         if (create_bytes) say(cmd, "pmem '" + pmem_path + "' exists: --create-size-pmem ignored");
         if (int rc = guard(cmd, pmem_path, backing_path, go, locks); rc >= 0) return rc;
-        if (int rc = decide(cmd, pmem_path, *geo, force, wipe); rc >= 0) return rc;
+        if (int rc = decide(cmd, pmem_path, *geo, force); rc >= 0) return rc;
     } else if (!create_bytes) {
         say(cmd,
             "pmem '" + pmem_path + "': No such file or directory (--create-size-pmem creates it)");
@@ -144,16 +140,13 @@ int run_format(const std::vector<std::string>& args) {
         if (!exists) ::unlink(pmem_path.c_str());
         return fail(cmd, s);
     };
-    if (wipe) {  // a zero magic makes the next open format the device
-        const std::array<std::byte, format::kSuperblockBytes> zeros{};
-        if (Status s = pmem->write(format::kSuperblockOffsetBytes, zeros, kPmemDefault); !s.ok())
-            return fail(cmd, s);
-    }
     CacheOptions copts;
     copts.geometry = *geo;
     copts.data_crc = vm.count("data-crc") > 0;
     copts.force_format = force;
-    auto cache = RealCache::open(*pmem, **backing, copts);
+    copts.log = [cmd](const std::string& line) { say(cmd, line); };
+    auto cache = RealCache::format(std::make_shared<Pmem2Device>(std::move(*pmem)),
+                                   std::shared_ptr<BackingDevice>(std::move(*backing)), copts);
     if (!cache.ok()) return cleanup_fail(cache.status());
     if (Status s = (*cache)->close(); !s.ok()) return fail(cmd, s);
     std::printf("%s\n", (*cache)->status_line().c_str());

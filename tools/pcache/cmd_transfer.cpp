@@ -152,7 +152,7 @@ int run_import(const std::vector<std::string>& args) {
     Status s;
     {
         Runtime<RealCache> rt(cache);
-        rt.start();
+        if (Status rs = rt.start(); !rs.ok()) return fail(cmd, rs);
         ProgressBar bar("import");
         const auto start = std::chrono::steady_clock::now();
         for (;;) {
@@ -180,7 +180,7 @@ int run_import(const std::vector<std::string>& args) {
                 std::memcpy(buf.data() + whole, sector.data(), sector.size());
                 len = whole + format::kSectorBytes;
             }
-            s = rt.write_blocking(off, std::span(buf).first(len));
+            s = rt.write_blocking(off, std::span(buf).first(len)).status;
             if (!s.ok()) break;
             off += static_cast<std::uint64_t>(n);
             bar.update(in_bytes ? in_bytes : off, in_bytes ? in_bytes - off : 0,

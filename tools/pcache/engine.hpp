@@ -1,8 +1,8 @@
 // Opening a live cache on real devices (Pmem2Device + a BackingDevice: file, NBD or RBD, see
-// pcache/blockdev/backing.hpp) for the commands that
-// operate on it (format, message, flush, demo). Cache::open writes cache_info, so commands that
-// must not create a cache by accident first check read-only (inspect_image.hpp) that the image
-// holds one: Cache::open would silently format a blank device.
+// pcache/blockdev/backing.hpp) for the commands that operate on it (message, flush, import,
+// export, demo). Cache::open never formats (a blank device is refused); the commands still
+// read the image first (inspect_image.hpp) to say precisely what is wrong with one that is not
+// a cache, and to take its geometry and data_crc setting.
 #pragma once
 
 #include <unistd.h>
@@ -23,25 +23,29 @@ namespace pcache::tool {
 
 using RealCache = Cache<Pmem2Device, BackingDevice>;
 
-// The devices and the cache over them; never moved once the cache holds references.
+// The device locks and the cache, which owns its devices (shared with `pmem` and `backing`).
+// The cache closes itself when destroyed (errors go to the command's diagnostics).
 struct LiveCache {
     serve::DeviceGuard guard;  // first member: the locks outlive the devices and the cache
-    std::optional<Pmem2Device> pmem;
-    std::unique_ptr<BackingDevice> backing;
+    std::shared_ptr<Pmem2Device> pmem;
+    std::shared_ptr<BackingDevice> backing;
     std::unique_ptr<RealCache> cache;
 };
 
-// Opens the devices and the cache. Returns -1 or an exit code after a diagnostic.
+enum class OpenMode { open, format };
+
+// Opens the devices and the cache (Cache::open, or Cache::format for a new one). Returns -1 or
+// an exit code after a diagnostic.
 inline int open_live(const char* cmd, const std::string& pmem_path, const std::string& backing_path,
-                     const CacheOptions& options, LiveCache& out) {
+                     const CacheOptions& options, LiveCache& out, OpenMode mode = OpenMode::open) {
     auto p = Pmem2Device::open(pmem_path);
     if (!p.ok()) return fail(cmd, p.status());
-    out.pmem.emplace(std::move(*p));
+    out.pmem = std::make_shared<Pmem2Device>(std::move(*p));
     BackingOpenOptions bo;
     bo.queue_depth = options.writeback_queue_depth;
     auto b = open_backing(backing_path, bo);
     if (!b.ok()) return fail(cmd, b.status());
-    out.backing = std::move(*b);
+    out.backing = std::shared_ptr<BackingDevice>(std::move(*b));
     CacheOptions opts = options;
     opts.clock_ns = [] {
         return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -55,7 +59,9 @@ inline int open_live(const char* cmd, const std::string& pmem_path, const std::s
                          cmd, static_cast<unsigned long long>(ksets),
                          static_cast<unsigned long long>(keys));
         };
-    auto c = RealCache::open(*out.pmem, *out.backing, opts);
+    if (!opts.log) opts.log = [cmd](const std::string& line) { say(cmd, line); };
+    auto c = mode == OpenMode::format ? RealCache::format(out.pmem, out.backing, opts)
+                                      : RealCache::open(out.pmem, out.backing, opts);
     if (tty && c.ok() && (*c)->counters().replay_ksets >= 256) std::fputc('\n', stderr);
     if (!c.ok()) return fail(cmd, c.status());
     out.cache = std::move(*c);

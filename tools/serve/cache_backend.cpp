@@ -69,13 +69,13 @@ Result<std::unique_ptr<CacheBackend>> CacheBackend::open(const ServeOptions& opt
     b->guard_ = std::move(*guard);
     auto p = Pmem2Device::open(o.pmem_path);
     if (!p.ok()) return p.status().with_context("opening the cache device '" + o.pmem_path + "'");
-    b->pmem_.emplace(std::move(*p));
+    b->pmem_ = std::make_shared<Pmem2Device>(std::move(*p));
     BackingOpenOptions bo;
     bo.queue_depth = o.writeback_queue_depth;
     auto f = open_backing(o.backing_path, bo);
     if (!f.ok())
         return f.status().with_context("opening the backing device '" + o.backing_path + "'");
-    b->backing_ = std::move(*f);
+    b->backing_ = std::shared_ptr<BackingDevice>(std::move(*f));
     bool blank = false;
     PCACHE_TRY(admit_image(*b->pmem_, o, blank));
 
@@ -91,7 +91,8 @@ Result<std::unique_ptr<CacheBackend>> CacheBackend::open(const ServeOptions& opt
                                               std::chrono::steady_clock::now().time_since_epoch())
                                               .count());
     };
-    auto c = CacheT::open(*b->pmem_, *b->backing_, co);
+    auto c =
+        blank ? CacheT::format(b->pmem_, b->backing_, co) : CacheT::open(b->pmem_, b->backing_, co);
     if (!c.ok()) return c.status();
     b->cache_ = std::move(*c);
     b->formatted_now_ = blank;
@@ -126,14 +127,17 @@ void CacheBackend::watch_health() {
 
 CacheBackend::~CacheBackend() {
     // A front end that skipped close() (an error path) still must not leave threads running
-    // over a destroyed cache; the metadata then stays as a SIGKILL would leave it (recoverable).
+    // over a destroyed cache. The Runtime goes first, then the cache, which closes itself (its
+    // log calls note(), which needs options_: destroyed here, before the members).
     stop_watcher();
-    if (runtime_) runtime_->stop();
+    runtime_.reset();
+    cache_.reset();
 }
 
 void CacheBackend::start() {
     with_signals_blocked([&] {
-        runtime_->start();
+        if (Status s = runtime_->start(); !s.ok())
+            note("background work not started: " + s.to_string());
         watcher_ = std::thread([this] { watch_health(); });
     });
 }
@@ -161,7 +165,7 @@ Status CacheBackend::read(std::uint64_t off, std::span<std::byte> out) {
 Status CacheBackend::write(std::uint64_t off, std::span<const std::byte> data, bool fua) {
     if (data.empty()) return fua ? flush() : Status{};
     if (off % kSector || data.size() % kSector) return write_unaligned(off, data, fua);
-    Status s = runtime_->write_blocking(off, data, fua);
+    Status s = runtime_->write_blocking(off, data, {.fua = fua}).status;
     if (s.code() == Errc::busy) runtime_->wake();
     return s;
 }
@@ -177,7 +181,7 @@ Status CacheBackend::write_unaligned(std::uint64_t off, std::span<const std::byt
     if (end != off + data.size() && (end - kSector != begin || begin == off))
         PCACHE_TRY(cache_->read(end - kSector, last));
     std::memcpy(buf.data() + (off - begin), data.data(), data.size());
-    return runtime_->write_blocking(begin, buf, fua);
+    return runtime_->write_blocking(begin, buf, {.fua = fua}).status;
 }
 
 Status CacheBackend::flush() { return runtime_->flush_blocking(); }

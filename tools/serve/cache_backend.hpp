@@ -79,8 +79,8 @@ private:
     void note(const std::string& line) const;
 
     DeviceGuard guard_;  // first member: the locks outlive the devices and the cache
-    std::optional<Pmem2Device> pmem_;
-    std::unique_ptr<BackingDevice> backing_;
+    std::shared_ptr<Pmem2Device> pmem_;  // shared with the cache, which owns them too
+    std::shared_ptr<BackingDevice> backing_;
     std::unique_ptr<CacheT> cache_;
     std::unique_ptr<Runtime<CacheT>> runtime_;
     ServeOptions options_;

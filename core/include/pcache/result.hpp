@@ -24,6 +24,7 @@ enum class Errc {
     not_found,         // a file or record that must exist does not
     unsupported,       // valid but not implemented (another cache mode, another endianness)
     data_crc,          // cached data failed its CRC: never returned as data
+    read_only,         // a write, flush or background step on a cache opened read-only
 };
 
 constexpr std::string_view errc_name(Errc c) noexcept {
@@ -46,6 +47,8 @@ constexpr std::string_view errc_name(Errc c) noexcept {
             return "unsupported";
         case Errc::data_crc:
             return "data CRC mismatch";
+        case Errc::read_only:
+            return "read-only";
     }
     return "unknown";
 }

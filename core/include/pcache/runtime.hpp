@@ -9,7 +9,8 @@
 // a seed, and never uses it.
 //
 // write_blocking() is the blocking API: a busy cache waits for writeback/GC progress instead
-// of failing. flush_all() writes back until clean, reporting progress.
+// of failing. flush_all() writes back until clean, reporting progress. Every timeout is a
+// RuntimeOptions field.
 #pragma once
 
 #include <chrono>
@@ -17,8 +18,11 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <span>
+#include <string>
 #include <thread>
 
+#include "pcache/cache/options.hpp"
 #include "pcache/result.hpp"
 
 namespace pcache {
@@ -29,32 +33,53 @@ struct FlushProgress {
     double rate_bytes_per_s = 0;
 };
 
+// Every interval and timeout of a Runtime. Field order is stable (aggregate initialisation).
+struct RuntimeOptions {
+    std::chrono::milliseconds idle_poll{5000};   // writeback and GC when nothing happens
+    std::chrono::milliseconds kset_flush{1000};  // buffered keys become durable within this
+    // A failed step (a backing device error) is retried after 1 ms, doubling up to this.
+    std::chrono::milliseconds retry_max{1000};
+    // flush_all retries a step that failed with an I/O error (a network backing device's
+    // transient EIO or lost connection) with the same backoff, and gives up when this long
+    // passed without progress.
+    std::chrono::milliseconds flush_retry_for{30000};
+    // write_blocking gives up (Errc::busy) when background work made no progress this long.
+    std::chrono::milliseconds write_timeout{std::chrono::minutes(5)};
+    // flush_blocking (and flush_all's FLUSH) gives up (Errc::busy) after this long busy.
+    std::chrono::milliseconds flush_timeout{10000};
+};
+
+// Lifecycle: construct over a cache (it must outlive the Runtime: declare the Runtime after
+// the cache; ~Cache aborts if a Runtime is still attached), start() once, stop() once (the
+// destructor stops if you did not). A stopped Runtime does not start again: make a new one.
 template <class CacheT>
 class Runtime {
 public:
     using Clock = std::chrono::steady_clock;
-    struct Intervals {
-        std::chrono::milliseconds idle_poll{5000};   // writeback and GC when nothing happens
-        std::chrono::milliseconds kset_flush{1000};  // buffered keys become durable within this
-        // A failed step (a backing device error) is retried after 1 ms, doubling up to this.
-        std::chrono::milliseconds retry_max{1000};
-        // flush_all retries a step that failed with an I/O error (a network backing device's
-        // transient EIO or lost connection) with the same backoff, and gives up when this long
-        // passed without progress.
-        std::chrono::milliseconds flush_retry_for{30000};
-    };
 
-    explicit Runtime(CacheT& cache) : Runtime(cache, Intervals{}) {}
-    Runtime(CacheT& cache, Intervals iv) : cache_(cache), iv_(iv) {}
+    explicit Runtime(CacheT& cache) : Runtime(cache, RuntimeOptions{}) {}
+    Runtime(CacheT& cache, RuntimeOptions opts) : cache_(cache), iv_(opts) {
+        ++cache_.runtime_attached_;
+    }
     Runtime(const Runtime&) = delete;
     Runtime& operator=(const Runtime&) = delete;
-    ~Runtime() { stop(); }
+    ~Runtime() {
+        stop();
+        --cache_.runtime_attached_;
+    }
 
-    void start() {
+    // Starts the writeback, GC and kset-flush threads. Refuses a second start, a start after
+    // stop and a read-only cache.
+    Status start() {
+        if (cache_.read_only())
+            return {Errc::read_only, "Runtime::start: the cache was opened read-only"};
         {
             std::lock_guard g(mutex_);
-            if (running_) return;
-            running_ = true;
+            if (state_ != State::created)
+                return {Errc::invalid_argument,
+                        state_ == State::running ? "Runtime::start: already running"
+                                                 : "Runtime::start: stopped (a Runtime starts once)"};
+            state_ = State::running;
             writeback_ = std::thread([this] { loop(&Runtime::writeback_once); });
             gc_ = std::thread([this] { loop(&Runtime::gc_once); });
             timer_ = std::thread([this] { timer_loop(); });
@@ -62,21 +87,32 @@ public:
         // Dirty bytes above the high mark, or a full cache: wake now (not under mutex_: the
         // hook runs under the cache's hook lock and takes mutex_).
         cache_.set_wake_hook(&Runtime::wake_thunk, this);
+        return {};
     }
+    // Stops and joins the threads (idempotent). The cache stays open: close it, or let its
+    // destructor close it.
     void stop() {
         {
             std::lock_guard g(mutex_);
-            if (!running_) return;
+            if (state_ != State::running) {
+                state_ = State::stopped;
+                return;
+            }
         }
         cache_.set_wake_hook(nullptr, nullptr);  // not under mutex_: the hook takes it
         {
             std::lock_guard g(mutex_);
-            running_ = false;
+            state_ = State::stopped;
         }
         wake_.notify_all();
         for (auto* t : {&writeback_, &gc_, &timer_})
             if (t->joinable()) t->join();
     }
+    bool running() const {
+        std::lock_guard g(mutex_);
+        return state_ == State::running;
+    }
+    const RuntimeOptions& options() const { return iv_; }
     // New dirty data or a busy writer: run writeback and GC now.
     void wake() {
         {
@@ -92,35 +128,50 @@ public:
         return error_;
     }
 
-    // A write that waits for room instead of failing with busy. Gives up only on a real error
-    // or when background work stops making progress for `timeout`.
-    Status write_blocking(std::uint64_t off, std::span<const std::byte> data, bool fua = false,
-                          std::chrono::milliseconds timeout = std::chrono::minutes(5)) {
-        for (auto deadline = Clock::now() + timeout;;) {
-            std::uint64_t done = 0;
-            Status s = cache_.write(off, data, fua, &done);
-            if (s.code() != Errc::busy) return s;
-            off += done;
-            data = data.subspan(done);
+    // A write that waits for room instead of failing with busy. Gives up only on a real error,
+    // when the Runtime is not running, or when background work made no progress for
+    // options().write_timeout; done_bytes then says how much was written.
+    WriteResult write_blocking(std::uint64_t off, std::span<const std::byte> data,
+                               WriteOptions wo = {}) {
+        std::uint64_t total = 0;
+        for (auto deadline = Clock::now() + iv_.write_timeout;;) {
+            WriteResult r = cache_.write(off, data, wo);
+            total += r.done_bytes;
+            if (r.code() != Errc::busy) return {r.status, total};
+            off += r.done_bytes;
+            data = data.subspan(r.done_bytes);
             // Buffered keys pin data segments until their ksets are in the log, where
             // writeback can reach them: close the buffers now instead of at the next timer.
-            if (Status fs = cache_.flush_ksets(); !fs.ok() && fs.code() != Errc::busy) return fs;
+            if (Status fs = cache_.flush_ksets(); !fs.ok() && fs.code() != Errc::busy)
+                return {fs, total};
             const std::uint64_t seen = progress_seq();
             wake();
             std::unique_lock l(mutex_);
             progress_.wait_for(l, std::chrono::milliseconds(100),
-                               [&] { return progress_seq_ != seen || !running_; });
-            if (progress_seq_ != seen) deadline = Clock::now() + timeout;
-            if (!running_) return s;
+                               [&] { return progress_seq_ != seen || state_ != State::running; });
+            if (progress_seq_ != seen) deadline = Clock::now() + iv_.write_timeout;
+            if (state_ != State::running)
+                return {Status(Errc::busy,
+                               r.status.message() + " (the Runtime is not running: start() it)"),
+                        total};
             if (Clock::now() > deadline)
-                return {Errc::busy, "cache full and writeback/GC made no progress for " +
-                                        std::to_string(timeout.count()) + " ms: " + s.message()};
+                return {Status(Errc::busy, "cache full and writeback/GC made no progress for " +
+                                               std::to_string(iv_.write_timeout.count()) +
+                                               " ms: " + r.status.message()),
+                        total};
         }
     }
+    // FLUSH that waits out busy (closing a kset needs room in the key log) for at most
+    // options().flush_timeout.
     Status flush_blocking() {
-        for (int i = 0;; ++i) {
+        const auto deadline = Clock::now() + iv_.flush_timeout;
+        for (;;) {
             Status s = cache_.flush();
-            if (s.code() != Errc::busy || i > 10000) return s;
+            if (s.code() != Errc::busy) return s;
+            if (Clock::now() > deadline)
+                return {Errc::busy, "flush still busy after " +
+                                        std::to_string(iv_.flush_timeout.count()) +
+                                        " ms: " + s.message()};
             wake();
             std::this_thread::sleep_for(std::chrono::milliseconds(1));
         }
@@ -211,28 +262,29 @@ private:
             if ((this->*step)(failed)) {
                 backoff = std::chrono::milliseconds(0);
                 std::lock_guard g(mutex_);
-                if (!running_) return;
+                if (state_ != State::running) return;
                 continue;
             }
             std::unique_lock l(mutex_);
             if (failed) {
                 backoff =
                     std::min(iv_.retry_max, std::max(std::chrono::milliseconds(1), backoff * 2));
-                wake_.wait_for(l, backoff, [&] { return !running_; });
-                if (!running_) return;
+                wake_.wait_for(l, backoff, [&] { return state_ != State::running; });
+                if (state_ != State::running) return;
                 continue;
             }
             backoff = std::chrono::milliseconds(0);
             const std::uint64_t seen = wake_seq_;
-            wake_.wait_for(l, iv_.idle_poll, [&] { return !running_ || wake_seq_ != seen; });
-            if (!running_) return;
+            wake_.wait_for(l, iv_.idle_poll,
+                           [&] { return state_ != State::running || wake_seq_ != seen; });
+            if (state_ != State::running) return;
         }
     }
     void timer_loop() {
         std::unique_lock l(mutex_);
-        while (running_) {
-            wake_.wait_for(l, iv_.kset_flush, [&] { return !running_; });
-            if (!running_) return;
+        while (state_ == State::running) {
+            wake_.wait_for(l, iv_.kset_flush, [&] { return state_ != State::running; });
+            if (state_ != State::running) return;
             l.unlock();
             Status s = cache_.flush_ksets();
             if (s.code() == Errc::busy) wake();
@@ -242,11 +294,12 @@ private:
         }
     }
 
+    enum class State { created, running, stopped };
     CacheT& cache_;
-    Intervals iv_;
+    RuntimeOptions iv_;
     mutable std::mutex mutex_;
     std::condition_variable wake_, progress_;
-    bool running_ = false;
+    State state_ = State::created;
     std::uint64_t wake_seq_ = 0, progress_seq_ = 0;
     Status error_;
     std::thread writeback_, gc_, timer_;

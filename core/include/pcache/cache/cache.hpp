@@ -2,6 +2,7 @@
 //
 // A write-back cache on persistent memory in front of a block device, on the kernel's on-media
 // format. The engine is split by concept like the kernel (file names in brackets):
+//   cache_lifecycle.hpp format/open/open_read_only, the destructor's close (docs/api.md)
 //   cache_open.hpp      format and load: superblock, cache_info, segment chain, tails [cache.c]
 //   cache_segment.hpp   segment allocation, references, generations [cache_segment.c]
 //   cache_kset.hpp      kset buffers, closing ksets, the key log [cache_key.c]
@@ -32,6 +33,7 @@
 #include <vector>
 
 #include "pcache/block_device.hpp"
+#include "pcache/borrow.hpp"
 #include "pcache/cache/key_index.hpp"
 #include "pcache/cache/options.hpp"
 #include "pcache/format/codec.hpp"
@@ -51,29 +53,48 @@ public:
     using SharedMutex = SharedMutexFor<Pmem>;  // std::shared_mutex likewise
     using Subtree = BasicSubtree<Mutex>;
 
-    // Attaches to a cache device and a backing device. A blank cache device is formatted; a
-    // valid one is loaded and replayed; anything else is refused, and nothing is written then.
-    static Result<std::unique_ptr<Cache>> open(Pmem& pmem, Block& backing, CacheOptions opts);
+    using PmemPtr = std::shared_ptr<Pmem>;
+    using BlockPtr = std::shared_ptr<Block>;
+
+    // ---- lifecycle (cache_open.hpp); docs/api.md ----
+    // The cache shares ownership of its devices (pass borrow(d) for a device you keep alive
+    // longer yourself). Every call checks before it writes: a refused device is unchanged.
+    //
+    // format: writes a fresh, empty cache. Refuses a device that holds a cache (or whose
+    // superblock is corrupt) unless opts.force_format.
+    static Result<std::unique_ptr<Cache>> format(PmemPtr pmem, BlockPtr backing, CacheOptions opts);
+    // open: loads and replays an existing cache. Never formats: a blank device (or a format
+    // that never finished) is refused with Errc::not_found naming format. Writes nothing until
+    // every check and the replay passed.
+    static Result<std::unique_ptr<Cache>> open(PmemPtr pmem, BlockPtr backing, CacheOptions opts);
+    // open_read_only: loads and replays into memory and never writes either device. Reads
+    // work (misses are not filled); write, flush, close, the steps and messages return
+    // Errc::read_only.
+    static Result<std::unique_ptr<Cache>> open_read_only(PmemPtr pmem, BlockPtr backing,
+                                                         CacheOptions opts);
 
     Cache(const Cache&) = delete;
     Cache& operator=(const Cache&) = delete;
-    ~Cache() = default;  // no implicit I/O: call close() for a clean shutdown
+    // Closes the cache (as close()) unless it is read-only or opts.close_on_destroy is false;
+    // a close error goes to opts.log. A Runtime still attached to the cache is a programming
+    // error: it aborts (the Runtime's threads would use a destroyed cache).
+    ~Cache();
 
     // Writes `data` at byte offset `off` (both multiples of 512). Acknowledged writes are
-    // volatile until a flush() or a FUA write. Errc::busy means the cache is full: after
-    // writeback and GC progress, retry the rest: `*done_bytes` (if given) says how many leading
-    // bytes are already in the cache (a busy write never has to start over, so a write larger
-    // than the free space completes piece by piece).
-    // `lane`: the lane (data head and kset buffer) to use, modulo n_lanes; kAutoLane: the
-    // calling CPU's.
-    Status write(std::uint64_t off, std::span<const std::byte> data, bool fua = false,
-                 std::uint64_t* done_bytes = nullptr, std::uint32_t lane = kAutoLane);
+    // volatile until a flush(), a FUA write or close(). Errc::busy means the cache is full:
+    // after writeback and GC progress, retry from off + done_bytes (a busy write never has to
+    // start over, so a write larger than the free space completes piece by piece).
+    // wo.lane: the lane (data head and kset buffer) to use, modulo n_lanes; kAutoLane: the
+    // calling CPU's (docs/design.md "Lanes").
+    WriteResult write(std::uint64_t off, std::span<const std::byte> data, WriteOptions wo = {});
     // Reads from the cache where it holds the bytes, from the backing device elsewhere.
     Status read(std::uint64_t off, std::span<std::byte> out);
     // FLUSH: every earlier acknowledged write is durable when this returns ok.
     Status flush();
-    // Clean shutdown: closes every kset and flushes the backing device.
+    // Clean shutdown: closes every kset and flushes the backing device. The cache stays
+    // usable; the destructor closes again only if something was written since.
     Status close();
+    bool read_only() const { return read_only_; }
 
     // ---- background work, one bounded unit per call (cache_writeback.hpp, cache_gc.hpp) ----
     struct StepResult {
@@ -169,10 +190,20 @@ private:
         unsigned index = 0;
     };
 
-    Cache(Pmem& pmem, Block& backing, CacheOptions opts);
+    template <class>
+    friend class Runtime;  // attaches itself (runtime_attached_), checked by ~Cache
+
+    Cache(PmemPtr pmem, BlockPtr backing, CacheOptions opts);
 
     // cache_open.hpp
-    Status load_or_format();
+    enum class Mode { format, open, read_only };
+    static Result<std::unique_ptr<Cache>> create(PmemPtr pmem, BlockPtr backing, CacheOptions opts,
+                                                 Mode mode);
+    Status format_device();
+    Status load_device();
+    Status check_ksets_fit(std::uint32_t segs);  // resolves opts_.n_lanes
+    Status finish_open();
+    Status refuse_read_only(const char* what) const;
     Status format_superblock();
     Result<bool> load_cache_info();
     Status init_segments_new();
@@ -271,9 +302,14 @@ private:
     StepResult writeback_failed(Status s);
     std::string writeback_failing_note() const;
 
+    PmemPtr pmem_owner_;  // declared before the references: outlive every use of them
+    BlockPtr backing_owner_;
     Pmem& pmem_;
     Block& backing_;
     CacheOptions opts_;
+    bool read_only_ = false;
+    std::atomic<bool> needs_close_{false};  // written since the last close (~Cache closes)
+    std::atomic<int> runtime_attached_{0};  // Runtimes over this cache (must be 0 at ~Cache)
     std::uint64_t backing_bytes_ = 0;
 
     format::Superblock sb_{};
@@ -337,6 +373,7 @@ private:
 
 #include "pcache/cache/cache_gc.hpp"
 #include "pcache/cache/cache_kset.hpp"
+#include "pcache/cache/cache_lifecycle.hpp"
 #include "pcache/cache/cache_open.hpp"
 #include "pcache/cache/cache_replay.hpp"
 #include "pcache/cache/cache_req.hpp"

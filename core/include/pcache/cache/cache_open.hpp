@@ -1,4 +1,5 @@
-// Opening a cache: format a blank device or load a valid one [cache_dev.c, cache.c].
+// Formatting and opening a cache [cache_dev.c, cache.c]: Cache::format writes a new cache,
+// Cache::open loads a valid one, Cache::open_read_only loads one into memory only.
 //
 // Load order (dm-pcache-format.md 9.1): superblock, newest valid cache_info, segment chain
 // with each segment's newest segment_info and seg_gen, key_tail and dirty_tail, replay, then
@@ -12,64 +13,10 @@
 
 namespace pcache {
 
+// How many lanes (as asked, or one per CPU up to what the cache carries); the key log keeps
+// room to close every lane's kset buffer (the key-log reserve). Sets opts_.n_lanes.
 template <PmemDevice Pmem, BlockDevice Block>
-Cache<Pmem, Block>::Cache(Pmem& pmem, Block& backing, CacheOptions opts)
-    : pmem_(pmem), backing_(backing), opts_(opts), backing_bytes_(backing.size()) {}
-
-template <PmemDevice Pmem, BlockDevice Block>
-Result<std::unique_ptr<Cache<Pmem, Block>>> Cache<Pmem, Block>::open(Pmem& pmem, Block& backing,
-                                                                     CacheOptions opts) {
-    PCACHE_TRY(opts.geometry.validate());
-    if (opts.n_lanes > kLanesMax || (opts.n_lanes == 0 && opts.n_ksets > kLanesMax))
-        return Status(Errc::invalid_argument,
-                      "n_lanes " + std::to_string(opts.n_lanes ? opts.n_lanes : opts.n_ksets) +
-                          ": expected 1..1024 (or 0: one per CPU)");
-    if (opts.writeback_low_percent == 0 ||
-        opts.writeback_low_percent > opts.writeback_high_percent ||
-        opts.writeback_high_percent > 100)
-        return Status(Errc::invalid_argument,
-                      "writeback watermarks low " + std::to_string(opts.writeback_low_percent) +
-                          "% high " + std::to_string(opts.writeback_high_percent) +
-                          "%: expected 0 < low <= high <= 100");
-    if (pmem.size() < opts.geometry.device_bytes_min())
-        return Status(Errc::no_space, "cache device of " + std::to_string(pmem.size()) +
-                                          " B is smaller than the minimum of " +
-                                          std::to_string(opts.geometry.device_bytes_min()) + " B");
-    if (backing.size() == 0 || backing.size() % format::kSectorBytes != 0)
-        return Status(Errc::invalid_argument, "backing device of " +
-                                                  std::to_string(backing.size()) +
-                                                  " B: expected a non-zero multiple of 512 B");
-    std::unique_ptr<Cache> c(new Cache(pmem, backing, opts));
-    PCACHE_TRY(c->load_or_format().with_context("opening cache"));
-    return c;
-}
-
-template <PmemDevice Pmem, BlockDevice Block>
-Status Cache<Pmem, Block>::load_or_format() {
-    std::array<std::byte, format::kSuperblockBytes> sb_raw{};
-    PCACHE_TRY(pmem_.read(format::kSuperblockOffsetBytes, sb_raw));
-    auto sb = format::decode_superblock(sb_raw, pmem_.size(), opts_.geometry);
-    bool blank = false;
-    if (!sb.ok() && sb.code() != Errc::not_found) return sb.status();
-    if (sb.ok()) {
-        sb_ = *sb;
-    } else {
-        blank = true;
-        const std::uint64_t n = opts_.geometry.seg_num_for(pmem_.size());
-        sb_ = format::make_superblock(
-            static_cast<std::uint32_t>(std::min<std::uint64_t>(n, format::kCacheSegsMax)));
-    }
-    bool existing = false;
-    if (!blank) {
-        auto found = load_cache_info();
-        if (!found.ok()) return found.status();
-        existing = *found;
-        if (!existing) PCACHE_TRY(require_empty_log_for_reformat());
-    }
-    const std::uint32_t segs = existing ? info_.n_segs : sb_.seg_num;
-    per_seg_ksets_ = static_cast<std::uint32_t>((seg_data_bytes() - format::kKsetHeaderBytes) /
-                                                format::kKsetBytesMax);
-    assert(per_seg_ksets_ >= 1);  // Geometry::validate: a segment holds the largest kset
+Status Cache<Pmem, Block>::check_ksets_fit(std::uint32_t segs) {
     // Lanes: as asked, or one per CPU up to what the cache can carry. Every lane's data head
     // may pin a segment while its CPU is idle, so writes progress (docs/design.md "Lanes")
     // only if the segments left to the log and one active head keep the reserve rule (A):
@@ -91,23 +38,86 @@ Status Cache<Pmem, Block>::load_or_format() {
                     "head holds one); this cache has " +
                     std::to_string(segs)};
     opts_.n_lanes = lanes;
-    if (existing) {
-        n_segs_ = info_.n_segs;
-        segs_.reset(new Segment[n_segs_]);
-        PCACHE_TRY(load_segments());
-        PCACHE_TRY(load_tails());
-    } else {
-        PCACHE_TRY(format_superblock());  // (re)initialises the superblock and metadata pages
-        info_ = format::CacheInfo{};
-        info_.n_segs = sb_.seg_num;
-        info_.flags = format::kGcPercentDefault << format::kCacheFlagGcPercentShift;
-        if (opts_.data_crc) info_.flags |= format::kCacheFlagDataCrc;
-        info_index_ = 0;
-        n_segs_ = info_.n_segs;
-        segs_.reset(new Segment[n_segs_]);
-        PCACHE_TRY(init_segments_new());
-        PCACHE_TRY(init_tails_new());
+    return {};
+}
+
+// Writes a new cache. Every refusal comes before the first write.
+template <PmemDevice Pmem, BlockDevice Block>
+Status Cache<Pmem, Block>::format_device() {
+    std::array<std::byte, format::kSuperblockBytes> sb_raw{};
+    PCACHE_TRY(pmem_.read(format::kSuperblockOffsetBytes, sb_raw));
+    auto sb = format::decode_superblock(sb_raw, pmem_.size(), opts_.geometry);
+    if (!opts_.force_format) {
+        if (!sb.ok() && sb.code() != Errc::not_found)
+            return sb.status().with_context(
+                "the cache device holds a corrupt superblock (force_format formats it anyway)");
+        if (sb.ok()) {
+            sb_ = *sb;
+            std::array<std::byte, format::kCacheInfoBytes> s0{}, s1{};
+            using format::kCacheInfoOffsetBytes, format::kCacheInfoSlotStrideBytes;
+            PCACHE_TRY(pmem_.read(kCacheInfoOffsetBytes, s0));
+            PCACHE_TRY(pmem_.read(kCacheInfoOffsetBytes + kCacheInfoSlotStrideBytes, s1));
+            if (format::select_latest<format::CacheInfo>(
+                    s0, kCacheInfoOffsetBytes, s1,
+                    kCacheInfoOffsetBytes + kCacheInfoSlotStrideBytes))
+                return {Errc::invalid_argument,
+                        "the cache device holds a pcache cache: format refuses to overwrite it "
+                        "(force_format discards what it holds)"};
+            PCACHE_TRY(require_empty_log_for_reformat());  // a format that never finished
+        }
     }
+    const std::uint64_t n = opts_.geometry.seg_num_for(pmem_.size());
+    sb_ = format::make_superblock(
+        static_cast<std::uint32_t>(std::min<std::uint64_t>(n, format::kCacheSegsMax)));
+    per_seg_ksets_ = static_cast<std::uint32_t>((seg_data_bytes() - format::kKsetHeaderBytes) /
+                                                format::kKsetBytesMax);
+    assert(per_seg_ksets_ >= 1);  // Geometry::validate: a segment holds the largest kset
+    PCACHE_TRY(check_ksets_fit(sb_.seg_num));
+    PCACHE_TRY(format_superblock());  // (re)initialises the superblock and metadata pages
+    info_ = format::CacheInfo{};
+    info_.n_segs = sb_.seg_num;
+    info_.flags = format::kGcPercentDefault << format::kCacheFlagGcPercentShift;
+    if (opts_.data_crc) info_.flags |= format::kCacheFlagDataCrc;
+    info_index_ = 0;
+    n_segs_ = info_.n_segs;
+    segs_.reset(new Segment[n_segs_]);
+    PCACHE_TRY(init_segments_new());
+    PCACHE_TRY(init_tails_new());
+    return finish_open();
+}
+
+// Loads an existing cache. Writes only at the end (cache_info with INIT_DONE), and not at all
+// read-only.
+template <PmemDevice Pmem, BlockDevice Block>
+Status Cache<Pmem, Block>::load_device() {
+    std::array<std::byte, format::kSuperblockBytes> sb_raw{};
+    PCACHE_TRY(pmem_.read(format::kSuperblockOffsetBytes, sb_raw));
+    auto sb = format::decode_superblock(sb_raw, pmem_.size(), opts_.geometry);
+    if (sb.code() == Errc::not_found)
+        return sb.status().with_context(
+            "no pcache cache on the cache device (a blank device: create one with format)");
+    if (!sb.ok()) return sb.status();
+    sb_ = *sb;
+    auto found = load_cache_info();
+    if (!found.ok()) return found.status();
+    if (!*found)
+        return {Errc::not_found,
+                "the cache device holds a superblock but no valid cache_info: a format that "
+                "never finished (run format again)"};
+    per_seg_ksets_ = static_cast<std::uint32_t>((seg_data_bytes() - format::kKsetHeaderBytes) /
+                                                format::kKsetBytesMax);
+    assert(per_seg_ksets_ >= 1);  // Geometry::validate: a segment holds the largest kset
+    PCACHE_TRY(check_ksets_fit(info_.n_segs));
+    n_segs_ = info_.n_segs;
+    segs_.reset(new Segment[n_segs_]);
+    PCACHE_TRY(load_segments());
+    PCACHE_TRY(load_tails());
+    return finish_open();
+}
+
+// Shared tail of format and load: in-memory structures, replay, INIT_DONE.
+template <PmemDevice Pmem, BlockDevice Block>
+Status Cache<Pmem, Block>::finish_open() {
     seg_used_.assign(n_segs_, false);
     subtrees_ =
         std::vector<Subtree>((backing_bytes_ + format::kSubtreeBytes - 1) / format::kSubtreeBytes);
@@ -119,6 +129,7 @@ Status Cache<Pmem, Block>::load_or_format() {
         set_log_room_locked(key_head_);
     }
     if (opts_.clock_ns) counters_.replay_duration_ns = opts_.clock_ns() - replay_start_ns;
+    if (read_only_) return {};
     info_.flags |= format::kCacheFlagInitDone;
     return write_cache_info();
 }
@@ -135,7 +146,7 @@ Status Cache<Pmem, Block>::format_superblock() {
     if (sb_.seg_num == 0) return {Errc::no_space, "cache device holds no segment"};
     // The 24-byte superblock may tear at 8-byte boundaries. Its magic (aligned, at +8) is the
     // commit word: cleared first, the other fields fenced, then set. A power cut mid-format thus
-    // leaves a blank device (formatted again at the next open), never a corrupt superblock.
+    // leaves a blank device (which format formats again), never a corrupt superblock.
     constexpr std::uint64_t kMagicAt = format::kSuperblockOffsetBytes + 8;
     auto raw = format::to_bytes(sb_);
     std::array<std::byte, format::kSuperblockBytes> old{};

@@ -28,33 +28,33 @@ Status Cache<Pmem, Block>::check_io(const char* what, std::uint64_t off, std::ui
 }
 
 template <PmemDevice Pmem, BlockDevice Block>
-Status Cache<Pmem, Block>::write(std::uint64_t off, std::span<const std::byte> data, bool fua,
-                                 std::uint64_t* done_bytes, std::uint32_t lane) {
+WriteResult Cache<Pmem, Block>::write(std::uint64_t off, std::span<const std::byte> data,
+                                      WriteOptions wo) {
     std::uint64_t done = 0;
-    if (done_bytes) *done_bytes = 0;
-    PCACHE_TRY(check_io("write", off, data.size()));
-    lane = pick_lane(lane);
+    if (Status s = refuse_read_only("write"); !s.ok()) return {s, 0};
+    if (Status s = check_io("write", off, data.size()); !s.ok()) return {s, 0};
+    needs_close_.store(true);
+    const std::uint32_t lane = pick_lane(wo.lane);
     while (done < data.size()) {
         const std::uint64_t at = off + done;
         const std::uint64_t piece = std::min<std::uint64_t>(
             data.size() - done, format::kSubtreeBytes - (at & format::kSubtreeMask));
         std::uint32_t written = 0;
-        Status st = write_piece(at, data.subspan(done, piece), fua, lane, written);
+        Status st = write_piece(at, data.subspan(done, piece), wo.fua, lane, written);
         if (!st.ok()) {
             if (st.code() == Errc::busy) {
                 count(&CacheCounters::busy_returns);
                 wake_background(true);  // full: writeback and GC now, not at the next timer
                 if (std::string note = writeback_failing_note(); !note.empty())
-                    return {Errc::busy, st.message() + note};
+                    return {Status(Errc::busy, st.message() + note), done};
             }
-            return st;
+            return {st, done};
         }
         assert(written > 0 && written <= piece);
         done += written;
-        if (done_bytes) *done_bytes = done;
     }
     wake_background(false);  // dirty bytes above the high mark: once until writeback re-arms
-    return {};
+    return {Status(), done};
 }
 
 // Writes a prefix of `data` (at most to the end of the lane's data head segment).
@@ -95,6 +95,7 @@ Status Cache<Pmem, Block>::write_piece(std::uint64_t off, std::span<const std::b
 template <PmemDevice Pmem, BlockDevice Block>
 Status Cache<Pmem, Block>::read(std::uint64_t off, std::span<std::byte> out) {
     PCACHE_TRY(check_io("read", off, out.size()));
+    if (opts_.fill_on_read_miss) needs_close_.store(true);  // a miss may buffer CLEAN keys
     std::uint64_t done = 0;
     while (done < out.size()) {
         const std::uint64_t at = off + done;
@@ -241,6 +242,7 @@ void Cache<Pmem, Block>::fill_miss_locked(Subtree& st, std::uint32_t lane, std::
 
 template <PmemDevice Pmem, BlockDevice Block>
 Status Cache<Pmem, Block>::flush() {
+    PCACHE_TRY(refuse_read_only("flush"));
     if constexpr (mutant(13)) return {};  // M13: FLUSH acknowledged before writes are durable
     for (Lane& kb : lanes_) {
         std::lock_guard g(kb.mutex);
@@ -252,9 +254,12 @@ Status Cache<Pmem, Block>::flush() {
 
 template <PmemDevice Pmem, BlockDevice Block>
 Status Cache<Pmem, Block>::close() {
+    PCACHE_TRY(refuse_read_only("close"));
+    needs_close_.store(false);  // before: a write racing with close marks it again
     Status first = flush();
     Status bs = backing_.flush();
     if (first.ok() && !bs.ok()) first = bs.with_context("flushing the backing device");
+    if (!first.ok()) needs_close_.store(true);
     return first;
 }
 

@@ -75,6 +75,7 @@ std::string Cache<Pmem, Block>::status_line() const {
 
 template <PmemDevice Pmem, BlockDevice Block>
 Status Cache<Pmem, Block>::set_gc_percent(std::uint32_t percent) {
+    PCACHE_TRY(refuse_read_only("set_gc_percent"));
     if (percent > format::kGcPercentMax)
         return {Errc::invalid_argument,
                 "gc_percent " + std::to_string(percent) + ": expected 0..90"};

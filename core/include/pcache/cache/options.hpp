@@ -6,6 +6,7 @@
 #include <string>
 
 #include "pcache/format/geometry.hpp"
+#include "pcache/result.hpp"
 
 namespace pcache {
 
@@ -27,9 +28,15 @@ struct CacheOptions {
     std::uint32_t n_ksets = 0;
     // Persist read-miss data as CLEAN keys, as the kernel does.
     bool fill_on_read_miss = true;
-    // A device whose superblock is valid but whose cache_info is not is refused unless the key
-    // log is provably empty; force_format re-formats it anyway (losing what it held).
+    // Cache::format refuses a device that holds a cache (a valid superblock and cache_info), or
+    // one whose cache_info is gone but whose key log is not provably empty, or one whose
+    // superblock is corrupt: force_format formats it anyway, losing what it held. Ignored by
+    // open and open_read_only, which never format.
     bool force_format = false;
+    // Whether destroying the Cache closes it (persists buffered keys, flushes the backing
+    // device) when close() was not called. A close error then goes to `log`. The crash
+    // simulator turns it off: a dropped cache is its power cut.
+    bool close_on_destroy = true;
     // Ksets written back per backing-device flush (1..32). The kernel flushes after every kset;
     // batching keeps the same guarantee (dirty_tail moves only past flushed data) with fewer
     // flushes. 1 reproduces the kernel's sequence of dirty_tail records exactly.
@@ -54,6 +61,28 @@ struct CacheOptions {
     std::uint64_t (*clock_ns)() = nullptr;
     // One line per event the embedder should log (lost dirty data). The engine never prints.
     std::function<void(const std::string& line)> log = {};
+};
+
+// The lane of a write: which kset buffer and data head it uses. kAutoLane lets the cache
+// choose (the calling CPU); an explicit lane is taken modulo the number of lanes.
+inline constexpr std::uint32_t kAutoLane = UINT32_MAX;
+
+// How one write is done (Cache::write, Runtime::write_blocking).
+struct WriteOptions {
+    // Durable when the write returns ok, as a FUA write: no flush() needed for it.
+    bool fua = false;
+    std::uint32_t lane = kAutoLane;
+};
+
+// The outcome of a write: its status and how many leading bytes are in the cache. A busy
+// write (Errc::busy, the cache is full) keeps what it wrote: retry from off + done_bytes after
+// writeback/GC progress. On success done_bytes is the whole length; on another error it says
+// how much was written before it (those bytes are cached, like any acknowledged write).
+struct [[nodiscard]] WriteResult {
+    Status status;
+    std::uint64_t done_bytes = 0;
+    bool ok() const noexcept { return status.ok(); }
+    Errc code() const noexcept { return status.code(); }
 };
 
 // Writeback health (Cache::writeback_health): is writeback failing right now, since when, why.

@@ -69,11 +69,13 @@ public:
             std::sort(focus_.begin(), focus_.end());
         }
         machine_.ctx.hook = [this](const PersistEvent& e) { on_persist(e); };
-        auto opened = SimCache::open(machine_.pmem, machine_.block, cfg_.cache_options());
+        auto opened =
+            SimCache::format(borrow(machine_.pmem), borrow(machine_.block), cfg_.cache_options());
         if (!opened.ok()) {
             fail_live("format: " + opened.status().to_string());
         } else {
             cache_ = std::move(opened.value());
+            checker_.set_format_returned();
             for (const WorkloadOp& op : ops) {
                 if (result_.failures.size() >= cfg_.failures_max || !cache_) break;
                 const std::uint64_t first = machine_.ctx.persist_points + 1;
@@ -171,11 +173,10 @@ private:
             oracle_fill_sector(id, (op.off_bytes + at) / kOracleSectorBytes, buf_.data() + at);
         std::uint64_t done = 0;  // a busy write goes on from where it stopped
         Status s = busy_retried([&] {
-            std::uint64_t now = 0;
-            Status st =
-                cache_->write(op.off_bytes + done, std::span(buf_).subspan(done), op.fua, &now);
-            done += now;
-            return st;
+            const WriteResult w =
+                cache_->write(op.off_bytes + done, std::span(buf_).subspan(done), {.fua = op.fua});
+            done += w.done_bytes;
+            return w.status;
         });
         if (s.ok()) {
             oracle_.end_write(op.off_bytes, op.len_bytes, id, op.fua);
@@ -206,7 +207,8 @@ private:
         if (!s.ok()) return fail_live("close: " + s.to_string());
         oracle_.flushed();
         drop_cache();
-        auto opened = SimCache::open(machine_.pmem, machine_.block, cfg_.cache_options());
+        auto opened =
+            SimCache::open(borrow(machine_.pmem), borrow(machine_.block), cfg_.cache_options());
         if (!opened.ok())
             return fail_live("reopen after a clean close: " + opened.status().to_string());
         cache_ = std::move(opened.value());
@@ -321,7 +323,7 @@ private:
     void crash_recovery(SystemExplorer& ex, std::uint64_t point, std::uint64_t state) {
         ex.apply(state);
         const std::uint64_t base = machine_.ctx.persist_points;
-        { auto c = SimCache::open(machine_.pmem, machine_.block, cfg_.check_options()); }
+        { auto c = checker_.recover(); }
         const std::uint64_t recovery_points = machine_.ctx.persist_points - base;
         ex.rollback();
         const std::uint64_t seed = cfg_.seed ^ (point << 20) ^ state;
@@ -333,7 +335,7 @@ private:
             recovery_target_ = base + k + 1;  // k is 0-based
             bool crashed = false;
             try {
-                auto c = SimCache::open(machine_.pmem, machine_.block, cfg_.check_options());
+                auto c = checker_.recover();
             } catch (const SimCrash&) {
                 crashed = true;
             }

@@ -173,7 +173,8 @@ public:
         o.geometry.segment_bytes = cfg_.segment_kib << 10;
         o.n_lanes = cfg_.n_lanes;
         o.fill_on_read_miss = cfg_.fill_on_read_miss;
-        auto opened = SimCache::open(machine_.pmem, machine_.block, o);
+        o.close_on_destroy = false;  // a dropped cache is a power cut
+        auto opened = SimCache::format(borrow(machine_.pmem), borrow(machine_.block), o);
         if (!opened.ok()) return finish("open: " + opened.status().to_string(), true);
         cache_ = std::move(opened.value());
         if (Status s = cache_->set_gc_percent(cfg_.gc_percent); !s.ok())
@@ -293,7 +294,10 @@ private:
         const std::uint64_t off = first * kOracleSectorBytes;
         retry_busy(fua ? "FUA write" : "write", [&](std::uint64_t& done) {
             std::uint64_t more = 0;
-            Status s = cache_->write(off + done, std::span(buf).subspan(done), fua, &more);
+            const WriteResult w =
+                cache_->write(off + done, std::span(buf).subspan(done), {.fua = fua});
+            more = w.done_bytes;
+            Status s = w.status;
             done += more;
             return s;
         });
@@ -392,7 +396,8 @@ private:
         o.geometry.segment_bytes = cfg_.segment_kib << 10;
         o.n_lanes = cfg_.n_lanes;
         o.fill_on_read_miss = false;
-        auto opened = SimCache::open(machine_.pmem, machine_.block, o);
+        o.close_on_destroy = false;
+        auto opened = SimCache::open(borrow(machine_.pmem), borrow(machine_.block), o);
         if (!opened.ok()) return "recovery: " + opened.status().to_string();
         auto& cache = *opened.value();
         if (Status s = cache.check_invariants(); !s.ok()) return "invariants: " + s.to_string();

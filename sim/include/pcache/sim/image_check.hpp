@@ -15,6 +15,7 @@
 #include "pcache/sim/crash_run.hpp"
 #include "pcache/sim/oracle.hpp"
 #include "pcache/sim/reach.hpp"
+#include "pcache/sim/recover.hpp"
 #include "pcache/sim/workload.hpp"
 
 namespace pcache::sim {
@@ -74,10 +75,16 @@ public:
         : cfg_(cfg), m_(m), oracle_(oracle), reach_(reach) {}
 
     std::uint64_t ids_hash() const { return ids_hash_; }
+    // The workload's Cache::format returned: from now on recovery only opens.
+    void set_format_returned() { format_returned_ = true; }
+    bool format_returned() const { return format_returned_; }
+    Result<std::unique_ptr<SimCache>> recover() {
+        return sim::recover<SimCache>(m_.pmem, m_.block, cfg_.check_options(), format_returned_);
+    }
 
     // Recovers on the applied image and checks it; returns why it fails ("" when it passes).
     std::string recover_and_check(std::uint64_t salt) {
-        auto opened = SimCache::open(m_.pmem, m_.block, cfg_.check_options());
+        auto opened = recover();
         if (!opened.ok()) return "recovery refused a crash image: " + opened.status().to_string();
         if (Status s = (*opened)->check_invariants(); !s.ok())
             return "invariants broken after recovery: " + s.to_string();
@@ -86,7 +93,7 @@ public:
         ids_hash_ = hash_ids(ids);
         if (one_in(cfg_.idempotence_one_in, salt)) {
             opened = Status{Errc::io, "dropped"};
-            auto again = SimCache::open(m_.pmem, m_.block, cfg_.check_options());
+            auto again = SimCache::open(borrow(m_.pmem), borrow(m_.block), cfg_.check_options());
             if (!again.ok())
                 return "second recovery refused what the first accepted: " +
                        again.status().to_string();
@@ -187,7 +194,10 @@ private:
             c,
             [&] {
                 std::uint64_t now = 0;
-                Status st = c.write(off + done, std::span(wbuf_).subspan(done), fua, &now);
+                const WriteResult w =
+                    c.write(off + done, std::span(wbuf_).subspan(done), {.fua = fua});
+                now = w.done_bytes;
+                Status st = w.status;
                 done += now;
                 return st;
             },
@@ -360,6 +370,7 @@ private:
     SectorOracle& oracle_;
     CampaignReach& reach_;
     std::uint64_t ids_hash_ = 0;
+    bool format_returned_ = false;
     std::vector<std::byte> buf_, wbuf_;
 };
 

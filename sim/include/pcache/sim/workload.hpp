@@ -78,6 +78,7 @@ struct CampaignConfig {
         o.data_crc = data_crc;
         o.geometry.segment_bytes = segment_bytes;
         o.n_lanes = n_ksets;
+        o.close_on_destroy = false;  // a dropped cache is a power cut, as in every campaign
         return o;
     }
     // Recovery under check: read misses are not filled into pmem (the workload exercises fills;
