@@ -355,7 +355,7 @@ void BM_IndexDram(State& st) {
             rig.write(nullptr, next_off(), buf);
         for (;;) {
             const std::uint64_t off = next_off();
-            Status s = rig.cache->write(off, buf);
+            Status s = rig.cache->write(off, buf).status;
             if (s.code() == Errc::busy) break;
             if (!s.ok()) die("write", s);
         }

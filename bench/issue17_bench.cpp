@@ -169,8 +169,10 @@ void BM_WritebackUring(State& st, Dev d) {
         }
         return thread_cpu_seconds() - t0;
     }();
-    auto c =
-        Cache<P, UringBlockDevice>::open(*pmem, *ub, CacheOptions{.writeback_queue_depth = kDepth});
+    CacheOptions co;
+    co.writeback_queue_depth = kDepth;
+    co.force_format = true;  // a scratch device
+    auto c = Cache<P, UringBlockDevice>::format(borrow(*pmem), borrow(*ub), co);
     if (!c.ok()) die("cache", c.status());
     if (!(*c)->set_gc_percent(0).ok()) std::abort();
     buf.resize(kKey);
@@ -183,7 +185,7 @@ void BM_WritebackUring(State& st, Dev d) {
             if (!w && !g) break;
         }
         for (std::uint64_t k = 0; k < keys; ++k)
-            if (Status s = (*c)->write(spread(round * keys + k, kBacking), buf); !s.ok())
+            if (Status s = (*c)->write(spread(round * keys + k, kBacking), buf).status; !s.ok())
                 die("write", s);
         if (!(*c)->flush().ok()) std::abort();
         ++round;
@@ -214,11 +216,12 @@ void BM_Sustained(State& st, Dev d) {
     double wall = 0;
     for (auto _ : st) {
         Runtime<CacheT> rt(*rig.cache);
-        rt.start();
+        if (!rt.start().ok()) std::abort();
         const auto t0 = WallClock::now();
         for (std::uint64_t i = 0; i < ops; ++i) {
             const auto a = WallClock::now();
-            if (Status s = rt.write_blocking(rng() % (2 * kPmem / kKey) * kKey, buf); !s.ok())
+            if (Status s = rt.write_blocking(rng() % (2 * kPmem / kKey) * kKey, buf).status;
+                !s.ok())
                 die("sustained write", s);
             lat[i] = static_cast<std::uint64_t>((WallClock::now() - a).count());
         }
@@ -263,11 +266,13 @@ void BM_ReplayFresh(State& st, Dev d) {
             FileBlockDevice::open(back_path, BlockOpenOptions{.create = true, .size_bytes = data});
         if (!pm.ok() || !bk.ok()) die("replay files", pm.ok() ? bk.status() : pm.status());
         prefault(*pm);
-        auto c = Cache<Pmem2Device, FileBlockDevice>::open(*pm, *bk, {});
+        CacheOptions co;
+        co.force_format = true;  // a scratch device
+        auto c = Cache<Pmem2Device, FileBlockDevice>::format(borrow(*pm), borrow(*bk), co);
         if (!c.ok()) die("replay build", c.status());
         const std::vector<std::byte> b(512, std::byte{0x11});
         for (std::uint64_t k = 0; k < keys; ++k)
-            if (Status s = (*c)->write(k * 512, b); !s.ok()) die("replay build write", s);
+            if (Status s = (*c)->write(k * 512, b).status; !s.ok()) die("replay build write", s);
         if (Status s = (*c)->close(); !s.ok()) die("replay close", s);
     }
     std::vector<double> rates;
@@ -361,7 +366,7 @@ int replay_child(const char* pmem_path, const char* back_path, const char* dev) 
     auto run = [&](auto& pmem) -> int {
         using PmemT = std::remove_reference_t<decltype(pmem)>;
         const auto t0 = WallClock::now();
-        auto c = Cache<PmemT, FileBlockDevice>::open(pmem, *bk, {});
+        auto c = Cache<PmemT, FileBlockDevice>::open(borrow(pmem), borrow(*bk), {});
         const double s = std::chrono::duration<double>(WallClock::now() - t0).count();
         if (!c.ok()) return 3;
         std::printf("%lu %.9f\n", static_cast<unsigned long>((*c)->counters().replay_keys), s);

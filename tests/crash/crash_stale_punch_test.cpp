@@ -30,7 +30,7 @@ TEST(CrashRegression, StaleKeyPunchesItsRangeOverAnOlderFill) {
     constexpr std::uint64_t kR = 1 << 20;
     const auto older = pattern(4096, 1), newer = pattern(4096, 2);
     ASSERT_TRUE(disk.write(kR, older, false).ok());
-    auto c = std::move(MemCache::open(pmem, disk, o).value());
+    auto c = std::move(MemCache::format(borrow(pmem), borrow(disk), o).value());
 
     std::vector<std::byte> buf(4096);
     ASSERT_TRUE(c->read(kR, buf).ok());  // miss: F, a CLEAN key at the start of segment S1
@@ -74,7 +74,7 @@ TEST(CrashRegression, StaleKeyPunchesItsRangeOverAnOlderFill) {
                            format::to_bytes(bumped), kPmemFlushCache)
                     .ok());
 
-    auto reopened = MemCache::open(pmem, disk, o);
+    auto reopened = MemCache::open(borrow(pmem), borrow(disk), o);
     ASSERT_TRUE(reopened.ok()) << reopened.status().to_string();
     c = std::move(reopened.value());
     EXPECT_EQ(c->counters().replay_stale_keys, 1u);

@@ -16,7 +16,7 @@ using testutil::small_options;
 using testutil::small_pmem_bytes;
 
 std::unique_ptr<MemCache> open_gc0(MemPmem& p, MemBlockDevice& b) {
-    auto c = MemCache::open(p, b, small_options());
+    auto c = MemCache::format(borrow(p), borrow(b), small_options());
     EXPECT_TRUE(c.ok()) << c.status().to_string();
     if (!c.ok()) return nullptr;
     EXPECT_TRUE((*c)->set_gc_percent(0).ok());  // GC retires whatever writeback passed
@@ -50,11 +50,11 @@ TEST(IndexGc, RetiringEveryKsetEmptiesTheIndex) {
         for (std::uint32_t i = 0; i < 300; ++i) {
             const std::uint64_t off = ((i * 7919ull + round * 131) % 4000) * 4096 + (i % 3) * 1024;
             auto d = pattern(4096, round * 1000 + i);
-            Status s = c->write(off, d);
+            Status s = c->write(off, d).status;
             if (s.code() == Errc::busy) {
                 ASSERT_TRUE(c->flush().ok());
                 write_back_and_collect(*c);
-                s = c->write(off, d);
+                s = c->write(off, d).status;
             }
             ASSERT_TRUE(s.ok()) << s.to_string();
             std::copy(d.begin(), d.end(), model.begin() + off);
@@ -107,7 +107,7 @@ TEST(IndexRead, ReadsNeverAllocate) {
     MemBlockDevice disk(16 << 20);
     CacheOptions o = small_options();
     o.fill_on_read_miss = false;  // the holes stay holes: every read meets them
-    auto opened = MemCache::open(pmem, disk, o);
+    auto opened = MemCache::format(borrow(pmem), borrow(disk), o);
     ASSERT_TRUE(opened.ok()) << opened.status().to_string();
     auto& c = opened.value();
     // 96 keys of 4 KiB in one subtree with 4 KiB holes between some of them, so one read of

@@ -130,11 +130,11 @@ TEST(KeyIndex, PieceCallbackSeesEveryCut) {
 }
 
 TEST(KeyIndex, CompactNodeKeepsEveryField) {
-    // Extremes of each field survive the 40-byte node: last sector of the subtree, a 4 MiB key,
+    // Extremes of each field survive the compact node: last sector of the subtree, a 4 MiB key,
     // the largest segment id and offset, a generation above 2^32 (kept modulo 2^32), CRC, flags.
     constexpr std::uint64_t base = 7 * format::kSubtreeBytes;
     for (const CacheKey& k :
-         {CacheKey{base, 4u << 20, format::kKeyFlagClean, format::kCacheSegsMax - 1, 0, 5, 1, true},
+         {CacheKey{base, 4u << 20, format::kKeyFlagClean, format::kCacheSegsMax - 1, 0, 5, 1, true, 255, 1023},
           CacheKey{base + format::kSubtreeBytes - 512, 512, 0, 0,
                    static_cast<std::uint32_t>(format::kKernelSegDataBytes - 512),
                    (7ull << 32) | 0xFFFFFFFFu, 0xDEADBEEF, false}}) {
@@ -149,8 +149,11 @@ TEST(KeyIndex, CompactNodeKeepsEveryField) {
         EXPECT_TRUE(same_gen(got.gen, k.gen));
         EXPECT_EQ(got.data_crc, k.data_crc);
         EXPECT_EQ(got.crc_bad, k.crc_bad);
+        EXPECT_EQ(got.lane, k.lane);
+        EXPECT_EQ(got.lane_epoch, k.lane_epoch);
     }
-    EXPECT_EQ(sizeof(index_detail::CompactKeyNode), 40u);
+    // 24 B of tree hooks, 16 B of key, 3 B of lane tag (the cross-lane rule) and padding.
+    EXPECT_EQ(sizeof(index_detail::CompactKeyNode), 48u);
 }
 
 TEST(KeyIndex, ErasePiecesOfRemovesOnlyTheRetiredExtent) {

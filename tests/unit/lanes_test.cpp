@@ -41,7 +41,8 @@ struct Rig {
         cache.reset();  // a "crash": no close, nothing but what is on pmem survives
         CacheOptions o = testutil::small_options();
         o.n_lanes = n_lanes;
-        auto r = LaneCache::open(pmem, disk, o);
+        auto r = LaneCache::open(borrow(pmem), borrow(disk), o);
+        if (r.code() == Errc::not_found) r = LaneCache::format(borrow(pmem), borrow(disk), o);
         ASSERT_TRUE(r.ok()) << r.status().to_string();
         cache = std::move(r.value());
     }
@@ -59,8 +60,8 @@ TEST(CrossLane, NewestWinsAfterReplayWhenTheLaterLaneClosesFirst) {
     rig.open(2);
     ASSERT_EQ(rig.cache->n_lanes(), 2u);
     const auto older = pattern(kLen, 1), newer = pattern(kLen, 2);
-    ASSERT_TRUE(rig.cache->write(kOff, older, false, nullptr, 1).ok());  // lane 1, buffered
-    ASSERT_TRUE(rig.cache->write(kOff, newer, true, nullptr, 0).ok());   // lane 0, FUA
+    ASSERT_TRUE(rig.cache->write(kOff, older, {.fua = false, .lane = 1}).ok());  // lane 1, buffered
+    ASSERT_TRUE(rig.cache->write(kOff, newer, {.fua = true, .lane = 0}).ok());   // lane 0, FUA
     EXPECT_EQ(rig.cache->counters().cross_lane_closes, 1u);
     ASSERT_TRUE(rig.cache->flush().ok());
     EXPECT_EQ(rig.read(kOff, kLen), newer) << "before the crash";
@@ -76,8 +77,9 @@ TEST(CrossLane, WritebackLeavesTheNewestDataOnTheBackingDevice) {
     Rig rig;
     rig.open(2);
     const auto older = pattern(kLen, 3), newer = pattern(kLen, 4);
-    ASSERT_TRUE(rig.cache->write(kOff, older, false, nullptr, 1).ok());
-    ASSERT_TRUE(rig.cache->write(kOff + 4096, newer, true, nullptr, 0).ok());  // overlaps half
+    ASSERT_TRUE(rig.cache->write(kOff, older, {.fua = false, .lane = 1}).ok());
+    ASSERT_TRUE(
+        rig.cache->write(kOff + 4096, newer, {.fua = true, .lane = 0}).ok());  // overlaps half
     ASSERT_TRUE(rig.cache->close().ok());
     while (rig.cache->writeback_step().progressed) {
     }
@@ -101,7 +103,7 @@ TEST(CrossLane, ReadMissFillOnAnotherLaneDoesNotReplayOverANewerWrite) {
     rig.pmem.cpu = 1;
     EXPECT_EQ(rig.read(kOff, kLen), on_disk);  // miss: filled as a CLEAN key on lane 1
     rig.pmem.cpu = 0;
-    ASSERT_TRUE(rig.cache->write(kOff, newer, true).ok());  // calling CPU 0: lane 0, FUA
+    ASSERT_TRUE(rig.cache->write(kOff, newer, {.fua = true}).ok());  // calling CPU 0: lane 0, FUA
     EXPECT_EQ(rig.cache->counters().cross_lane_closes, 1u);
     ASSERT_TRUE(rig.cache->flush().ok());
     rig.open();
@@ -115,16 +117,17 @@ TEST(CrossLane, NoEarlyCloseWhenNotNeeded) {
     Rig rig;
     rig.open(2);
     auto& c = *rig.cache;
-    ASSERT_TRUE(c.write(kOff, pattern(kLen, 7), false, nullptr, 1).ok());
-    ASSERT_TRUE(c.write(kOff, pattern(kLen, 8), false, nullptr, 1).ok());         // same lane
-    ASSERT_TRUE(c.write(kOff + kLen, pattern(kLen, 9), false, nullptr, 0).ok());  // no overlap
+    ASSERT_TRUE(c.write(kOff, pattern(kLen, 7), {.fua = false, .lane = 1}).ok());
+    ASSERT_TRUE(c.write(kOff, pattern(kLen, 8), {.fua = false, .lane = 1}).ok());  // same lane
+    ASSERT_TRUE(
+        c.write(kOff + kLen, pattern(kLen, 9), {.fua = false, .lane = 0}).ok());  // no overlap
     EXPECT_EQ(c.counters().cross_lane_closes, 0u);
     ASSERT_TRUE(c.flush().ok());
     const std::uint64_t ksets = c.counters().ksets_written;
-    ASSERT_TRUE(c.write(kOff, pattern(kLen, 10), false, nullptr, 0).ok());  // lane 1 closed
+    ASSERT_TRUE(c.write(kOff, pattern(kLen, 10), {.fua = false, .lane = 0}).ok());  // lane 1 closed
     EXPECT_EQ(c.counters().cross_lane_closes, 0u);
     EXPECT_EQ(c.counters().ksets_written, ksets);
-    ASSERT_TRUE(c.write(kOff, pattern(kLen, 11), false, nullptr, 1).ok());  // lane 0 open
+    ASSERT_TRUE(c.write(kOff, pattern(kLen, 11), {.fua = false, .lane = 1}).ok());  // lane 0 open
     EXPECT_EQ(c.counters().cross_lane_closes, 1u);
     EXPECT_EQ(rig.read(kOff, kLen), pattern(kLen, 11));
     EXPECT_TRUE(c.check_invariants().ok());
@@ -135,11 +138,12 @@ TEST(Lanes, EachLaneHasItsOwnDataHead) {
     Rig rig;
     rig.open(2);
     const std::uint32_t before = rig.cache->segs_used();
-    ASSERT_TRUE(rig.cache->write(0, pattern(4096, 1), false, nullptr, 0).ok());
+    ASSERT_TRUE(rig.cache->write(0, pattern(4096, 1), {.fua = false, .lane = 0}).ok());
     EXPECT_EQ(rig.cache->segs_used(), before + 1);
-    ASSERT_TRUE(rig.cache->write(8 << 20, pattern(4096, 2), false, nullptr, 1).ok());
+    ASSERT_TRUE(rig.cache->write(8 << 20, pattern(4096, 2), {.fua = false, .lane = 1}).ok());
     EXPECT_EQ(rig.cache->segs_used(), before + 2);
-    ASSERT_TRUE(rig.cache->write(4096, pattern(4096, 3), false, nullptr, 2).ok());  // 2 % 2 = 0
+    ASSERT_TRUE(
+        rig.cache->write(4096, pattern(4096, 3), {.fua = false, .lane = 2}).ok());  // 2 % 2 = 0
     EXPECT_EQ(rig.cache->segs_used(), before + 2);
     EXPECT_TRUE(rig.cache->check_invariants().ok());
 }
@@ -153,7 +157,7 @@ TEST(Lanes, ThreadsOnTwoLanesReplayAndWriteBackTheLiveState) {
     MemBlockDevice disk(16 << 20);
     CacheOptions o = testutil::small_options();
     o.n_lanes = 2;
-    auto c = std::move(testutil::MemCache::open(pmem, disk, o).value());
+    auto c = std::move(testutil::MemCache::format(borrow(pmem), borrow(disk), o).value());
     constexpr std::uint64_t kRegion = 64 << 10;
     std::vector<std::thread> threads;
     std::atomic<int> errors{0};
@@ -166,7 +170,8 @@ TEST(Lanes, ThreadsOnTwoLanesReplayAndWriteBackTheLiveState) {
                 const std::size_t len =
                     std::min<std::uint64_t>(512 * (1 + (x >> 40) % 4), kRegion - off);
                 const std::uint32_t lane = t == 3 ? kAutoLane : t;  // t 2: lane 2 % 2 = 0
-                if (!c->write(off, pattern(len, t * 1000 + i), (x >> 20) % 8 == 0, nullptr, lane)
+                if (!c->write(off, pattern(len, t * 1000 + i),
+                              {.fua = (x >> 20) % 8 == 0, .lane = lane})
                          .ok())
                     ++errors;
                 if ((x >> 30) % 64 == 0 && !c->flush().ok()) ++errors;
@@ -179,7 +184,7 @@ TEST(Lanes, ThreadsOnTwoLanesReplayAndWriteBackTheLiveState) {
     std::vector<std::byte> live(kRegion), replayed(kRegion), backing(kRegion);
     ASSERT_TRUE(c->read(0, live).ok());
     c.reset();  // a crash after the FLUSH
-    c = std::move(testutil::MemCache::open(pmem, disk, o).value());
+    c = std::move(testutil::MemCache::open(borrow(pmem), borrow(disk), o).value());
     ASSERT_TRUE(c->read(0, replayed).ok());
     EXPECT_TRUE(replayed == live)
         << "ORACLE VIOLATION: replay after FLUSH differs from what the live cache returned";
@@ -196,10 +201,11 @@ TEST(Lanes, OptionsAreChecked) {
     MemBlockDevice disk(16 << 20);
     CacheOptions o = testutil::small_options();
     o.n_lanes = 1025;
-    EXPECT_EQ(LaneCache::open(pmem, disk, o).status().code(), Errc::invalid_argument);
+    EXPECT_EQ(LaneCache::format(borrow(pmem), borrow(disk), o).status().code(),
+              Errc::invalid_argument);
     o.n_lanes = 0;
     o.n_ksets = 3;  // the former name still works
-    auto c = LaneCache::open(pmem, disk, o);
+    auto c = LaneCache::format(borrow(pmem), borrow(disk), o);
     ASSERT_TRUE(c.ok()) << c.status().to_string();
     EXPECT_EQ(c.value()->n_lanes(), 3u);
 }

@@ -95,7 +95,7 @@ TEST(Watermarks, HookFiresOnceAtTheHighMarkAndReArmsAtTheLowMark) {
     CacheOptions o = testutil::small_options();
     o.writeback_high_percent = 30;
     o.writeback_low_percent = 20;
-    auto c = std::move(MemCache::open(pmem, disk, o).value());
+    auto c = std::move(MemCache::format(borrow(pmem), borrow(disk), o).value());
     ASSERT_EQ(c->dirty_high_bytes(), 64ull * c->geometry().seg_data_bytes() / 100 * 30);
     int calls = 0;
     c->set_wake_hook([](void* n) { ++*static_cast<int*>(n); }, &calls);
@@ -104,7 +104,7 @@ TEST(Watermarks, HookFiresOnceAtTheHighMarkAndReArmsAtTheLowMark) {
     auto write_until_wanted = [&] {
         while (!c->writeback_wanted()) {
             ASSERT_EQ(calls, 0);  // checked below the mark: nothing yet
-            const Status ws = c->write(off, d);
+            const Status ws = c->write(off, d).status;
             ASSERT_TRUE(ws.ok()) << ws.to_string() << " dirty " << c->dirty_bytes() << " segs "
                                  << c->segs_used();
             off += 4096;
@@ -121,7 +121,7 @@ TEST(Watermarks, HookFiresOnceAtTheHighMarkAndReArmsAtTheLowMark) {
     EXPECT_EQ(calls, 1) << "re-armed at the low mark";
     calls = 0;
     Status s;
-    for (int i = 0; i < 10000 && s.ok(); ++i) s = c->write((off += 4096) % (64 << 20), d);
+    for (int i = 0; i < 10000 && s.ok(); ++i) s = c->write((off += 4096) % (64 << 20), d).status;
     ASSERT_EQ(s.code(), Errc::busy) << s.to_string();
     EXPECT_EQ(calls, 1) << "a busy write wakes at once";
     c->set_wake_hook(nullptr, nullptr);
@@ -134,9 +134,9 @@ TEST(Watermarks, HookFiresOnceAtTheHighMarkAndReArmsAtTheLowMark) {
 TEST(Watermarks, RuntimeWritesBackWhenTheHighMarkIsPassedWithoutATimer) {
     MemPmem pmem(testutil::small_pmem_bytes(16));
     MemBlockDevice disk(64 << 20);
-    auto c = std::move(MemCache::open(pmem, disk, testutil::small_options()).value());
+    auto c = std::move(MemCache::format(borrow(pmem), borrow(disk), testutil::small_options()).value());
     Runtime<MemCache> rt(*c, {std::chrono::hours(1), std::chrono::hours(1)});
-    rt.start();
+    ASSERT_TRUE(rt.start().ok());
     // Let the threads finish their first (empty) steps and wait: from then on only a wake-up
     // runs writeback (should a loaded machine delay them, this test can pass on old code, never
     // fail on new code).

@@ -10,8 +10,7 @@
 
 namespace pcache {
 
-// Lane argument meaning "the calling CPU's lane" (Cache::write).
-inline constexpr std::uint32_t kAutoLane = UINT32_MAX;
+
 
 struct CacheOptions {
     // Per-key data CRC. For an existing cache it must equal what the image records.
