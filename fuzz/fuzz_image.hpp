@@ -56,7 +56,9 @@ inline CacheOptions options(bool data_crc) {
     CacheOptions o;
     o.data_crc = data_crc;
     o.geometry.segment_bytes = kSegmentBytes;
-    o.n_ksets = 2;
+    // One lane: with more, a write's lane would be the CPU it ran on (sched_getcpu), and the
+    // templates, the corpus and every fuzz run must not depend on the machine's scheduling.
+    o.n_lanes = 1;
     o.close_on_destroy = false;  // the fuzzers compare images: no I/O when a cache is dropped
     return o;
 }
