@@ -7,7 +7,7 @@
 // (erase_pieces_of). The caller holds the subtree's lock.
 //
 // The set is an intrusive red-black tree whose nodes come from a pool (key_node.hpp): no
-// malloc per insert once the process-wide depot holds the peak number of keys, 40 B per key
+// malloc per insert once the process-wide depot holds the peak number of keys, 48 B per key
 // in the engine's subtrees. Walks decode each node into a CacheKey on the stack.
 #pragma once
 

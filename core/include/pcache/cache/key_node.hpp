@@ -2,8 +2,9 @@
 //
 // A node is a key plus the hooks of an intrusive red-black tree (Boost.Intrusive,
 // optimize_size: parent pointer and colour share a word, 24 B). Two node kinds:
-//   CompactKeyNode  48 B: the engine's subtrees (40 B of tree hooks and key, 8 B of lane tag). Offsets relative to the 4 MiB subtree and in
-//                   512-byte sectors, the generation modulo 2^32 (see same_gen below).
+//   CompactKeyNode  48 B: the engine's subtrees (hooks, key, lane tag). Offsets relative to
+//                   the 4 MiB subtree and in 512-byte sectors, the generation modulo 2^32
+//                   (see same_gen below).
 //   WideKeyNode     64 B: scratch sets holding keys of any offset (writeback's per-kset set).
 // Nodes come from a KeyPool per set, which refills from and trims back to a process-wide
 // NodeDepot per node kind (slabs of 64 nodes, kept and reused for the life of the process). A
