@@ -24,7 +24,6 @@
 #include <algorithm>
 #include <concepts>
 #include <cstdint>
-#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -65,11 +64,24 @@ concept LogSource = requires(const S& s, LogPos p, std::uint64_t off, std::span<
     { s.read(off, dst) } -> std::same_as<Status>;
 };
 
+// An optional log position. Not std::optional: g++ 12 at -O1 (the sanitizer builds) warns that
+// a disengaged std::optional's payload "may be used uninitialized" where it is only read
+// after the engaged check (GCC bug 80635), and the build treats warnings as errors.
+struct MaybePos {
+    bool set = false;
+    LogPos pos{};
+    MaybePos() = default;
+    MaybePos(LogPos p) : set(true), pos(p) {}  // NOLINT: implicit, as std::optional's
+    explicit operator bool() const { return set; }
+    const LogPos& operator*() const { return pos; }
+    const LogPos* operator->() const { return &pos; }
+};
+
 struct WalkSpec {
-    LogPos from{};                  // a tail
-    std::optional<LogPos> until{};  // the walk ends on reaching it (not read); must be reached
+    LogPos from{};     // a tail
+    MaybePos until{};  // the walk ends on reaching it (not read); must be reached
     const char* until_name = "key_head";
-    std::optional<LogPos> mark{};  // KsetAt::past_mark / WalkEnd::mark_reached (dirty_tail)
+    MaybePos mark{};  // KsetAt::past_mark / WalkEnd::mark_reached (dirty_tail)
 };
 
 // One decoded kset, handed to the visitor. `view` (normal or last, never end) and its bytes
