@@ -134,7 +134,8 @@ TEST(KeyIndex, CompactNodeKeepsEveryField) {
     // the largest segment id and offset, a generation above 2^32 (kept modulo 2^32), CRC, flags.
     constexpr std::uint64_t base = 7 * format::kSubtreeBytes;
     for (const CacheKey& k :
-         {CacheKey{base, 4u << 20, format::kKeyFlagClean, format::kCacheSegsMax - 1, 0, 5, 1, true, 255, 1023},
+         {CacheKey{base, 4u << 20, format::kKeyFlagClean, format::kCacheSegsMax - 1, 0, 5, 1, true,
+                   255, 1023},
           CacheKey{base + format::kSubtreeBytes - 512, 512, 0, 0,
                    static_cast<std::uint32_t>(format::kKernelSegDataBytes - 512),
                    (7ull << 32) | 0xFFFFFFFFu, 0xDEADBEEF, false}}) {

@@ -134,7 +134,8 @@ TEST(Watermarks, HookFiresOnceAtTheHighMarkAndReArmsAtTheLowMark) {
 TEST(Watermarks, RuntimeWritesBackWhenTheHighMarkIsPassedWithoutATimer) {
     MemPmem pmem(testutil::small_pmem_bytes(16));
     MemBlockDevice disk(64 << 20);
-    auto c = std::move(MemCache::format(borrow(pmem), borrow(disk), testutil::small_options()).value());
+    auto c =
+        std::move(MemCache::format(borrow(pmem), borrow(disk), testutil::small_options()).value());
     Runtime<MemCache> rt(*c, {std::chrono::hours(1), std::chrono::hours(1)});
     ASSERT_TRUE(rt.start().ok());
     // Let the threads finish their first (empty) steps and wait: from then on only a wake-up

@@ -77,8 +77,9 @@ public:
             std::lock_guard g(mutex_);
             if (state_ != State::created)
                 return {Errc::invalid_argument,
-                        state_ == State::running ? "Runtime::start: already running"
-                                                 : "Runtime::start: stopped (a Runtime starts once)"};
+                        state_ == State::running
+                            ? "Runtime::start: already running"
+                            : "Runtime::start: stopped (a Runtime starts once)"};
             state_ = State::running;
             writeback_ = std::thread([this] { loop(&Runtime::writeback_once); });
             gc_ = std::thread([this] { loop(&Runtime::gc_once); });

@@ -141,9 +141,9 @@ Result<typename Cache<Pmem, Block>::Allocation> Cache<Pmem, Block>::data_alloc(s
         ln.head_off = 0;
         segs_[ln.head_seg].refs.fetch_add(1, std::memory_order_relaxed);  // the head's own
     }
-    PCACHE_VERIFY(ln.head_off < seg_data_bytes(),
-                  "data head at " + std::to_string(ln.head_off) + " of segment " +
-                      std::to_string(ln.head_seg) + " is past its data area");
+    PCACHE_VERIFY(ln.head_off < seg_data_bytes(), "data head at " + std::to_string(ln.head_off) +
+                                                      " of segment " + std::to_string(ln.head_seg) +
+                                                      " is past its data area");
     Segment& s = segs_[ln.head_seg];
     const std::uint64_t remain = seg_data_bytes() - ln.head_off;
     Allocation a{ln.head_seg, ln.head_off,

@@ -10,8 +10,6 @@
 
 namespace pcache {
 
-
-
 struct CacheOptions {
     // Per-key data CRC. For an existing cache it must equal what the image records.
     bool data_crc = false;
