@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <span>
 #include <string>
@@ -200,6 +201,9 @@ private:
     static Result<std::unique_ptr<Cache>> create(PmemPtr pmem, BlockPtr backing, CacheOptions opts,
                                                  Mode mode);
     Status format_device();
+    Result<format::Superblock> read_superblock() const;
+    Result<std::optional<format::Latest<format::CacheInfo>>> read_latest_cache_info() const;
+    void size_key_log();
     Status load_device();
     Status check_ksets_fit(std::uint32_t segs);  // resolves opts_.n_lanes
     Status finish_open();

@@ -42,24 +42,46 @@ Status Cache<Pmem, Block>::check_ksets_fit(std::uint32_t segs) {
 }
 
 // Writes a new cache. Every refusal comes before the first write.
+// The superblock as the cache device holds it (not_found: a blank device).
+template <PmemDevice Pmem, BlockDevice Block>
+Result<format::Superblock> Cache<Pmem, Block>::read_superblock() const {
+    std::array<std::byte, format::kSuperblockBytes> raw{};
+    PCACHE_TRY(pmem_.read(format::kSuperblockOffsetBytes, raw));
+    return format::decode_superblock(raw, pmem_.size(), opts_.geometry);
+}
+
+// The newer CRC-valid cache_info slot, if either is (not yet checked against the superblock).
+template <PmemDevice Pmem, BlockDevice Block>
+Result<std::optional<format::Latest<format::CacheInfo>>>
+Cache<Pmem, Block>::read_latest_cache_info() const {
+    using format::kCacheInfoOffsetBytes, format::kCacheInfoSlotStrideBytes;
+    std::array<std::byte, format::kCacheInfoBytes> s0{}, s1{};
+    PCACHE_TRY(pmem_.read(kCacheInfoOffsetBytes, s0));
+    PCACHE_TRY(pmem_.read(kCacheInfoOffsetBytes + kCacheInfoSlotStrideBytes, s1));
+    return format::select_latest<format::CacheInfo>(
+        s0, kCacheInfoOffsetBytes, s1, kCacheInfoOffsetBytes + kCacheInfoSlotStrideBytes);
+}
+
+// How many of the largest ksets (plus a LAST kset) a fresh segment holds.
+template <PmemDevice Pmem, BlockDevice Block>
+void Cache<Pmem, Block>::size_key_log() {
+    per_seg_ksets_ = static_cast<std::uint32_t>((seg_data_bytes() - format::kKsetHeaderBytes) /
+                                                format::kKsetBytesMax);
+    assert(per_seg_ksets_ >= 1);  // Geometry::validate: a segment holds the largest kset
+}
+
 template <PmemDevice Pmem, BlockDevice Block>
 Status Cache<Pmem, Block>::format_device() {
-    std::array<std::byte, format::kSuperblockBytes> sb_raw{};
-    PCACHE_TRY(pmem_.read(format::kSuperblockOffsetBytes, sb_raw));
-    auto sb = format::decode_superblock(sb_raw, pmem_.size(), opts_.geometry);
+    auto sb = read_superblock();
     if (!opts_.force_format) {
         if (!sb.ok() && sb.code() != Errc::not_found)
             return sb.status().with_context(
                 "the cache device holds a corrupt superblock (force_format formats it anyway)");
         if (sb.ok()) {
             sb_ = *sb;
-            std::array<std::byte, format::kCacheInfoBytes> s0{}, s1{};
-            using format::kCacheInfoOffsetBytes, format::kCacheInfoSlotStrideBytes;
-            PCACHE_TRY(pmem_.read(kCacheInfoOffsetBytes, s0));
-            PCACHE_TRY(pmem_.read(kCacheInfoOffsetBytes + kCacheInfoSlotStrideBytes, s1));
-            if (format::select_latest<format::CacheInfo>(
-                    s0, kCacheInfoOffsetBytes, s1,
-                    kCacheInfoOffsetBytes + kCacheInfoSlotStrideBytes))
+            auto info = read_latest_cache_info();
+            if (!info.ok()) return info.status();
+            if (*info)
                 return {Errc::invalid_argument,
                         "the cache device holds a pcache cache: format refuses to overwrite it "
                         "(force_format discards what it holds)"};
@@ -69,9 +91,7 @@ Status Cache<Pmem, Block>::format_device() {
     const std::uint64_t n = opts_.geometry.seg_num_for(pmem_.size());
     sb_ = format::make_superblock(
         static_cast<std::uint32_t>(std::min<std::uint64_t>(n, format::kCacheSegsMax)));
-    per_seg_ksets_ = static_cast<std::uint32_t>((seg_data_bytes() - format::kKsetHeaderBytes) /
-                                                format::kKsetBytesMax);
-    assert(per_seg_ksets_ >= 1);  // Geometry::validate: a segment holds the largest kset
+    size_key_log();
     PCACHE_TRY(check_ksets_fit(sb_.seg_num));
     PCACHE_TRY(format_superblock());  // (re)initialises the superblock and metadata pages
     info_ = format::CacheInfo{};
@@ -90,9 +110,7 @@ Status Cache<Pmem, Block>::format_device() {
 // read-only.
 template <PmemDevice Pmem, BlockDevice Block>
 Status Cache<Pmem, Block>::load_device() {
-    std::array<std::byte, format::kSuperblockBytes> sb_raw{};
-    PCACHE_TRY(pmem_.read(format::kSuperblockOffsetBytes, sb_raw));
-    auto sb = format::decode_superblock(sb_raw, pmem_.size(), opts_.geometry);
+    auto sb = read_superblock();
     if (sb.code() == Errc::not_found)
         return sb.status().with_context(
             "no pcache cache on the cache device (a blank device: create one with format)");
@@ -104,9 +122,7 @@ Status Cache<Pmem, Block>::load_device() {
         return {Errc::not_found,
                 "the cache device holds a superblock but no valid cache_info: a format that "
                 "never finished (run format again)"};
-    per_seg_ksets_ = static_cast<std::uint32_t>((seg_data_bytes() - format::kKsetHeaderBytes) /
-                                                format::kKsetBytesMax);
-    assert(per_seg_ksets_ >= 1);  // Geometry::validate: a segment holds the largest kset
+    size_key_log();
     PCACHE_TRY(check_ksets_fit(info_.n_segs));
     n_segs_ = info_.n_segs;
     segs_.reset(new Segment[n_segs_]);
@@ -169,11 +185,9 @@ Status Cache<Pmem, Block>::format_superblock() {
 template <PmemDevice Pmem, BlockDevice Block>
 Result<bool> Cache<Pmem, Block>::load_cache_info() {
     using format::kCacheInfoOffsetBytes, format::kCacheInfoSlotStrideBytes;
-    std::array<std::byte, format::kCacheInfoBytes> s0{}, s1{};
-    PCACHE_TRY(pmem_.read(kCacheInfoOffsetBytes, s0));
-    PCACHE_TRY(pmem_.read(kCacheInfoOffsetBytes + kCacheInfoSlotStrideBytes, s1));
-    auto latest = format::select_latest<format::CacheInfo>(
-        s0, kCacheInfoOffsetBytes, s1, kCacheInfoOffsetBytes + kCacheInfoSlotStrideBytes);
+    auto found = read_latest_cache_info();
+    if (!found.ok()) return found.status();
+    const auto& latest = *found;
     if (!latest) return false;
     const std::uint64_t where = kCacheInfoOffsetBytes + latest->slot * kCacheInfoSlotStrideBytes;
     PCACHE_TRY(format::validate_cache_info(latest->record, sb_.seg_num, where));
