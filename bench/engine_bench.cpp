@@ -420,7 +420,8 @@ void register_device(Dev d, bool quick) {
 }  // namespace pcache::bench
 
 namespace pcache::bench {
-void register_issue17(bool quick);  // issue17_bench.cpp
+void register_issue17(bool quick);     // issue17_bench.cpp
+void register_write_path(bool quick);  // write_path_bench.cpp
 int replay_child(const char* pmem_path, const char* back_path, const char* dev);
 }  // namespace pcache::bench
 
@@ -463,6 +464,7 @@ int main(int argc, char** argv) {
         ->Iterations(1)
         ->Unit(benchmark::kMillisecond);
     register_issue17(quick);
+    register_write_path(quick);
     benchmark::AddCustomContext("pcache_dax",
                                 dax_path().empty() ? "none (set PCACHE_BENCH_DAX)" : dax_path());
     benchmark::RunSpecifiedBenchmarks();
