@@ -218,8 +218,8 @@ void BM_WritebackUring(State& st, Dev d) {
         ++round;
         for (std::uint64_t k = 0; k < keys; k += format::kKsetKeysMax)  // as each kset sorts
             std::sort(offs.begin() + static_cast<std::ptrdiff_t>(k),
-                      offs.begin() + static_cast<std::ptrdiff_t>(
-                                         std::min(keys, k + format::kKsetKeysMax)));
+                      offs.begin() +
+                          static_cast<std::ptrdiff_t>(std::min(keys, k + format::kKsetKeysMax)));
         const auto b0 = WallClock::now();
         const double bc0 = process_cpu_seconds();
         for (std::uint64_t k = 0; k < keys; k += per_flush) {
