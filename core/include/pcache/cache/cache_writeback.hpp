@@ -15,6 +15,9 @@
 // (pmem media error) or fail their CRC is data already lost: it is reported (counter, one log
 // line), not written (the backing device keeps its old bytes), its range poisoned while it is
 // still the newest data for it (reads fail until it is overwritten), and writeback goes on.
+// Where the pmem allows it (PmemWritebackFromMapping) and the backing device takes one request
+// at a time, runs are written straight from the mapping, falling back to the copy on any error
+// (docs/design.md "Reading pmem: the SIGBUS guard").
 #pragma once
 
 #include <algorithm>
