@@ -5,7 +5,7 @@
 //   i17/write_hit_mt/DEV/4096/threads:N aggregate items/s (wall time), N = 1, 2, 4, 8 in order
 //   i17/read_hit/DEV/4096               ratio_to_bound = / memcpy of 4 KiB out of the mapping
 //   i17/writeback_{seq,rand}/DEV        ratio_to_bound = / the same backing writes + flushes
-//   i17/writeback_rand_uring_qd32/DEV   the same through io_uring write_batch, queue depth 32
+//   i17/writeback_rand_uring_qd32/DEV   the same through io_uring, queue depth 32; wall and CPU
 //   i17/sustained/DEV                   Runtime on, cache 2x smaller than the working set:
 //                                       ops/s and latency percentiles (ns), writeback+GC inside
 //   i17/replay_fresh/DEV/N              Cache::open of N keys in a fresh process (exec)
@@ -19,27 +19,14 @@
 #include <random>
 #include <thread>
 
-#include "bench_rig.hpp"
+#include "issue17_writeback.hpp"
 #include "pcache/blockdev/uring_block_device.hpp"
 #include "pcache/runtime.hpp"
 
 namespace pcache::bench {
 namespace {
 
-using benchmark::Counter;
-using benchmark::State;
-using WallClock = std::chrono::steady_clock;
-
-constexpr std::uint64_t kPmem = 512ull << 20, kBacking = 1ull << 30, kKey = 4096;
-
-bool& quick_mode() {
-    static bool q = false;
-    return q;
-}
-
-std::uint64_t spread(std::uint64_t i, std::uint64_t region) {
-    return (i * 40503 % (region / kKey)) * kKey;
-}
+using namespace i17;
 
 // Bytes/s of a memcpy of `size` bytes out of the mapping (the read-hit bound).
 template <class P>
@@ -98,107 +85,6 @@ void BM_ReadHit17(State& st, Dev d) {
     st.SetBytesProcessed(static_cast<std::int64_t>(iters * kKey));
     st.counters["ratio_to_bound"] = Counter(iters * kKey / bound, Counter::kIsRate);
     st.counters["bound_MBps"] = Counter(bound / 1e6);
-}
-
-// Writeback of `dirty` bytes of 4 KiB keys, sequential or random offsets. The bound issues the
-// requests writeback issues (sequential keys coalesce into 1 MiB runs; random ones stay 4 KiB),
-// one at a time as FileBlockDevice does (queue depth 1), plus one flush per 32 ksets.
-template <class P>
-void BM_Writeback17(State& st, Dev d, bool random) {
-    const std::uint64_t dirty = quick_mode() ? (4ull << 20) : (32ull << 20);
-    const std::uint64_t keys = dirty / kKey;
-    const std::uint64_t req = random ? kKey : (1ull << 20);
-    auto offset = [&](std::uint64_t round, std::uint64_t k) {
-        return random ? spread(round * keys + k, kBacking) : (round * dirty + k * kKey) % kBacking;
-    };
-    Rig<P> rig(d, kPmem, kBacking);
-    auto buf = std::vector<std::byte>(req, std::byte{0x3c});
-    const std::uint64_t ksets = (keys + format::kKsetKeysMax - 1) / format::kKsetKeysMax;
-    const double bound_s = [&] {  // seconds for one round of the same requests
-        const auto t0 = thread_cpu_seconds();
-        for (std::uint64_t b = 0; b < dirty / req; ++b) {
-            const std::uint64_t off = random ? offset(7, b) : (b * req) % kBacking;
-            if (!rig.backing.write(off, buf, false).ok()) std::abort();
-            if ((b * req / kKey) % (32 * format::kKsetKeysMax) == 0 && !rig.backing.flush().ok())
-                std::abort();
-        }
-        return thread_cpu_seconds() - t0;
-    }();
-    buf.resize(kKey);
-    std::uint64_t round = 0;
-    for (auto _ : st) {
-        st.PauseTiming();
-        rig.drain();
-        for (std::uint64_t k = 0; k < keys; ++k) rig.write(nullptr, offset(round, k), buf);
-        if (!rig.cache->flush().ok()) std::abort();
-        ++round;
-        st.ResumeTiming();
-        while (rig.cache->writeback_step().progressed) {
-        }
-    }
-    st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations()) *
-                         static_cast<std::int64_t>(dirty));
-    st.counters["ratio_to_bound"] = Counter(bound_s, Counter::kIsIterationInvariantRate);
-    st.counters["bound_MBps"] = Counter(static_cast<double>(dirty) / bound_s / 1e6);
-    st.counters["ksets"] = static_cast<double>(ksets);
-}
-
-// Writeback of random 4 KiB keys to an io_uring backing file, queue depth 32 (write_batch).
-// Bound: the same 4 KiB requests through UringBlockDevice::write_batch in batches of 32, one
-// flush per 32 ksets: same request size, same queue depth, same device.
-template <class P>
-void BM_WritebackUring(State& st, Dev d) {
-    constexpr unsigned kDepth = 32;
-    const std::uint64_t dirty = quick_mode() ? (4ull << 20) : (32ull << 20);
-    const std::uint64_t keys = dirty / kKey;
-    auto pmem = make_pmem<P>(d, kPmem);
-    const std::string path = temp_path("uring");
-    auto ub = UringBlockDevice::open(path, {.create = true, .size_bytes = kBacking}, kDepth);
-    ::unlink(path.c_str());
-    if (!ub.ok()) die("io_uring backing", ub.status());
-    std::vector<std::byte> buf(kKey * kDepth, std::byte{0x3c});
-    const double bound_s = [&] {
-        std::vector<WriteRequest> reqs(kDepth);
-        const auto t0 = thread_cpu_seconds();
-        for (std::uint64_t k = 0; k < keys; k += kDepth) {
-            for (unsigned j = 0; j < kDepth; ++j)
-                reqs[j] = {spread(7 * keys + k + j, kBacking),
-                           std::span<const std::byte>(buf).subspan(j * kKey, kKey), false};
-            if (!ub->write_batch(reqs).ok()) std::abort();
-            if (k % (32 * format::kKsetKeysMax) == 0 && !ub->flush().ok()) std::abort();
-        }
-        return thread_cpu_seconds() - t0;
-    }();
-    CacheOptions co;
-    co.writeback_queue_depth = kDepth;
-    co.force_format = true;  // a scratch device
-    auto c = Cache<P, UringBlockDevice>::format(borrow(*pmem), borrow(*ub), co);
-    if (!c.ok()) die("cache", c.status());
-    if (!(*c)->set_gc_percent(0).ok()) std::abort();
-    buf.resize(kKey);
-    std::uint64_t round = 0;
-    double wall = 0;
-    for (auto _ : st) {
-        st.PauseTiming();
-        for (int i = 0; i < 1 << 20; ++i) {  // written back and collected: room for a round
-            const bool w = (*c)->writeback_step().progressed, g = (*c)->gc_step().progressed;
-            if (!w && !g) break;
-        }
-        for (std::uint64_t k = 0; k < keys; ++k)
-            if (Status s = (*c)->write(spread(round * keys + k, kBacking), buf).status; !s.ok())
-                die("write", s);
-        if (!(*c)->flush().ok()) std::abort();
-        ++round;
-        st.ResumeTiming();
-        const auto t0 = WallClock::now();
-        while ((*c)->writeback_step().progressed) {
-        }
-        wall += std::chrono::duration<double>(WallClock::now() - t0).count();
-    }
-    const double per_round = wall / static_cast<double>(std::max<std::int64_t>(st.iterations(), 1));
-    st.counters["ratio_to_bound"] = bound_s / per_round;  // both wall, timed here
-    st.counters["engine_MBps"] = static_cast<double>(dirty) / per_round / 1e6;
-    st.counters["bound_MBps"] = static_cast<double>(dirty) / bound_s / 1e6;
 }
 
 // Sustained random 4 KiB writes over a working set twice the cache, Runtime threads on, every
@@ -344,6 +230,7 @@ void register17(Dev d) {
                                      BM_Writeback17<P>, d, random)
             ->Unit(benchmark::kMillisecond);
     benchmark::RegisterBenchmark(name("writeback_rand_uring_qd32").c_str(), BM_WritebackUring<P>, d)
+        ->UseManualTime()
         ->Unit(benchmark::kMillisecond);
     benchmark::RegisterBenchmark(name("sustained").c_str(), BM_Sustained<P>, d)
         ->Iterations(1)

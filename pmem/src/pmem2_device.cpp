@@ -3,8 +3,10 @@
 
 #include <fcntl.h>
 #include <libpmem2.h>
+#include <linux/magic.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <cassert>
@@ -181,6 +183,9 @@ Status Pmem2Device::map_source(const OpenOptions& options) {
         return {Errc::io, "pmem '" + path_ + "': fstat: " + errno_text(errno)};
     const bool devdax = S_ISCHR(st.st_mode);
     file_mode_ = st.st_mode;
+    struct statfs fs {};
+    in_memory_fs_ = !devdax && ::fstatfs(fd_, &fs) == 0 &&
+                    (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC);
     if (!devdax && !S_ISREG(st.st_mode))
         return {Errc::invalid_argument,
                 "pmem '" + path_ + "': expected a regular file or a device-DAX character device"};
@@ -269,6 +274,7 @@ Pmem2Device& Pmem2Device::operator=(Pmem2Device&& other) noexcept {
     granularity_ = other.granularity_;
     read_mode_ = other.read_mode_;
     file_mode_ = other.file_mode_;
+    in_memory_fs_ = other.in_memory_fs_;
     has_badblock_list_ = std::exchange(other.has_badblock_list_, false);
     badblocks_ = std::move(other.badblocks_);
     memcpy_fn_ = std::exchange(other.memcpy_fn_, nullptr);

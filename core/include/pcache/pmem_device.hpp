@@ -50,6 +50,18 @@ concept PmemDevice = requires(P& p, const P& cp, std::uint64_t off, std::uint64_
     { cp.read(off, dst) } -> std::same_as<Status>;
 };
 
+// Optional capability: writeback_from_mapping() true says the engine may hand data() ranges
+// straight to a backing-device write, without copying them out first (issue 17 item 4). Only
+// where touching the mapping can never kill the process: memory or page-cache pages, whose
+// failures (a file truncated under the mapping) make the kernel's copy fail the write with
+// EFAULT. The engine then sends the same range through read() (the copy, which finds and
+// reports a media error) before it gives up on it. Real pmem (DAX) says false: a poisoned line
+// read by the kernel is a machine check that not every kernel recovers from.
+template <class P>
+concept PmemWritebackFromMapping = PmemDevice<P> && requires(const P& cp) {
+    { cp.writeback_from_mapping() } -> std::same_as<bool>;
+};
+
 // Range check shared by implementations: [off, off+len) inside a device of `size` bytes.
 inline Status check_range(const char* what, std::uint64_t off, std::uint64_t len,
                           std::uint64_t size) {

@@ -15,6 +15,9 @@
 // (pmem media error) or fail their CRC is data already lost: it is reported (counter, one log
 // line), not written (the backing device keeps its old bytes), its range poisoned while it is
 // still the newest data for it (reads fail until it is overwritten), and writeback goes on.
+// Where the pmem allows it (PmemWritebackFromMapping) and the backing device takes one request
+// at a time, runs are written straight from the mapping, falling back to the copy on any error
+// (docs/design.md "Reading pmem: the SIGBUS guard").
 #pragma once
 
 #include <algorithm>
@@ -68,6 +71,22 @@ public:
         auto dst = reserve(off, bytes.size());
         if (!dst.ok()) return dst.status();
         std::memcpy(dst->data(), bytes.data(), bytes.size());
+        return {};
+    }
+    // A run written straight from the pmem mapping (PmemWritebackFromMapping, a device without
+    // batches: one request at a time, so the waiting runs go first and the order holds). An
+    // error is the waiting runs'; `sent` false with ok: the direct write failed (a backing
+    // error, or EFAULT from a page under the mapping) and the caller sends the run through the
+    // copy, which reports unreadable bytes as lost and fails the step on a backing error.
+    Status write_direct(std::uint64_t off, std::span<const std::byte> src, bool& sent) {
+        PCACHE_VERIFY(off <= c_.backing_bytes_ && src.size() <= c_.backing_bytes_ - off,
+                      "writeback of [" + std::to_string(off) + ", +" + std::to_string(src.size()) +
+                          ") beyond the backing device");
+        sent = false;
+        PCACHE_TRY(submit());
+        if (!c_.backing_.write(off, src, false).ok()) return {};
+        c_.count(&CacheCounters::backing_written_bytes, src.size());
+        sent = true;
         return {};
     }
     // Sends the waiting runs and waits for all of them.
@@ -227,6 +246,20 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
                     k.seg_off != first.seg_off + run_bytes)
                     break;
                 run_bytes += k.len;
+            }
+            if constexpr (PmemWritebackFromMapping<Pmem> && !BatchBlockDevice<Block>) {
+                if (pmem_.writeback_from_mapping()) {  // no bounce copy (issue 17 item 4)
+                    bool sent = false;
+                    const std::span<const std::byte> src(
+                        pmem_.data() + data_addr(first.seg, first.seg_off), run_bytes);
+                    Status ws = runs.write_direct(first.off, src, sent);
+                    if (!ws.ok() && !mutant(19)) return ws;
+                    if (sent || !ws.ok()) {
+                        if (sent) batch_written_bytes += run_bytes;
+                        it = run_end;
+                        continue;
+                    }
+                }
             }
             auto room = runs.reserve(first.off, run_bytes);
             if (!room.ok()) {

@@ -36,6 +36,7 @@ public:
 
     std::uint64_t size() const { return size_; }
     const std::byte* data() const { return base_; }
+    bool writeback_from_mapping() const { return true; }  // anonymous memory: no media errors
 
     Status write(std::uint64_t off, std::span<const std::byte> src, unsigned /*flags*/) {
         PCACHE_TRY(check_range("pmem write", off, src.size(), size_));

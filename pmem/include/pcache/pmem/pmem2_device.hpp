@@ -108,6 +108,10 @@ public:
     PmemGranularity granularity() const { return granularity_; }
     ReadMode read_mode() const { return read_mode_; }
     bool has_badblock_list() const { return has_badblock_list_; }
+    // PmemWritebackFromMapping: true for a file on tmpfs (page-cache memory: no media errors;
+    // a truncation under the mapping fails the backing write with EFAULT). DAX and every other
+    // file system (a file there may be DAX-mapped): false, writeback copies through read().
+    bool writeback_from_mapping() const { return in_memory_fs_; }
     const std::string& path() const { return path_; }
 
 private:
@@ -134,6 +138,7 @@ private:
     PmemGranularity granularity_ = PmemGranularity::page;
     ReadMode read_mode_ = ReadMode::guarded_copy;
     bool has_badblock_list_ = false;
+    bool in_memory_fs_ = false;  // tmpfs / ramfs
     std::vector<BadBlock> badblocks_;
     MemcpyFn memcpy_fn_ = nullptr;
     FlushFn flush_fn_ = nullptr;
@@ -145,6 +150,6 @@ private:
 #endif
     std::atomic<int> sync_errno_{0};  // first msync failure (page granularity); sticky
 };
-static_assert(PmemDevice<Pmem2Device>);
+static_assert(PmemWritebackFromMapping<Pmem2Device>);
 
 }  // namespace pcache
