@@ -95,7 +95,6 @@ Status Cache<Pmem, Block>::write_piece(std::uint64_t off, std::span<const std::b
 template <PmemDevice Pmem, BlockDevice Block>
 Status Cache<Pmem, Block>::read(std::uint64_t off, std::span<std::byte> out) {
     PCACHE_TRY(check_io("read", off, out.size()));
-    if (opts_.fill_on_read_miss) needs_close_.store(true);  // a miss may buffer CLEAN keys
     std::uint64_t done = 0;
     while (done < out.size()) {
         const std::uint64_t at = off + done;
@@ -172,13 +171,12 @@ Status Cache<Pmem, Block>::read_piece(std::uint64_t off, std::span<std::byte> ou
                               std::to_string(p->second.end) + ") " + p->second.why};
     std::uint64_t cursor = off;
     bool missed = false;
-    const std::uint32_t lane = opts_.fill_on_read_miss ? pick_lane(kAutoLane) : 0;
     auto miss = [&](std::uint64_t to) -> Status {
         auto dst = out.subspan(cursor - off, to - cursor);
         PCACHE_TRY(backing_.read(cursor, dst));
         count(&CacheCounters::backing_read_bytes, dst.size());
         missed = true;
-        if (opts_.fill_on_read_miss) fill_miss_locked(st, lane, cursor, dst);
+        if (opts_.fill_on_read_miss) fill_miss_locked(st, pick_lane(kAutoLane), cursor, dst);
         return {};
     };
     // Key by key: one lookup from the cursor, copy, move on. Nothing is collected, so nothing
@@ -220,6 +218,8 @@ void Cache<Pmem, Block>::fill_miss_locked(Subtree& st, std::uint32_t lane, std::
         if (!a.ok()) return;
         const auto bytes = data.subspan(done, a->len);
         CacheKey key{off + done, a->len, format::kKeyFlagClean, a->seg, a->off, a->gen, 0, false};
+        // Marked before the key is buffered; a read that fills nothing leaves no mark.
+        needs_close_.store(true);
         Status s = pmem_.write(data_addr(a->seg, a->off), bytes, kPmemFlushCache);
         if (s.ok()) s = pmem_.drain();
         bool appended = false;

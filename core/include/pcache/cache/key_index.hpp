@@ -6,9 +6,11 @@
 // on) are dropped whenever a walk meets them; GC removes the keys of the ksets it retires
 // (erase_pieces_of). The caller holds the subtree's lock.
 //
-// The set is an intrusive red-black tree whose nodes come from a pool (key_node.hpp): no
-// malloc per insert once the process-wide depot holds the peak number of keys, 48 B per key
-// in the engine's subtrees. Walks decode each node into a CacheKey on the stack.
+// Two implementations of one interface: KeyTree, an intrusive red-black tree whose nodes come
+// from a pool (key_node.hpp), for scratch sets of keys at any offset (KeySet); and the
+// engine's subtrees, ChunkKeyTree (key_chunks.hpp): keys packed in sorted chunks, about 4
+// cache lines per lookup. Neither mallocs per insert once its depot holds the peak number of
+// keys. Walks decode each key into a CacheKey on the stack.
 #pragma once
 
 #include <cassert>
@@ -20,6 +22,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "pcache/cache/key_chunks.hpp"
 #include "pcache/cache/key_node.hpp"
 #include "pcache/mutation.hpp"
 
@@ -250,7 +253,7 @@ using KeySet = KeyTree<index_detail::WideKeyNode>;
 
 // Mutex: the engine's lock type (pcache/sync.hpp); std::mutex outside the simulator.
 template <class Mutex = std::mutex>
-class BasicSubtree : public KeyTree<index_detail::CompactKeyNode> {
+class BasicSubtree : public ChunkKeyTree {
 public:
     Mutex mutex;  // the subtree lock: held for index walks and kset appends
 

@@ -1,11 +1,9 @@
 // Nodes of the in-memory index and the pool they come from (docs/design.md "The index in memory").
 //
 // A node is a key plus the hooks of an intrusive red-black tree (Boost.Intrusive,
-// optimize_size: parent pointer and colour share a word, 24 B). Two node kinds:
-//   CompactKeyNode  48 B: the engine's subtrees (hooks, key, lane tag). Offsets relative to
-//                   the 4 MiB subtree and in 512-byte sectors, the generation modulo 2^32
-//                   (see same_gen below).
+// optimize_size: parent pointer and colour share a word, 24 B):
 //   WideKeyNode     64 B: scratch sets holding keys of any offset (writeback's per-kset set).
+// The engine's subtrees keep their keys packed in sorted chunks instead (key_chunks.hpp).
 // Nodes come from a KeyPool per set, which refills from and trims back to a process-wide
 // NodeDepot per node kind (slabs of 64 nodes, kept and reused for the life of the process). A
 // set inserts and erases without calling malloc once the depot holds the process's peak.
@@ -73,66 +71,10 @@ using Hook = bi::set_member_hook<bi::optimize_size<true>, bi::link_mode<bi::norm
 
 constexpr std::uint32_t kSectorShift = 9;
 constexpr std::uint64_t kSector = 1u << kSectorShift;
-// CompactKeyNode bit fields (sectors): 13 + 13 + 16 + 20 + 1 + 1 = 64 bits.
+// PackedKey bit fields (key_chunks.hpp; sectors): 13 + 13 + 16 + 20 + 1 + 1 = 64 bits.
 constexpr unsigned kRelBits = 13, kLenBits = 13, kSegOffBits = 16, kSegBits = 20;
 static_assert((format::kSubtreeBytes >> kSectorShift) == (1u << kRelBits));
 static_assert(format::kCacheSegsMax <= (1u << kSegBits));
-
-struct CompactKeyNode {
-    Hook hook;
-    std::uint64_t bits = 0;
-    std::uint32_t gen = 0;
-    std::uint32_t crc = 0;
-    std::uint16_t lane = 0;       // CacheKey::lane, lane_epoch: the cross-lane rule
-    std::uint8_t lane_epoch = 0;  // (8 B more per node: see docs/design.md "Lanes")
-
-    // Largest segment data area a compact key can address (32 MiB; the kernel's is 16 MiB).
-    static constexpr std::uint64_t kSegDataBytesMax = kSector << kSegOffBits;
-    static bool fits(const CacheKey& k, std::uint64_t base) {
-        return k.off >= base && k.end() <= base + format::kSubtreeBytes && k.len > 0 &&
-               (k.off | k.len | k.seg_off) % kSector == 0 &&
-               std::uint64_t(k.seg_off) + k.len <= kSegDataBytesMax && k.seg < (1u << kSegBits) &&
-               (k.flags == 0 || k.flags == format::kKeyFlagClean);
-    }
-    std::uint64_t order() const { return bits & ((1u << kRelBits) - 1); }
-    static std::uint64_t order_of(std::uint64_t off, std::uint64_t base) {
-        assert(off >= base);
-        return (off - base) >> kSectorShift;
-    }
-    void set(const CacheKey& k, std::uint64_t base) {
-        assert(fits(k, base));
-        std::uint64_t b = (k.off - base) >> kSectorShift;
-        b |= std::uint64_t((k.len >> kSectorShift) - 1) << kRelBits;
-        b |= std::uint64_t(k.seg_off >> kSectorShift) << (kRelBits + kLenBits);
-        b |= std::uint64_t(k.seg) << (kRelBits + kLenBits + kSegOffBits);
-        b |= std::uint64_t(k.flags ? 1 : 0) << 62;
-        b |= std::uint64_t(k.crc_bad ? 1 : 0) << 63;
-        bits = b;
-        gen = static_cast<std::uint32_t>(k.gen);
-        crc = k.data_crc;
-        lane = k.lane;
-        lane_epoch = k.lane_epoch;
-    }
-    CacheKey get(std::uint64_t base) const {
-        auto field = [this](unsigned at, unsigned n) {
-            return static_cast<std::uint32_t>((bits >> at) & ((1ull << n) - 1));
-        };
-        CacheKey k;
-        k.off = base + (std::uint64_t(field(0, kRelBits)) << kSectorShift);
-        k.len = (field(kRelBits, kLenBits) + 1) << kSectorShift;
-        k.seg_off = field(kRelBits + kLenBits, kSegOffBits) << kSectorShift;
-        k.seg = field(kRelBits + kLenBits + kSegOffBits, kSegBits);
-        k.flags = field(62, 1) ? format::kKeyFlagClean : 0;
-        k.crc_bad = field(63, 1) != 0;
-        k.gen = gen;
-        k.data_crc = crc;
-        k.lane = lane;
-        k.lane_epoch = lane_epoch;
-        return k;
-    }
-};
-static_assert(format::kKernelSegDataBytes <= CompactKeyNode::kSegDataBytesMax);
-static_assert(sizeof(CompactKeyNode) == 48, "24 B of tree hooks + 16 B of key + 3 B of lane tag");
 
 struct WideKeyNode {
     Hook hook;

@@ -1,0 +1,494 @@
+// The engine's index of one 4 MiB subtree: its keys in sorted chunks (docs/design.md "The
+// index in memory").
+//
+// A subtree holds up to 8192 keys (one per sector). A red-black tree of them costs a cache
+// miss per level, about 11 for 1024 keys, and once the index of a cache outgrows the CPU's
+// caches those misses are most of a write hit or a read hit (i17/parts/index_insert: 49 ns
+// per insert over 2 subtrees, 914 ns over 256). Here the keys sit in chunks of up to
+// kChunkKeys, in order; the subtree keeps each chunk's first offset in one small array. A
+// lookup is a binary search of that array (1 or 2 cache lines), one of the chunk's offsets (2
+// lines) and the key itself: about 4 lines whatever the size.
+//
+//   firsts_  [ 0 | 96 | 200 | ... ]       first sector of each chunk (relative to the subtree)
+//   chunks_  [ c0 | c1 | c2 | ... ]       KeyChunk*: n, start[n] (sorted), key[n] (packed)
+//
+// Inserting into a full chunk splits it in halves, except at the end of the last chunk
+// (sequential writes), where a new chunk starts: chunks of an append-only subtree are full.
+// A chunk left at most a quarter full by an erase is merged into a neighbour when both fit in
+// three quarters of one. Chunks come from a process-wide depot (slabs, never returned to the
+// heap): no malloc per insert in steady state; walks and erases never allocate.
+#pragma once
+
+#include <algorithm>
+#include <cassert>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <iterator>
+#include <mutex>
+#include <new>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "pcache/cache/key_node.hpp"
+#include "pcache/mutation.hpp"
+
+namespace pcache {
+namespace index_detail {
+
+// A CacheKey of one subtree in 20 bytes: offsets relative to the subtree and in sectors, the
+// generation modulo 2^32 (same_gen), the lane tag of the cross-lane rule.
+struct PackedKey {
+    std::uint32_t lo = 0, hi = 0;  // 13 + 13 + 16 + 20 + 1 + 1 bits (kRelBits ...)
+    std::uint32_t gen = 0;
+    std::uint32_t crc = 0;
+    std::uint16_t lane = 0;
+    std::uint8_t lane_epoch = 0;
+    std::uint8_t pad = 0;
+
+    // Largest segment data area a packed key can address (32 MiB; the kernel's is 16 MiB).
+    static constexpr std::uint64_t kSegDataBytesMax = kSector << kSegOffBits;
+    static bool fits(const CacheKey& k, std::uint64_t base) {
+        return k.off >= base && k.end() <= base + format::kSubtreeBytes && k.len > 0 &&
+               (k.off | k.len | k.seg_off) % kSector == 0 &&
+               std::uint64_t(k.seg_off) + k.len <= kSegDataBytesMax && k.seg < (1u << kSegBits) &&
+               (k.flags == 0 || k.flags == format::kKeyFlagClean);
+    }
+    static std::uint16_t rel_of(std::uint64_t off, std::uint64_t base) {
+        assert(off >= base && off - base < format::kSubtreeBytes);
+        return static_cast<std::uint16_t>((off - base) >> kSectorShift);
+    }
+    void set(const CacheKey& k, std::uint64_t base) {
+        assert(fits(k, base));
+        std::uint64_t b = rel_of(k.off, base);
+        b |= std::uint64_t((k.len >> kSectorShift) - 1) << kRelBits;
+        b |= std::uint64_t(k.seg_off >> kSectorShift) << (kRelBits + kLenBits);
+        b |= std::uint64_t(k.seg) << (kRelBits + kLenBits + kSegOffBits);
+        b |= std::uint64_t(k.flags ? 1 : 0) << 62;
+        b |= std::uint64_t(k.crc_bad ? 1 : 0) << 63;
+        lo = static_cast<std::uint32_t>(b);
+        hi = static_cast<std::uint32_t>(b >> 32);
+        gen = static_cast<std::uint32_t>(k.gen);
+        crc = k.data_crc;
+        lane = k.lane;
+        lane_epoch = k.lane_epoch;
+    }
+    CacheKey get(std::uint64_t base) const {
+        const std::uint64_t bits = (std::uint64_t(hi) << 32) | lo;
+        auto field = [bits](unsigned at, unsigned n) {
+            return static_cast<std::uint32_t>((bits >> at) & ((1ull << n) - 1));
+        };
+        CacheKey k;
+        k.off = base + (std::uint64_t(field(0, kRelBits)) << kSectorShift);
+        k.len = (field(kRelBits, kLenBits) + 1) << kSectorShift;
+        k.seg_off = field(kRelBits + kLenBits, kSegOffBits) << kSectorShift;
+        k.seg = field(kRelBits + kLenBits + kSegOffBits, kSegBits);
+        k.flags = field(62, 1) ? format::kKeyFlagClean : 0;
+        k.crc_bad = field(63, 1) != 0;
+        k.gen = gen;
+        k.data_crc = crc;
+        k.lane = lane;
+        k.lane_epoch = lane_epoch;
+        return k;
+    }
+};
+static_assert(sizeof(PackedKey) == 20);
+static_assert(format::kKernelSegDataBytes <= PackedKey::kSegDataBytesMax);
+
+inline constexpr std::uint32_t kChunkKeys = 34;  // 2 + 68 + 680 B: twelve cache lines
+
+struct alignas(64) KeyChunk {
+    std::uint16_t n = 0;
+    std::uint16_t start[kChunkKeys];  // sorted: start[i] = rel offset of key[i]
+    PackedKey key[kChunkKeys];
+};
+static_assert(sizeof(KeyChunk) == 768);
+
+// The process-wide store of chunks: slabs of 16, never returned to the heap (a later cache
+// reuses them), and a free list. A leaf lock, taken once per chunk allocated or freed (a
+// split or merge: at most one per kChunkKeys / 2 inserts or erases).
+class ChunkDepot {
+public:
+    static ChunkDepot& instance() {
+        static ChunkDepot* depot = new ChunkDepot;  // never destroyed: outlives static trees
+        return *depot;
+    }
+    KeyChunk* get() {
+        std::lock_guard g(mutex_);
+        if (!free_) grow();
+        Free* f = free_;
+        free_ = f->next;
+        --idle_;
+        return new (f) KeyChunk();
+    }
+    void put(KeyChunk* c) {
+        c->~KeyChunk();
+        auto* f = reinterpret_cast<Free*>(c);
+        std::lock_guard g(mutex_);
+        f->next = free_;
+        free_ = f;
+        ++idle_;
+    }
+    std::size_t capacity() {
+        std::lock_guard g(mutex_);
+        return capacity_;
+    }
+    std::size_t idle() {
+        std::lock_guard g(mutex_);
+        return idle_;
+    }
+
+private:
+    static constexpr std::size_t kSlabChunks = 16;
+    struct Free {
+        Free* next;
+    };
+    void grow() {
+        auto* slab = static_cast<KeyChunk*>(
+            ::operator new(kSlabChunks * sizeof(KeyChunk), std::align_val_t(alignof(KeyChunk))));
+        for (std::size_t i = 0; i < kSlabChunks; ++i) {
+            auto* f = reinterpret_cast<Free*>(slab + i);
+            f->next = free_;
+            free_ = f;
+        }
+        capacity_ += kSlabChunks;
+        idle_ += kSlabChunks;
+    }
+    std::mutex mutex_;
+    Free* free_ = nullptr;
+    std::size_t capacity_ = 0, idle_ = 0;
+};
+
+}  // namespace index_detail
+
+// A set of non-overlapping keys of one 4 MiB subtree (the interface of KeyTree, key_index.hpp).
+class ChunkKeyTree {
+    using Chunk = index_detail::KeyChunk;
+    using Packed = index_detail::PackedKey;
+    static constexpr std::uint32_t C = index_detail::kChunkKeys;
+    struct Pos {
+        std::uint32_t c = 0, i = 0;
+        bool operator==(const Pos&) const = default;
+    };
+
+public:
+    ChunkKeyTree() = default;
+    ChunkKeyTree(const ChunkKeyTree&) = delete;
+    ChunkKeyTree& operator=(const ChunkKeyTree&) = delete;
+    ~ChunkKeyTree() { clear(); }
+
+    // Inserts `k`; every older byte it covers is forgotten.
+    //   is_stale(key) -> bool: the key's generation is older than its segment's.
+    //   on_piece(old, piece&): a surviving piece was cut from `old`; fix its CRC.
+    //   (diagrams: N = new key, E = existing key)
+    template <class IsStale, class OnPiece>
+    void insert(const CacheKey& k, IsStale&& is_stale, OnPiece&& on_piece) {
+        assert(k.len > 0);
+        if (size_ == 0) base_ = k.off & ~format::kSubtreeMask;
+        assert(Packed::fits(k, base_));
+        Pos it = start(k.off);
+        [[maybe_unused]] std::size_t bound = size_ + 2;  // each step erases or passes one
+        while (!at_end(it)) {
+            assert(bound-- > 0);
+            const CacheKey e = get(it);
+            if (e.off >= k.end()) break;
+            if (is_stale(e)) {
+                it = erase(it);
+                continue;
+            }
+            if (e.end() <= k.off) {  // E before N: untouched
+                it = next(it);
+                continue;
+            }
+            if (e.off < k.off) {
+                // head:      E [-----)          contained:  E [---------)
+                //            N    [-----)                   N    [---)
+                // The left piece keeps E's place (same start: the order is unchanged).
+                CacheKey left = e.piece(e.off, k.off);
+                on_piece(e, left);
+                set(it, left);
+                it = next(it);
+                if (e.end() > k.end()) {
+                    CacheKey right = e.piece(k.end(), e.end());
+                    on_piece(e, right);
+                    it = link(it, right);
+                }
+            } else if (e.end() > k.end()) {
+                // tail:      E    [------)      (E starts inside N, ends after it)
+                //            N [-----)
+                // E moves its start to N's end: still after every key before it and before
+                // the next key (which starts at or after E's end).
+                CacheKey right = e.piece(k.end(), e.end());
+                on_piece(e, right);
+                set(it, right);
+            } else {
+                // contain:  N [--------)  E inside N: dropped.
+                it = erase(it);
+            }
+        }
+        link(it, k);
+    }
+
+    // Calls fn(key) for each key overlapping [off, end) in ascending order, dropping stale
+    // ones. When fn returns bool, false stops the walk. fn must not change this set.
+    template <class IsStale, class Fn>
+    void for_each_overlap(std::uint64_t off, std::uint64_t end, IsStale&& is_stale, Fn&& fn) {
+        if (size_ == 0 || end <= base_ || off >= base_ + format::kSubtreeBytes) return;
+        for (Pos it = start(std::max(off, base_)); !at_end(it);) {
+            const CacheKey k = get(it);
+            if (k.off >= end) break;
+            if (is_stale(k)) {
+                it = erase(it);
+                continue;
+            }
+            if (k.end() > off) {
+                if constexpr (std::is_same_v<decltype(fn(k)), bool>) {
+                    if (!fn(k)) return;
+                } else {
+                    fn(k);
+                }
+            }
+            it = next(it);
+        }
+    }
+
+    // The first key overlapping [off, end) into *out (stale ones met are dropped); false if
+    // none. One lookup: a caller may change the set between calls.
+    template <class IsStale>
+    bool first_overlap(std::uint64_t off, std::uint64_t end, IsStale&& is_stale, CacheKey* out) {
+        bool found = false;
+        for_each_overlap(off, end, is_stale, [&](const CacheKey& k) {
+            *out = k;
+            found = true;
+            return false;
+        });
+        return found;
+    }
+
+    // Removes every key that is a piece of `k` (is_piece_of: same segment, generation and
+    // position) and drops stale keys met on the way; a newer key over the range stays.
+    template <class IsStale>
+    std::size_t erase_pieces_of(const CacheKey& k, IsStale&& is_stale) {
+        std::size_t n = 0;
+        if (size_ == 0 || k.end() <= base_ || k.off >= base_ + format::kSubtreeBytes) return n;
+        for (Pos it = start(std::max(k.off, base_)); !at_end(it);) {
+            const CacheKey e = get(it);
+            if (e.off >= k.end()) break;
+            // M18: GC removes every key over the retired range, newer ones too
+            const bool retired = e.end() > k.off && (mutant(18) || is_piece_of(e, k));
+            if (retired || is_stale(e)) {
+                n += retired ? 1 : 0;
+                it = erase(it);
+                continue;
+            }
+            it = next(it);
+        }
+        return n;
+    }
+
+    void erase_exact(const CacheKey& k) {
+        if (size_ == 0 || !Packed::fits(k, base_)) return;
+        const Pos it = start(k.off);
+        if (at_end(it)) return;
+        const CacheKey e = get(it);
+        if (e.off == k.off && e.len == k.len && e.seg == k.seg && e.seg_off == k.seg_off) erase(it);
+    }
+
+    std::size_t size() const { return size_; }
+    bool empty() const { return size_ == 0; }
+    void clear() {
+        for (Chunk* c : chunks_) index_detail::ChunkDepot::instance().put(c);
+        chunks_.clear();
+        firsts_.clear();
+        size_ = 0;
+    }
+    // Kept for the interface of KeyTree: chunks go straight back to the depot (no per-set
+    // pool), and the depot's capacity is counted in keys.
+    std::size_t pool_idle() const { return 0; }
+    static std::size_t depot_capacity() {
+        return index_detail::ChunkDepot::instance().capacity() * C;
+    }
+    std::size_t chunks() const { return chunks_.size(); }
+
+    // Iteration over the keys as (offset, key) pairs, decoded by value.
+    class const_iterator {
+    public:
+        using value_type = std::pair<std::uint64_t, CacheKey>;
+        using difference_type = std::ptrdiff_t;
+        using reference = value_type;
+        using iterator_category = std::input_iterator_tag;
+        struct Arrow {
+            value_type v;
+            const value_type* operator->() const { return &v; }
+        };
+        const_iterator() = default;
+        const_iterator(const ChunkKeyTree* t, Pos p) : t_(t), p_(p) {}
+        value_type operator*() const {
+            const CacheKey k = t_->get(p_);
+            return {k.off, k};
+        }
+        Arrow operator->() const { return Arrow{**this}; }
+        const_iterator& operator++() {
+            p_ = t_->next(p_);
+            return *this;
+        }
+        const_iterator operator++(int) {
+            const_iterator t = *this;
+            ++*this;
+            return t;
+        }
+        bool operator==(const const_iterator& o) const { return p_ == o.p_; }
+
+    private:
+        const ChunkKeyTree* t_ = nullptr;
+        Pos p_;
+    };
+    struct Range {
+        const_iterator b, e;
+        const_iterator begin() const { return b; }
+        const_iterator end() const { return e; }
+    };
+    Range keys() const {
+        return {{this, Pos{0, 0}}, {this, Pos{static_cast<std::uint32_t>(chunks_.size()), 0}}};
+    }
+
+    // Invariant: keys ordered, non-empty, non-overlapping, inside this set's 4 MiB subtree;
+    // every chunk non-empty with its offsets sorted and its first in firsts_; size_ their sum.
+    bool check_invariants() const {
+        if (firsts_.size() != chunks_.size()) return false;
+        std::uint64_t prev_end = 0;
+        std::size_t total = 0;
+        bool first = true;
+        for (std::size_t c = 0; c < chunks_.size(); ++c) {
+            const Chunk& ch = *chunks_[c];
+            if (ch.n == 0 || ch.n > C || firsts_[c] != ch.start[0]) return false;
+            for (std::uint32_t i = 0; i < ch.n; ++i) {
+                const CacheKey k = ch.key[i].get(base_);
+                if (k.len == 0 || (!first && k.off < prev_end) || !Packed::fits(k, base_) ||
+                    Packed::rel_of(k.off, base_) != ch.start[i])
+                    return false;
+                prev_end = k.end();
+                first = false;
+            }
+            total += ch.n;
+        }
+        return total == size_;
+    }
+
+private:
+    bool at_end(Pos p) const { return p.c == chunks_.size(); }
+    Pos end_pos() const { return {static_cast<std::uint32_t>(chunks_.size()), 0}; }
+    CacheKey get(Pos p) const { return chunks_[p.c]->key[p.i].get(base_); }
+    Pos next(Pos p) const { return ++p.i < chunks_[p.c]->n ? p : Pos{p.c + 1, 0}; }
+    void set(Pos p, const CacheKey& k) {
+        Chunk& ch = *chunks_[p.c];
+        ch.key[p.i].set(k, base_);
+        ch.start[p.i] = Packed::rel_of(k.off, base_);
+        if (p.i == 0) firsts_[p.c] = ch.start[0];
+    }
+
+    // The first key that may overlap a range starting at `off`: the last key starting at or
+    // before it if it reaches past it (keys do not overlap: no earlier one can), else the next.
+    Pos start(std::uint64_t off) const {
+        if (chunks_.empty()) return end_pos();
+        const std::uint16_t rel = Packed::rel_of(off, base_);
+        const auto f = std::upper_bound(firsts_.begin(), firsts_.end(), rel);
+        if (f == firsts_.begin()) return {0, 0};  // every key starts after off
+        const auto c = static_cast<std::uint32_t>(f - firsts_.begin() - 1);
+        const Chunk& ch = *chunks_[c];
+        const auto s = std::upper_bound(ch.start, ch.start + ch.n, rel);
+        const Pos last{c, static_cast<std::uint32_t>(s - ch.start - 1)};  // start <= rel
+        return get(last).end() > off ? last : next(last);
+    }
+
+    // Inserts k before `hint` (its place in the order); returns where k is.
+    Pos link(Pos hint, const CacheKey& k) {
+        Pos at = hint;
+        if (chunks_.empty()) {
+            chunks_.push_back(index_detail::ChunkDepot::instance().get());
+            firsts_.push_back(0);
+            at = {0, 0};
+        } else if (at_end(hint) || (hint.i == 0 && hint.c > 0 && chunks_[hint.c - 1]->n < C)) {
+            at = {hint.c - 1, chunks_[hint.c - 1]->n};  // the end of the previous chunk
+        }
+        if (chunks_[at.c]->n == C) at = make_room(at);
+        Chunk& ch = *chunks_[at.c];
+        const std::uint32_t tail = ch.n - at.i;
+        std::memmove(&ch.start[at.i + 1], &ch.start[at.i], tail * sizeof ch.start[0]);
+        std::memmove(&ch.key[at.i + 1], &ch.key[at.i], tail * sizeof ch.key[0]);
+        ++ch.n;
+        ++size_;
+        set(at, k);
+        return at;
+    }
+
+    // Splits the full chunk of `at` so that position `at` has room; returns where it is now.
+    // At the end of the last chunk a new, empty chunk follows instead (sequential inserts).
+    Pos make_room(Pos at) {
+        Chunk* fresh = index_detail::ChunkDepot::instance().get();
+        chunks_.insert(chunks_.begin() + at.c + 1, fresh);
+        if (at.i == C) {
+            firsts_.insert(firsts_.begin() + at.c + 1, 0);  // set() by the caller
+            return {at.c + 1, 0};
+        }
+        Chunk& full = *chunks_[at.c];
+        constexpr std::uint32_t kKeep = C / 2;
+        fresh->n = static_cast<std::uint16_t>(C - kKeep);
+        std::memcpy(fresh->start, full.start + kKeep, fresh->n * sizeof full.start[0]);
+        std::memcpy(fresh->key, full.key + kKeep, fresh->n * sizeof full.key[0]);
+        full.n = kKeep;
+        firsts_.insert(firsts_.begin() + at.c + 1, fresh->start[0]);
+        return at.i <= kKeep ? at : Pos{at.c + 1, at.i - kKeep};
+    }
+
+    // Removes the key at p; returns the position of the key after it.
+    Pos erase(Pos p) {
+        Chunk& ch = *chunks_[p.c];
+        const std::uint32_t tail = ch.n - p.i - 1;
+        std::memmove(&ch.start[p.i], &ch.start[p.i + 1], tail * sizeof ch.start[0]);
+        std::memmove(&ch.key[p.i], &ch.key[p.i + 1], tail * sizeof ch.key[0]);
+        --ch.n;
+        --size_;
+        if (ch.n == 0) {
+            drop_chunk(p.c);
+            return {p.c, 0};
+        }
+        if (p.i == 0) firsts_[p.c] = ch.start[0];
+        Pos after = p.i < ch.n ? p : Pos{p.c + 1, 0};
+        if (ch.n > C / 4) return after;
+        constexpr std::uint32_t kMergeMax = 3 * C / 4;
+        if (p.c + 1 < chunks_.size() && ch.n + chunks_[p.c + 1]->n <= kMergeMax) {
+            const std::uint32_t had = ch.n;
+            append_chunk(p.c, p.c + 1);
+            if (after.c == p.c + 1) after = {p.c, had};
+        } else if (p.c > 0 && chunks_[p.c - 1]->n + ch.n <= kMergeMax) {
+            const std::uint32_t had = chunks_[p.c - 1]->n;
+            append_chunk(p.c - 1, p.c);
+            after = after.c == p.c ? Pos{p.c - 1, had + after.i} : Pos{p.c, 0};
+        }
+        return after;
+    }
+    // Moves every key of chunk `from` (= into + 1) to the end of chunk `into`; drops `from`.
+    void append_chunk(std::uint32_t into, std::uint32_t from) {
+        Chunk& a = *chunks_[into];
+        const Chunk& b = *chunks_[from];
+        assert(from == into + 1 && a.n + b.n <= C);
+        std::memcpy(a.start + a.n, b.start, b.n * sizeof b.start[0]);
+        std::memcpy(a.key + a.n, b.key, b.n * sizeof b.key[0]);
+        a.n = static_cast<std::uint16_t>(a.n + b.n);
+        drop_chunk(from);
+    }
+    void drop_chunk(std::uint32_t c) {
+        index_detail::ChunkDepot::instance().put(chunks_[c]);
+        chunks_.erase(chunks_.begin() + c);
+        firsts_.erase(firsts_.begin() + c);
+    }
+
+    std::vector<Chunk*> chunks_;
+    std::vector<std::uint16_t> firsts_;  // firsts_[c] == chunks_[c]->start[0]
+    std::size_t size_ = 0;
+    std::uint64_t base_ = 0;  // the subtree's first byte
+};
+
+}  // namespace pcache
