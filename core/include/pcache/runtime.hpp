@@ -326,8 +326,14 @@ private:
             bool failed = false;
             if ((this->*step)(failed)) {
                 backoff = std::chrono::milliseconds(0);
-                std::lock_guard g(mutex_);
-                if (state_ != State::running) return;
+                {
+                    std::lock_guard g(mutex_);
+                    if (state_ != State::running) return;
+                }
+                // Between steps, let a runnable writer have this CPU: back-to-back GC steps
+                // (one kset each) otherwise hold a core for milliseconds while a paced writer,
+                // woken by writeback credit, waits for it (issue 17: the sustained tail).
+                std::this_thread::yield();
                 continue;
             }
             std::unique_lock l(mutex_);
