@@ -16,6 +16,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -246,6 +247,7 @@ private:
         {
             std::lock_guard g(rt->mutex_);
             rt->credit_ = std::min(kCreditMax, rt->credit_ + bytes);
+            if (rt->pace_waiters_) rt->writer_woken_.store(true, std::memory_order_relaxed);
         }
         rt->progress_.notify_all();
     }
@@ -264,9 +266,12 @@ private:
                 wb_active_ = true;
                 wake_.notify_all();
             }
+            ++pace_waiters_;
             progress_.wait_for(l, iv_.pace_max, [&] {
                 return credit_ >= len || !wb_active_ || state_ != State::running;
             });
+            --pace_waiters_;
+            writer_woken_.store(false, std::memory_order_relaxed);
         }
         credit_ -= std::min(credit_, len);
     }
@@ -330,10 +335,11 @@ private:
                     std::lock_guard g(mutex_);
                     if (state_ != State::running) return;
                 }
-                // Between steps, let a runnable writer have this CPU: back-to-back GC steps
-                // (one kset each) otherwise hold a core for milliseconds while a paced writer,
-                // woken by writeback credit, waits for it (issue 17: the sustained tail).
-                std::this_thread::yield();
+                // A paced writer woken by credit and not yet running: let it have this CPU
+                // (back-to-back GC steps, one kset each, held a core for milliseconds under
+                // SCHED_FIFO). Only then: a yield hands the core to every other runnable
+                // process too, which on a loaded machine starves GC.
+                if (writer_woken_.load(std::memory_order_relaxed)) std::this_thread::yield();
                 continue;
             }
             std::unique_lock l(mutex_);
@@ -373,7 +379,11 @@ private:
     State state_ = State::created;
     std::uint64_t wake_seq_ = 0, progress_seq_ = 0;
     std::uint64_t credit_ = 0;  // writeback bytes not yet taken by paced writes
-    bool wb_active_ = false;    // the writeback thread has work (set by wake, cleared when idle)
+    bool wb_active_ = false;
+    int pace_waiters_ = 0;  // writers waiting in pace()
+    std::atomic<bool> writer_woken_{
+        false};  // credit came for them; they have not run yet    // the writeback thread has work
+                 // (set by wake, cleared when idle)
     RuntimeStats stats_;
     Status error_;
     std::thread writeback_, gc_, timer_;
