@@ -163,5 +163,31 @@ TEST(Pacing, ANearlyFullWriteWaitsForWritebackProgress) {
     ASSERT_TRUE(c->check_invariants().ok());
 }
 
+// While writeback fails (and backs off), a write near full does not wait for credit that cannot
+// come: with pace_max an hour it still completes, as it did before pacing.
+TEST(Pacing, NoWaitForCreditWhileWritebackFails) {
+    MemPmem pmem(testutil::small_pmem_bytes(32));
+    MemBlockDevice disk(64 << 20);
+    disk.set_fail_io(true);  // before any thread reads it
+    auto c =
+        std::move(MemCache::format(borrow(pmem), borrow(disk), testutil::small_options()).value());
+    RuntimeOptions ro{std::chrono::hours(1), std::chrono::hours(1)};
+    ro.pace_max = std::chrono::hours(1);
+    Runtime<MemCache> rt(*c, ro);
+    ASSERT_TRUE(rt.start().ok());
+    const auto d = pattern(4096, 8);
+    std::uint64_t off = 0;
+    for (; !c->throttle_wanted(); off += 4096) ASSERT_TRUE(c->write(off, d, {.lane = 0}).ok());
+    ASSERT_TRUE(c->flush().ok());
+    rt.wake();
+    while (rt.last_error().ok()) std::this_thread::yield();  // a step failed
+    for (int i = 0; i < 4; ++i, off += 4096) {
+        const WriteResult r = rt.write_blocking(off, d, {.lane = 0});
+        ASSERT_TRUE(r.ok()) << r.status.to_string();
+    }
+    EXPECT_EQ(rt.stats().paced_writes, 4u);
+    rt.stop();
+}
+
 }  // namespace
 }  // namespace pcache

@@ -122,6 +122,7 @@ public:
             state_ = State::stopped;
         }
         wake_.notify_all();
+        progress_.notify_all();  // writers waiting for credit or room see the stop now
         for (auto* t : {&writeback_, &gc_, &timer_})
             if (t->joinable()) t->join();
     }
@@ -135,7 +136,6 @@ public:
         {
             std::lock_guard g(mutex_);
             ++wake_seq_;
-            wb_active_ = true;  // the writeback thread looks now: pacing may wait for it
         }
         wake_.notify_all();
     }
@@ -252,20 +252,19 @@ private:
         rt->progress_.notify_all();
     }
     // A write near full takes `len` bytes of writeback credit, waiting for it while the
-    // writeback thread is at work (at most options().pace_max; never when writeback has nothing to
-    // do, is failing, or the Runtime is stopped: then the write goes on as before and may find
-    // busy).
+    // writeback thread is in a step or between progressing ones (at most options().pace_max).
+    // It does not wait when writeback is idle (nothing written back yet to earn credit from: it
+    // wakes it instead), failing or in its backoff, or the Runtime is stopped: the write then
+    // goes on as before and may find busy.
     void pace(std::uint64_t len) {
         std::unique_lock l(mutex_);
         if (state_ != State::running) return;
         ++stats_.paced_writes;
-        if (credit_ < len) {
+        if (credit_ < len && !wb_active_) {
+            ++wake_seq_;
+            wake_.notify_all();
+        } else if (credit_ < len) {
             ++stats_.pace_waits;
-            if (!wb_active_) {
-                ++wake_seq_;
-                wb_active_ = true;
-                wake_.notify_all();
-            }
             ++pace_waiters_;
             progress_.wait_for(l, iv_.pace_max, [&] {
                 return credit_ >= len || !wb_active_ || state_ != State::running;
@@ -379,11 +378,10 @@ private:
     State state_ = State::created;
     std::uint64_t wake_seq_ = 0, progress_seq_ = 0;
     std::uint64_t credit_ = 0;  // writeback bytes not yet taken by paced writes
+    // The writeback thread is in a step, or between progressing ones: paced writes wait for it.
     bool wb_active_ = false;
-    int pace_waiters_ = 0;  // writers waiting in pace()
-    std::atomic<bool> writer_woken_{
-        false};  // credit came for them; they have not run yet    // the writeback thread has work
-                 // (set by wake, cleared when idle)
+    int pace_waiters_ = 0;                   // writers waiting in pace()
+    std::atomic<bool> writer_woken_{false};  // credit came for them; they have not run yet
     RuntimeStats stats_;
     Status error_;
     std::thread writeback_, gc_, timer_;
