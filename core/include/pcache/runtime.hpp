@@ -257,6 +257,7 @@ private:
     // wakes it instead), failing or in its backoff, or the Runtime is stopped: the write then
     // goes on as before and may find busy.
     void pace(std::uint64_t len) {
+        len = std::min(len, kCreditMax);  // a larger write waits for a full burst, not forever
         std::unique_lock l(mutex_);
         if (state_ != State::running) return;
         ++stats_.paced_writes;
