@@ -9,10 +9,14 @@
 // a seed, and never uses it.
 //
 // write_blocking() is the blocking API: a busy cache waits for writeback/GC progress instead
-// of failing. flush_all() writes back until clean, reporting progress. Every timeout is a
-// RuntimeOptions field.
+// of failing. Near full (Cache::throttle_wanted) it paces writes to writeback progress: each
+// write takes credit the writeback thread earns per batch of backing writes, so many writes
+// wait a little instead of a few waiting for a whole segment of writeback and GC (issue 17).
+// flush_all() writes back until clean, reporting progress. Every timeout is a RuntimeOptions field.
 #pragma once
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -33,6 +37,13 @@ struct FlushProgress {
     double rate_bytes_per_s = 0;
 };
 
+// What write_blocking waited for (stats()).
+struct RuntimeStats {
+    std::uint64_t paced_writes = 0;  // writes that found the cache near full (throttle_wanted)
+    std::uint64_t pace_waits = 0;    // ... of them, waited for writeback credit
+    std::uint64_t busy_waits = 0;    // writes that found the cache full (busy) and waited
+};
+
 // Every interval and timeout of a Runtime. Field order is stable (aggregate initialisation).
 struct RuntimeOptions {
     std::chrono::milliseconds idle_poll{5000};   // writeback and GC when nothing happens
@@ -47,6 +58,9 @@ struct RuntimeOptions {
     std::chrono::milliseconds write_timeout{std::chrono::minutes(5)};
     // flush_blocking (and flush_all's FLUSH) gives up (Errc::busy) after this long busy.
     std::chrono::milliseconds flush_timeout{10000};
+    // A write that finds the cache near full (Cache::throttle_wanted) waits at most this long
+    // for writeback credit, then goes on (it may then find busy and wait as above).
+    std::chrono::milliseconds pace_max{100};
 };
 
 // Lifecycle: construct over a cache (it must outlive the Runtime: declare the Runtime after
@@ -88,6 +102,7 @@ public:
         // Dirty bytes above the high mark, or a full cache: wake now (not under mutex_: the
         // hook runs under the cache's hook lock and takes mutex_).
         cache_.set_wake_hook(&Runtime::wake_thunk, this);
+        cache_.set_progress_hook(&Runtime::progress_thunk, this);
         return {};
     }
     // Stops and joins the threads (idempotent). The cache stays open: close it, or let its
@@ -101,11 +116,13 @@ public:
             }
         }
         cache_.set_wake_hook(nullptr, nullptr);  // not under mutex_: the hook takes it
+        cache_.set_progress_hook(nullptr, nullptr);
         {
             std::lock_guard g(mutex_);
             state_ = State::stopped;
         }
         wake_.notify_all();
+        progress_.notify_all();  // writers waiting for credit or room see the stop now
         for (auto* t : {&writeback_, &gc_, &timer_})
             if (t->joinable()) t->join();
     }
@@ -122,6 +139,10 @@ public:
         }
         wake_.notify_all();
     }
+    RuntimeStats stats() const {
+        std::lock_guard g(mutex_);
+        return stats_;
+    }
     // The first error background work met (ok if none). Whether writeback is failing *now*:
     // the cache's writeback_health().
     Status last_error() const {
@@ -135,6 +156,7 @@ public:
     WriteResult write_blocking(std::uint64_t off, std::span<const std::byte> data,
                                WriteOptions wo = {}) {
         std::uint64_t total = 0;
+        if (cache_.throttle_wanted()) pace(data.size());
         for (auto deadline = Clock::now() + iv_.write_timeout;;) {
             WriteResult r = cache_.write(off, data, wo);
             total += r.done_bytes;
@@ -148,6 +170,7 @@ public:
             const std::uint64_t seen = progress_seq();
             wake();
             std::unique_lock l(mutex_);
+            ++stats_.busy_waits;
             progress_.wait_for(l, std::chrono::milliseconds(100),
                                [&] { return progress_seq_ != seen || state_ != State::running; });
             if (progress_seq_ != seen) deadline = Clock::now() + iv_.write_timeout;
@@ -217,11 +240,57 @@ public:
 
 private:
     static void wake_thunk(void* self) { static_cast<Runtime*>(self)->wake(); }
+    // Writeback credit a burst may use at once once the cache is near full.
+    static constexpr std::uint64_t kCreditMax = 1 << 20;
+    static void progress_thunk(void* self, std::uint64_t bytes) {
+        auto* rt = static_cast<Runtime*>(self);
+        {
+            std::lock_guard g(rt->mutex_);
+            rt->credit_ = std::min(kCreditMax, rt->credit_ + bytes);
+            if (rt->pace_waiters_) rt->writer_woken_.store(true, std::memory_order_relaxed);
+        }
+        rt->progress_.notify_all();
+    }
+    // A write near full takes `len` bytes of writeback credit, waiting for it while the
+    // writeback thread is in a step or between progressing ones (at most options().pace_max).
+    // It does not wait when writeback is idle (nothing written back yet to earn credit from: it
+    // wakes it instead), failing or in its backoff, or the Runtime is stopped: the write then
+    // goes on as before and may find busy.
+    void pace(std::uint64_t len) {
+        len = std::min(len, kCreditMax);  // a larger write waits for a full burst, not forever
+        std::unique_lock l(mutex_);
+        if (state_ != State::running) return;
+        ++stats_.paced_writes;
+        if (credit_ < len && !wb_active_) {
+            ++wake_seq_;
+            wake_.notify_all();
+        } else if (credit_ < len) {
+            ++stats_.pace_waits;
+            ++pace_waiters_;
+            progress_.wait_for(l, iv_.pace_max, [&] {
+                return credit_ >= len || !wb_active_ || state_ != State::running;
+            });
+            --pace_waiters_;
+            writer_woken_.store(false, std::memory_order_relaxed);
+        }
+        credit_ -= std::min(credit_, len);
+    }
     using Step = bool (Runtime::*)(bool& failed);
     // Writeback progress may have made ksets collectable: let GC look now (it waits for its
     // threshold itself), not at the next timer.
     bool writeback_once(bool& failed) {
+        {
+            std::lock_guard g(mutex_);
+            wb_active_ = true;
+        }
         const bool progressed = record(cache_.writeback_step(), failed);
+        if (!progressed) {  // idle or failing: paced writes stop waiting for credit
+            {
+                std::lock_guard g(mutex_);
+                wb_active_ = false;
+            }
+            progress_.notify_all();
+        }
         if (progressed) {
             {
                 std::lock_guard g(mutex_);
@@ -262,8 +331,15 @@ private:
             bool failed = false;
             if ((this->*step)(failed)) {
                 backoff = std::chrono::milliseconds(0);
-                std::lock_guard g(mutex_);
-                if (state_ != State::running) return;
+                {
+                    std::lock_guard g(mutex_);
+                    if (state_ != State::running) return;
+                }
+                // A paced writer woken by credit and not yet running: let it have this CPU
+                // (back-to-back GC steps, one kset each, held a core for milliseconds under
+                // SCHED_FIFO). Only then: a yield hands the core to every other runnable
+                // process too, which on a loaded machine starves GC.
+                if (writer_woken_.load(std::memory_order_relaxed)) std::this_thread::yield();
                 continue;
             }
             std::unique_lock l(mutex_);
@@ -302,6 +378,12 @@ private:
     std::condition_variable wake_, progress_;
     State state_ = State::created;
     std::uint64_t wake_seq_ = 0, progress_seq_ = 0;
+    std::uint64_t credit_ = 0;  // writeback bytes not yet taken by paced writes
+    // The writeback thread is in a step, or between progressing ones: paced writes wait for it.
+    bool wb_active_ = false;
+    int pace_waiters_ = 0;                   // writers waiting in pace()
+    std::atomic<bool> writer_woken_{false};  // credit came for them; they have not run yet
+    RuntimeStats stats_;
     Status error_;
     std::thread writeback_, gc_, timer_;
 };

@@ -23,6 +23,7 @@
 // (writeback_step, gc_step).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -137,6 +138,22 @@ public:
         has_hook_.store(fn != nullptr, std::memory_order_release);
         hook_armed_.store(true, std::memory_order_relaxed);
     }
+    // Pacing (docs/api.md): the free segments are within throttle_segs() of the key-log reserve,
+    // so writes will soon find busy; Runtime::write_blocking then paces them to writeback
+    // progress. A relaxed hint without a lock. The progress hook runs after each batch of
+    // backing writes of a writeback step (finer than the step), with their bytes; rules as above.
+    bool throttle_wanted() const {
+        return free_ksets_hint_.load(std::memory_order_relaxed) <
+               std::uint64_t(per_seg_ksets_) * (1 + throttle_segs()) + lanes_.size();
+    }
+    std::uint32_t throttle_segs() const { return std::clamp(n_segs_ / 4, 1u, kThrottleSegsMax); }
+    using ProgressFn = void (*)(void* ctx, std::uint64_t bytes);
+    void set_progress_hook(ProgressFn fn, void* ctx) {
+        std::lock_guard g(hook_mutex_);
+        progress_fn_ = fn;
+        progress_ctx_ = ctx;
+        has_progress_hook_.store(fn != nullptr, std::memory_order_release);
+    }
     LogPos key_head() const;
     LogPos dirty_tail() const;
     LogPos key_tail() const;
@@ -173,6 +190,7 @@ private:
     };
     static constexpr std::uint32_t kNoSeg = UINT32_MAX;
     static constexpr std::uint32_t kLanesMax = 1024;
+    static constexpr std::uint32_t kThrottleSegsMax = 4;
     // A lane: a data head and a kset buffer under one lock (docs/design.md "Lanes").
     struct Lane {
         mutable Mutex mutex;
@@ -242,6 +260,9 @@ private:
         return log_capacity_locked() >= per_seg_ksets_ + lanes_.size();
     }
     void set_log_room_locked(LogPos head);
+    void publish_room_locked() {  // after segs_used_ or log_room_ksets_ changed
+        free_ksets_hint_.store(log_capacity_locked(), std::memory_order_relaxed);
+    }
     void seg_put(std::uint32_t seg);  // drops a reference; seg_mutex_ only for the last one
     Status open_kset_locked(Lane& kb);
     Status reserve_busy(const char* what) const;
@@ -330,6 +351,7 @@ private:
     std::uint32_t per_seg_ksets_ = 1;   // largest ksets a fresh segment holds (+ a LAST kset)
     std::uint32_t log_room_ksets_ = 0;  // largest ksets that still fit at key_head
     std::uint32_t open_ksets_ = 0;      // kset buffers holding keys
+    std::atomic<std::uint64_t> free_ksets_hint_{UINT64_MAX};  // log_capacity_locked(), relaxed
 
     std::vector<Subtree> subtrees_;
     std::vector<Lane> lanes_;
@@ -361,10 +383,16 @@ private:
         std::lock_guard g(hook_mutex_);
         if (hook_fn_) hook_fn_(hook_ctx_);
     }
+    void note_writeback_progress(std::uint64_t bytes) {
+        if (!has_progress_hook_.load(std::memory_order_acquire)) return;
+        std::lock_guard g(hook_mutex_);
+        if (progress_fn_) progress_fn_(progress_ctx_, bytes);
+    }
     std::mutex hook_mutex_;
-    std::atomic<bool> has_hook_{false};
+    std::atomic<bool> has_hook_{false}, has_progress_hook_{false};
     WakeFn hook_fn_ = nullptr;
-    void* hook_ctx_ = nullptr;
+    ProgressFn progress_fn_ = nullptr;
+    void *hook_ctx_ = nullptr, *progress_ctx_ = nullptr;
     std::atomic<bool> hook_armed_{true};
     // Written only through count() (relaxed atomic adds) once open() returns; read by counters().
     CacheCounters counters_;

@@ -92,6 +92,7 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::gc_retire(LogPos kt,
         if (seg_used_[kt.seg]) {
             seg_used_[kt.seg] = false;
             --segs_used_;
+            publish_room_locked();
         }
         count(&CacheCounters::gc_runs);
         return {true, {}};

@@ -43,6 +43,7 @@ Result<std::uint32_t> Cache<Pmem, Block>::get_free_segment_locked() {
         if (!seg_used_[seg]) {
             seg_used_[seg] = true;
             ++segs_used_;
+            publish_room_locked();
             last_seg_hint_ = seg;
             return seg;
         }
@@ -75,6 +76,7 @@ void Cache<Pmem, Block>::seg_put_locked(std::uint32_t seg) {
     }
     seg_used_[seg] = false;
     --segs_used_;
+    publish_room_locked();
 }
 
 // Drops one reference without seg_mutex_ unless it is the last (then as seg_put_locked). Nobody
@@ -98,6 +100,7 @@ void Cache<Pmem, Block>::set_log_room_locked(LogPos head) {
         room < format::kKsetHeaderBytes
             ? 0
             : static_cast<std::uint32_t>((room - format::kKsetHeaderBytes) / format::kKsetBytesMax);
+    publish_room_locked();
 }
 
 template <PmemDevice Pmem, BlockDevice Block>

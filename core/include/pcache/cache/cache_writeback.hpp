@@ -108,7 +108,10 @@ public:
         }
         runs_.clear();
         used_ = 0;
-        if (s.ok()) c_.count(&CacheCounters::backing_written_bytes, total);
+        if (s.ok()) {
+            c_.count(&CacheCounters::backing_written_bytes, total);
+            if (total) c_.note_writeback_progress(total);
+        }
         return s;
     }
 
