@@ -95,9 +95,6 @@ TEST(Watermarks, HookFiresOnceAtTheHighMarkAndReArmsAtTheLowMark) {
     CacheOptions o = testutil::small_options();
     o.writeback_high_percent = 30;
     o.writeback_low_percent = 20;
-    // One lane: a write's wake test sees the log and its own lane's open buffer, not other
-    // lanes' (cache.hpp, set_wake_hook); a thread moving between CPUs would change lanes.
-    o.n_lanes = 1;
     auto c = std::move(MemCache::format(borrow(pmem), borrow(disk), o).value());
     ASSERT_EQ(c->dirty_high_bytes(), 64ull * c->geometry().seg_data_bytes() / 100 * 30);
     int calls = 0;

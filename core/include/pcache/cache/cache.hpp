@@ -132,12 +132,10 @@ public:
     std::uint64_t dirty_low_bytes() const { return capacity_percent(opts_.writeback_low_percent); }
     bool writeback_wanted() const { return dirty_bytes() > dirty_high_bytes(); }
     // A hook the write path calls (on the writer's thread, holding no engine lock) when dirty
-    // bytes pass the high mark (the writer sees the log's dirty bytes and its own lane's open
-    // buffer, not other lanes' open buffers, which writeback cannot write yet), at most once until
-    // a writeback step re-arms it, and whenever a write finds the cache full (busy). It must be
-    // cheap and must not call into the cache; Runtime's wakes its threads. nullptr removes it;
-    // after set_wake_hook returns, the old hook is no longer running nor called. The engine itself
-    // never spawns threads or sleeps.
+    // bytes pass the high mark, at most once until a writeback step re-arms it, and whenever a
+    // write finds the cache full (busy). It must be cheap and must not call into the cache;
+    // Runtime's wakes its threads. nullptr removes it; after set_wake_hook returns, the old hook
+    // is no longer running nor called. The engine itself never spawns threads or sleeps.
     using WakeFn = void (*)(void* ctx);
     void set_wake_hook(WakeFn fn, void* ctx) {
         std::lock_guard g(hook_mutex_);
@@ -380,18 +378,13 @@ private:
     std::uint64_t capacity_percent(std::uint32_t pct) const {
         return std::uint64_t(n_segs_) * seg_data_bytes() / 100 * pct;
     }
-    // The wake test of a write on `lane`: the log's dirty bytes and this lane's open buffer (no
-    // other lane's line is read; those buffers reach dirty_bytes_ when they close).
-    bool writeback_wanted_on(std::uint32_t lane) const {
-        return dirty_bytes_.load(std::memory_order_relaxed) +
-                   lanes_[lane].dirty_open.load(std::memory_order_relaxed) >
-               dirty_high_bytes();
-    }
-    void wake_background(bool always, std::uint32_t lane) {
+    // The wake test is exact (every lane's dirty shard is read), so with a hook set and armed a
+    // write reads the other lanes' dirty_open lines: the one shared read left on the write path
+    // (docs/PERFORMANCE.md, issue 17 "contention"). Without a hook nothing shared is touched.
+    void wake_background(bool always) {
         if (!has_hook_.load(std::memory_order_acquire)) return;
-        if (!always &&
-            (!hook_armed_.load(std::memory_order_relaxed) || !writeback_wanted_on(lane) ||
-             !hook_armed_.exchange(false, std::memory_order_relaxed)))
+        if (!always && (!hook_armed_.load(std::memory_order_relaxed) || !writeback_wanted() ||
+                        !hook_armed_.exchange(false, std::memory_order_relaxed)))
             return;
         std::lock_guard g(hook_mutex_);
         if (hook_fn_) hook_fn_(hook_ctx_);
