@@ -17,10 +17,12 @@
 // time, except flush/check_invariants, which hold no subtree lock), key_head_mutex_,
 // seg_mutex_. tail_mutex_, info_mutex_ and health_mutex_ are leaves. The write hot path takes
 // only its subtree lock and its lane lock; seg_mutex_ only when the lane's data head needs a new
-// segment or a segment's last reference goes; key_head_mutex_ only to close a kset. Counters are
-// relaxed atomics. Lane rules: docs/design.md "Lanes". The engine never reads the clock, never
-// spawns threads and never draws random numbers; background work is exposed as steps
-// (writeback_step, gc_step).
+// segment or a segment's last reference goes; key_head_mutex_ only to close a kset. Nothing
+// shared is written on that path: counters and dirty bytes of writes and reads go to the lane's
+// own shard, lanes, segments and subtrees sit on their own cache lines, and needs_close_ is
+// stored only when it changes (docs/PERFORMANCE.md, issue 17 "contention"). Lane rules:
+// docs/design.md "Lanes". The engine never reads the clock, never spawns threads and never draws
+// random numbers; background work is exposed as steps (writeback_step, gc_step).
 #pragma once
 
 #include <algorithm>
@@ -117,7 +119,13 @@ public:
     WritebackHealth writeback_health() const;
     // Bytes of dirty keys appended to the log (buffered or durable) and not yet written back:
     // what "flush everything" still has to write. 0 exactly when the cache is clean.
-    std::uint64_t dirty_bytes() const { return dirty_bytes_.load(std::memory_order_relaxed); }
+    // Exact when no write runs; during writes a key moving from a lane's open buffer to the
+    // log may be counted twice for a moment, never missed.
+    std::uint64_t dirty_bytes() const {
+        std::uint64_t open = 0;
+        for (const Lane& ln : lanes_) open += ln.dirty_open.load(std::memory_order_acquire);
+        return open + dirty_bytes_.load(std::memory_order_relaxed);
+    }
     bool is_clean() const;  // dirty_tail == key_head and no buffered key
     // Watermarks (CacheOptions::writeback_high_percent / _low_percent), in dirty bytes.
     std::uint64_t dirty_high_bytes() const {
@@ -173,7 +181,8 @@ public:
 
 private:
     class WritebackRuns;  // cache_writeback.hpp: runs sent as batches of concurrent writes
-    struct Segment {
+    // Own cache line(s): lanes filling neighbouring segments bump their refs (false sharing).
+    struct alignas(64) Segment {
         std::uint32_t phys = 0;
         format::SegmentInfo info{};
         unsigned info_index = 0;
@@ -191,8 +200,10 @@ private:
     static constexpr std::uint32_t kNoSeg = UINT32_MAX;
     static constexpr std::uint32_t kLanesMax = 1024;
     static constexpr std::uint32_t kThrottleSegsMax = 4;
-    // A lane: a data head and a kset buffer under one lock (docs/design.md "Lanes").
-    struct Lane {
+    // A lane: a data head and a kset buffer under one lock (docs/design.md "Lanes"), and the
+    // lane's shard of the counters. Own cache line(s): lanes written by different CPUs never
+    // share one.
+    struct alignas(64) Lane {
         mutable Mutex mutex;
         std::uint32_t key_num = 0;
         std::vector<std::byte> image = std::vector<std::byte>(format::kKsetBytesMax);
@@ -202,7 +213,15 @@ private:
         std::atomic<std::uint32_t> epoch{1};
         std::uint32_t head_seg = kNoSeg;  // data head: segment being filled, next free byte
         std::uint32_t head_off = 0;
+        // Bytes of the dirty keys in `image`, moved to dirty_bytes_ when the buffer is closed.
+        // Written under `mutex`; read without it by dirty_bytes().
+        std::atomic<std::uint64_t> dirty_open{0};
+        // The counts of writes and reads made on this lane (count(Lane&, ...)): relaxed atomic
+        // adds (threads on one CPU share a lane); counters() sums every lane's and counters_.
+        CacheCounters counters;
     };
+    // A subtree on its own cache line(s): writers of neighbouring subtrees share no line.
+    struct alignas(64) PaddedSubtree : Subtree {};
     struct Tail {
         LogPos pos;
         std::uint64_t seq = 0;
@@ -300,8 +319,8 @@ private:
     Status write_piece(std::uint64_t off, std::span<const std::byte> data, bool fua,
                        std::uint32_t lane, std::uint32_t& written);
     Status read_piece(std::uint64_t off, std::span<std::byte> out);
-    Status read_from_key(const CacheKey& k, std::uint64_t from, std::span<std::byte> out,
-                         bool& stale);
+    Status read_from_key(Lane& shard, const CacheKey& k, std::uint64_t from,
+                         std::span<std::byte> out, bool& stale);
     void fill_miss_locked(Subtree& st, std::uint32_t lane, std::uint64_t off,
                           std::span<const std::byte> data);
     Status check_io(const char* what, std::uint64_t off, std::uint64_t len) const;
@@ -327,6 +346,9 @@ private:
     StepResult writeback_failed(Status s);
     std::string writeback_failing_note() const;
 
+    // Members written while requests run start a cache line (alignas(64)) so that the ones
+    // every request reads (opts_, the devices, segs_, lanes_, subtrees_) stay on lines no
+    // request writes.
     PmemPtr pmem_owner_;  // declared before the references: outlive every use of them
     BlockPtr backing_owner_;
     Pmem& pmem_;
@@ -334,17 +356,23 @@ private:
     CacheOptions opts_;
     bool read_only_ = false;
     std::atomic<bool> needs_close_{false};  // written since the last close (~Cache closes)
+    // Stores only when the flag changes: every write calls it, and a store to the shared line
+    // on each would move it between the writers' CPUs.
+    void mark_needs_close() {
+        if (!needs_close_.load(std::memory_order_relaxed)) needs_close_.store(true);
+    }
     std::atomic<int> runtime_attached_{0};  // Runtimes over this cache (must be 0 at ~Cache)
     std::uint64_t backing_bytes_ = 0;
 
     format::Superblock sb_{};
     std::uint32_t n_segs_ = 0;
-    mutable Mutex info_mutex_;
+    alignas(64) mutable Mutex info_mutex_;
     format::CacheInfo info_{};
     unsigned info_index_ = 0;
 
     std::unique_ptr<Segment[]> segs_;
-    mutable Mutex seg_mutex_;  // seg_used_, the reserve, refs reaching zero, generation writes
+    // seg_used_, the reserve, refs reaching zero, generation writes
+    alignas(64) mutable Mutex seg_mutex_;
     std::vector<bool> seg_used_;
     std::uint32_t segs_used_ = 0;
     std::uint32_t last_seg_hint_ = 0;
@@ -353,28 +381,32 @@ private:
     std::uint32_t open_ksets_ = 0;      // kset buffers holding keys
     std::atomic<std::uint64_t> free_ksets_hint_{UINT64_MAX};  // log_capacity_locked(), relaxed
 
-    std::vector<Subtree> subtrees_;
+    alignas(64) std::vector<PaddedSubtree> subtrees_;
     std::vector<Lane> lanes_;
-    mutable Mutex key_head_mutex_;
+    alignas(64) mutable Mutex key_head_mutex_;
     LogPos key_head_;
 
-    mutable Mutex tail_mutex_;  // key_tail_, dirty_tail_ and their records
+    alignas(64) mutable Mutex tail_mutex_;  // key_tail_, dirty_tail_ and their records
     Tail key_tail_;
     Tail dirty_tail_;
-    Mutex writeback_mutex_;          // one writeback step at a time
-    std::vector<std::byte> wb_buf_;  // WritebackRuns' bytes (under writeback_mutex_)
-    Mutex gc_mutex_;                 // one GC step at a time
+    alignas(64) Mutex writeback_mutex_;  // one writeback step at a time
+    std::vector<std::byte> wb_buf_;      // WritebackRuns' bytes (under writeback_mutex_)
+    alignas(64) Mutex gc_mutex_;         // one GC step at a time
     std::atomic<bool> gc_failed_{false};
     mutable Mutex health_mutex_;  // leaf
     WritebackHealth health_;
 
-    std::atomic<std::uint64_t> dirty_bytes_{0};
+    // Dirty bytes of the keys in the log; those of open buffers are in Lane::dirty_open.
+    alignas(64) std::atomic<std::uint64_t> dirty_bytes_{0};
     // The wake hook (set_wake_hook). hook_mutex_ is a leaf; the hook runs under it. A plain
     // std::mutex, not the policy's: it guards no engine state and is never taken without a hook
     // (the concurrent simulator's schedules do not change).
     std::uint64_t capacity_percent(std::uint32_t pct) const {
         return std::uint64_t(n_segs_) * seg_data_bytes() / 100 * pct;
     }
+    // The wake test is exact (every lane's dirty shard is read), so with a hook set and armed a
+    // write reads the other lanes' dirty_open lines: the one shared read left on the write path
+    // (docs/PERFORMANCE.md, issue 17 "contention"). Without a hook nothing shared is touched.
     void wake_background(bool always) {
         if (!has_hook_.load(std::memory_order_acquire)) return;
         if (!always && (!hook_armed_.load(std::memory_order_relaxed) || !writeback_wanted() ||
@@ -388,16 +420,24 @@ private:
         std::lock_guard g(hook_mutex_);
         if (progress_fn_) progress_fn_(progress_ctx_, bytes);
     }
-    std::mutex hook_mutex_;
+    alignas(64) std::mutex hook_mutex_;
     std::atomic<bool> has_hook_{false}, has_progress_hook_{false};
     WakeFn hook_fn_ = nullptr;
     ProgressFn progress_fn_ = nullptr;
     void *hook_ctx_ = nullptr, *progress_ctx_ = nullptr;
     std::atomic<bool> hook_armed_{true};
     // Written only through count() (relaxed atomic adds) once open() returns; read by counters().
-    CacheCounters counters_;
+    // The counts of background work (writeback, GC, replay); writes and reads count on their
+    // lane's shard (Lane::counters), so writers on different lanes write no common line.
+    alignas(64) CacheCounters counters_;
+    static void add_to(CacheCounters& c, std::uint64_t CacheCounters::*field, std::uint64_t n) {
+        std::atomic_ref<std::uint64_t>(c.*field).fetch_add(n, std::memory_order_relaxed);
+    }
     void count(std::uint64_t CacheCounters::*field, std::uint64_t n = 1) {
-        std::atomic_ref<std::uint64_t>(counters_.*field).fetch_add(n, std::memory_order_relaxed);
+        add_to(counters_, field, n);
+    }
+    void count(Lane& ln, std::uint64_t CacheCounters::*field, std::uint64_t n = 1) {
+        add_to(ln.counters, field, n);
     }
 };
 

@@ -35,7 +35,7 @@ void Cache<Pmem, Block>::forget_retired_keys(const format::KsetView& v) {
 template <PmemDevice Pmem, BlockDevice Block>
 typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::gc_step() {
     if (Status ro = refuse_read_only("gc_step"); !ro.ok()) return {false, ro};
-    needs_close_.store(true);
+    mark_needs_close();
     std::lock_guard gc(gc_mutex_);
     if (gc_failed_.load()) return {false, {Errc::corrupt, "GC stopped after an earlier error"}};
     LogPos kt, dt;

@@ -71,6 +71,12 @@ Status Cache<Pmem, Block>::kset_close_locked(Lane& kb) {
         PCACHE_TRY(pmem_.drain());
     }
     key_head_.off += static_cast<std::uint32_t>(size);
+    // The buffer's dirty bytes join the log's before writeback can see the kset (key_head_
+    // is read under key_head_mutex_, held here); then the lane's share drops (release: a
+    // reader of dirty_bytes() that sees 0 there sees them in dirty_bytes_).
+    dirty_bytes_.fetch_add(kb.dirty_open.load(std::memory_order_relaxed),
+                           std::memory_order_relaxed);
+    kb.dirty_open.store(0, std::memory_order_release);
     std::memset(kb.image.data(), 0, format::kKsetHeaderBytes);
     kb.key_num = 0;
     kb.epoch.fetch_add(1, std::memory_order_release);  // its keys are in the log now
@@ -80,7 +86,7 @@ Status Cache<Pmem, Block>::kset_close_locked(Lane& kb) {
         assert(open_ksets_ > 0);
         --open_ksets_;
     }
-    count(&CacheCounters::ksets_written);
+    count(kb, &CacheCounters::ksets_written);
     return {};
 }
 
@@ -98,8 +104,9 @@ void Cache<Pmem, Block>::append_key_locked(Lane& kb, const CacheKey& key) {
                                0};
     std::memcpy(kb.image.data() + format::kset_bytes(kb.key_num), &k, sizeof k);
     ++kb.key_num;
-    if (!(key.flags & format::kKeyFlagClean))
-        dirty_bytes_.fetch_add(key.len, std::memory_order_relaxed);
+    if (!(key.flags & format::kKeyFlagClean))  // the lane's own line; one writer (kb.mutex)
+        kb.dirty_open.store(kb.dirty_open.load(std::memory_order_relaxed) + key.len,
+                            std::memory_order_relaxed);
 }
 
 // The cross-lane rule (docs/design.md "Lanes"), under the subtree lock, before a key of lane
@@ -129,7 +136,7 @@ Status Cache<Pmem, Block>::close_other_lanes(Subtree& st, std::uint32_t lane, st
             ln.key_num == 0)
             continue;
         PCACHE_TRY(kset_close_locked(ln));
-        count(&CacheCounters::cross_lane_closes);
+        count(lanes_[lane], &CacheCounters::cross_lane_closes);
     }
     return {};
 }
@@ -159,6 +166,9 @@ Status Cache<Pmem, Block>::insert_and_append(Subtree& st, std::uint32_t lane, Ca
         if (ln.key_num == format::kKsetKeysMax || (force_close && !best_effort))
             closed = kset_close_locked(ln);
     }
+    // After the append (close() clears the flag before it closes the buffers: a close that
+    // missed this key leaves the flag set, here or by the writer that set it since).
+    mark_needs_close();
     st.insert(
         key, [this](const CacheKey& k) { return key_is_stale(k); },
         [this](const CacheKey& whole, CacheKey& piece) { fix_piece_crc(whole, piece); });

@@ -33,7 +33,6 @@ WriteResult Cache<Pmem, Block>::write(std::uint64_t off, std::span<const std::by
     std::uint64_t done = 0;
     if (Status s = refuse_read_only("write"); !s.ok()) return {s, 0};
     if (Status s = check_io("write", off, data.size()); !s.ok()) return {s, 0};
-    needs_close_.store(true);
     const std::uint32_t lane = pick_lane(wo.lane);
     while (done < data.size()) {
         const std::uint64_t at = off + done;
@@ -43,7 +42,7 @@ WriteResult Cache<Pmem, Block>::write(std::uint64_t off, std::span<const std::by
         Status st = write_piece(at, data.subspan(done, piece), wo.fua, lane, written);
         if (!st.ok()) {
             if (st.code() == Errc::busy) {
-                count(&CacheCounters::busy_returns);
+                count(lanes_[lane], &CacheCounters::busy_returns);
                 wake_background(true);  // full: writeback and GC now, not at the next timer
                 if (std::string note = writeback_failing_note(); !note.empty())
                     return {Status(Errc::busy, st.message() + note), done};
@@ -72,7 +71,7 @@ Status Cache<Pmem, Block>::write_piece(std::uint64_t off, std::span<const std::b
         seg_put(a->seg);
         return ws;
     }
-    count(&CacheCounters::pmem_written_bytes, a->len);
+    count(lanes_[lane], &CacheCounters::pmem_written_bytes, a->len);
     CacheKey key{off, a->len, 0, a->seg, a->off, a->gen, 0, false};
     if (opts_.data_crc) key.data_crc = crc::kcrc(bytes.data(), bytes.size());
     Subtree& st = subtree_for(off);
@@ -110,14 +109,14 @@ Status Cache<Pmem, Block>::read(std::uint64_t off, std::span<std::byte> out) {
 // The copy runs under the segment's read lock, after a generation check: the segment cannot be
 // invalidated (and reused) during the copy. A key found stale sets `stale` and copies nothing.
 template <PmemDevice Pmem, BlockDevice Block>
-Status Cache<Pmem, Block>::read_from_key(const CacheKey& k, std::uint64_t from,
+Status Cache<Pmem, Block>::read_from_key(Lane& shard, const CacheKey& k, std::uint64_t from,
                                          std::span<std::byte> out, bool& stale) {
     assert(from >= k.off && from + out.size() <= k.end());
     std::shared_lock rl(segs_[k.seg].read_mutex);
     stale = !mutant(17) && key_is_stale(k);  // M17: no generation check before the copy
     if (stale) return {};
     auto crc_error = [&] {
-        count(&CacheCounters::data_crc_errors);
+        count(shard, &CacheCounters::data_crc_errors);
         return Status(Errc::data_crc, "cached data for [" + std::to_string(k.off) + ", +" +
                                           std::to_string(k.len) +
                                           ") fails its CRC: refusing to return it");
@@ -149,7 +148,7 @@ Status Cache<Pmem, Block>::read_from_key(const CacheKey& k, std::uint64_t from,
         PCACHE_TRY(pmem_.read(
             data_addr(k.seg, k.seg_off + static_cast<std::uint32_t>(from - k.off)), out));
     }
-    count(&CacheCounters::pmem_read_bytes, out.size());
+    count(shard, &CacheCounters::pmem_read_bytes, out.size());
     return {};
 }
 
@@ -171,12 +170,14 @@ Status Cache<Pmem, Block>::read_piece(std::uint64_t off, std::span<std::byte> ou
                               std::to_string(p->second.end) + ") " + p->second.why};
     std::uint64_t cursor = off;
     bool missed = false;
+    const std::uint32_t lane = pick_lane(kAutoLane);  // fills and the counts of this read
+    Lane& shard = lanes_[lane];
     auto miss = [&](std::uint64_t to) -> Status {
         auto dst = out.subspan(cursor - off, to - cursor);
         PCACHE_TRY(backing_.read(cursor, dst));
-        count(&CacheCounters::backing_read_bytes, dst.size());
+        count(shard, &CacheCounters::backing_read_bytes, dst.size());
         missed = true;
-        if (opts_.fill_on_read_miss) fill_miss_locked(st, pick_lane(kAutoLane), cursor, dst);
+        if (opts_.fill_on_read_miss) fill_miss_locked(st, lane, cursor, dst);
         return {};
     };
     // Key by key: one lookup from the cursor, copy, move on. Nothing is collected, so nothing
@@ -188,7 +189,7 @@ Status Cache<Pmem, Block>::read_piece(std::uint64_t off, std::span<std::byte> ou
         if (k.off > cursor) PCACHE_TRY(miss(k.off));
         const std::uint64_t from = std::max(k.off, cursor), to = std::min(k.end(), end);
         bool stale = false;
-        PCACHE_TRY(read_from_key(k, from, out.subspan(from - off, to - from), stale));
+        PCACHE_TRY(read_from_key(shard, k, from, out.subspan(from - off, to - from), stale));
         if (mutant(30) && stale)  // M30 (the old read path): a key reclaimed under it fails it
             return {Errc::io, "cache segment reclaimed during a read (index out of date)"};
         if (!stale) {
@@ -196,14 +197,14 @@ Status Cache<Pmem, Block>::read_piece(std::uint64_t off, std::span<std::byte> ou
             continue;
         }
         // Reclaimed under the read: look again from the cursor (the next lookup drops it).
-        count(&CacheCounters::read_retries);
+        count(shard, &CacheCounters::read_retries);
         if (walk++ == kReadWalksMax)
             return {Errc::io, "read [" + std::to_string(off) + ", +" + std::to_string(out.size()) +
                                   "): the index changed under " + std::to_string(kReadWalksMax) +
                                   " walks in a row (GC reclaiming every key found)"};
     }
     if (cursor < end) PCACHE_TRY(miss(end));
-    count(missed ? &CacheCounters::read_misses : &CacheCounters::read_hits);
+    count(shard, missed ? &CacheCounters::read_misses : &CacheCounters::read_hits);
     return {};
 }
 
@@ -218,8 +219,6 @@ void Cache<Pmem, Block>::fill_miss_locked(Subtree& st, std::uint32_t lane, std::
         if (!a.ok()) return;
         const auto bytes = data.subspan(done, a->len);
         CacheKey key{off + done, a->len, format::kKeyFlagClean, a->seg, a->off, a->gen, 0, false};
-        // Marked before the key is buffered; a read that fills nothing leaves no mark.
-        needs_close_.store(true);
         Status s = pmem_.write(data_addr(a->seg, a->off), bytes, kPmemFlushCache);
         if (s.ok()) s = pmem_.drain();
         bool appended = false;
@@ -235,7 +234,7 @@ void Cache<Pmem, Block>::fill_miss_locked(Subtree& st, std::uint32_t lane, std::
             seg_put(a->seg);
             return;
         }
-        count(&CacheCounters::pmem_written_bytes, a->len);
+        count(lanes_[lane], &CacheCounters::pmem_written_bytes, a->len);
         done += a->len;
     }
 }

@@ -45,6 +45,19 @@ CacheCounters Cache<Pmem, Block>::counters() const {
         ++fields;
     });
     assert(fields * sizeof(std::uint64_t) == sizeof(CacheCounters));  // every counter listed
+    for (const Lane& ln : lanes_)  // the lanes' shards: counts of writes and reads
+        for_each_counter(ln.counters, [&](const char*, const std::uint64_t& field) {
+            const auto at =
+                static_cast<std::size_t>(reinterpret_cast<const std::byte*>(&field) -
+                                         reinterpret_cast<const std::byte*>(&ln.counters));
+            const std::uint64_t v =
+                std::atomic_ref<std::uint64_t>(const_cast<std::uint64_t&>(field))
+                    .load(std::memory_order_relaxed);
+            std::uint64_t sum;
+            std::memcpy(&sum, reinterpret_cast<const std::byte*>(&c) + at, sizeof sum);
+            sum += v;
+            std::memcpy(reinterpret_cast<std::byte*>(&c) + at, &sum, sizeof sum);
+        });
     return c;
 }
 template <PmemDevice Pmem, BlockDevice Block>

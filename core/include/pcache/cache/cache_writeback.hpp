@@ -180,7 +180,7 @@ void Cache<Pmem, Block>::writeback_lost(const CacheKey& k, const std::string& wh
 template <PmemDevice Pmem, BlockDevice Block>
 typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
     if (Status ro = refuse_read_only("writeback_step"); !ro.ok()) return {false, ro};
-    needs_close_.store(true);
+    mark_needs_close();
     std::lock_guard wb(writeback_mutex_);
     LogPos pos;
     {
