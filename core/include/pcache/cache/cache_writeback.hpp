@@ -87,7 +87,13 @@ public:
         if (!c_.backing_.write(off, src, false).ok()) return {};
         c_.count(&CacheCounters::backing_written_bytes, src.size());
         sent = true;
+        direct_bytes_ += src.size();  // progress, reported as often as a batch's would be
+        if (direct_bytes_ >= std::uint64_t(depth_) * 4096) report_direct();  // a batch of 4 KiB
         return {};
+    }
+    // Reports direct writes not yet reported to the progress hook (the Runtime's pacing).
+    void report_direct() {
+        if (direct_bytes_) c_.note_writeback_progress(std::exchange(direct_bytes_, 0));
     }
     // Sends the waiting runs and waits for all of them.
     Status submit() {
@@ -123,6 +129,7 @@ private:
     std::uint32_t depth_;
     std::vector<Run> runs_;
     std::uint64_t used_ = 0;
+    std::uint64_t direct_bytes_ = 0;  // written by write_direct, not yet reported
 };
 
 template <PmemDevice Pmem, BlockDevice Block>
@@ -300,6 +307,7 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
     if (!walked.ok()) return fail(walked.status());
     pos = walked->pos;
     if (Status s = runs.submit(); !s.ok() && !mutant(19)) return fail(s);
+    runs.report_direct();
     // Every write of the batch must be durable before dirty_tail passes it.
     // M4: dirty_tail advanced (and persisted) before the backing device flush.
     if constexpr (!mutant(4))
