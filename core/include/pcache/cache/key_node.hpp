@@ -1,4 +1,5 @@
-// Nodes of the in-memory index and the pool they come from (docs/design.md "The index in memory").
+// Nodes and chunks of the in-memory index and the stores they come from (docs/design.md "The
+// index in memory").
 //
 // A node is a key plus the hooks of an intrusive red-black tree (Boost.Intrusive,
 // optimize_size: parent pointer and colour share a word, 24 B):
@@ -208,6 +209,131 @@ private:
     }
     FreeNode* free_ = nullptr;
     std::size_t n_free_ = 0, live_ = 0;
+};
+
+// ---- the engine's subtrees: packed keys in sorted chunks (key_chunks.hpp) ----
+
+// A CacheKey of one subtree in 20 bytes: offsets relative to the subtree and in sectors, the
+// generation modulo 2^32 (same_gen), the lane tag of the cross-lane rule.
+struct PackedKey {
+    std::uint32_t lo = 0, hi = 0;  // 13 + 13 + 16 + 20 + 1 + 1 bits (kRelBits ...)
+    std::uint32_t gen = 0;
+    std::uint32_t crc = 0;
+    std::uint16_t lane = 0;
+    std::uint8_t lane_epoch = 0;
+    std::uint8_t pad = 0;
+
+    // Largest segment data area a packed key can address (32 MiB; the kernel's is 16 MiB).
+    static constexpr std::uint64_t kSegDataBytesMax = kSector << kSegOffBits;
+    static bool fits(const CacheKey& k, std::uint64_t base) {
+        return k.off >= base && k.end() <= base + format::kSubtreeBytes && k.len > 0 &&
+               (k.off | k.len | k.seg_off) % kSector == 0 &&
+               std::uint64_t(k.seg_off) + k.len <= kSegDataBytesMax && k.seg < (1u << kSegBits) &&
+               (k.flags == 0 || k.flags == format::kKeyFlagClean);
+    }
+    static std::uint16_t rel_of(std::uint64_t off, std::uint64_t base) {
+        assert(off >= base && off - base < format::kSubtreeBytes);
+        return static_cast<std::uint16_t>((off - base) >> kSectorShift);
+    }
+    void set(const CacheKey& k, std::uint64_t base) {
+        assert(fits(k, base));
+        std::uint64_t b = rel_of(k.off, base);
+        b |= std::uint64_t((k.len >> kSectorShift) - 1) << kRelBits;
+        b |= std::uint64_t(k.seg_off >> kSectorShift) << (kRelBits + kLenBits);
+        b |= std::uint64_t(k.seg) << (kRelBits + kLenBits + kSegOffBits);
+        b |= std::uint64_t(k.flags ? 1 : 0) << 62;
+        b |= std::uint64_t(k.crc_bad ? 1 : 0) << 63;
+        lo = static_cast<std::uint32_t>(b);
+        hi = static_cast<std::uint32_t>(b >> 32);
+        gen = static_cast<std::uint32_t>(k.gen);
+        crc = k.data_crc;
+        lane = k.lane;
+        lane_epoch = k.lane_epoch;
+    }
+    CacheKey get(std::uint64_t base) const {
+        const std::uint64_t bits = (std::uint64_t(hi) << 32) | lo;
+        auto field = [bits](unsigned at, unsigned n) {
+            return static_cast<std::uint32_t>((bits >> at) & ((1ull << n) - 1));
+        };
+        CacheKey k;
+        k.off = base + (std::uint64_t(field(0, kRelBits)) << kSectorShift);
+        k.len = (field(kRelBits, kLenBits) + 1) << kSectorShift;
+        k.seg_off = field(kRelBits + kLenBits, kSegOffBits) << kSectorShift;
+        k.seg = field(kRelBits + kLenBits + kSegOffBits, kSegBits);
+        k.flags = field(62, 1) ? format::kKeyFlagClean : 0;
+        k.crc_bad = field(63, 1) != 0;
+        k.gen = gen;
+        k.data_crc = crc;
+        k.lane = lane;
+        k.lane_epoch = lane_epoch;
+        return k;
+    }
+};
+static_assert(sizeof(PackedKey) == 20);
+static_assert(format::kKernelSegDataBytes <= PackedKey::kSegDataBytesMax);
+
+inline constexpr std::uint32_t kChunkKeys = 34;  // 2 + 68 + 680 B: twelve cache lines
+
+struct alignas(64) KeyChunk {
+    std::uint16_t n = 0;
+    std::uint16_t start[kChunkKeys];  // sorted: start[i] = rel offset of key[i]
+    PackedKey key[kChunkKeys];
+};
+static_assert(sizeof(KeyChunk) == 768);
+
+// The process-wide store of chunks: slabs of 16, never returned to the heap (a later cache
+// reuses them), and a free list. A leaf lock, taken once per chunk allocated or freed (a
+// split or merge: at most one per kChunkKeys / 2 inserts or erases).
+class ChunkDepot {
+public:
+    static ChunkDepot& instance() {
+        static ChunkDepot* depot = new ChunkDepot;  // never destroyed: outlives static trees
+        return *depot;
+    }
+    KeyChunk* get() {
+        std::lock_guard g(mutex_);
+        if (!free_) grow();
+        Free* f = free_;
+        free_ = f->next;
+        --idle_;
+        return new (f) KeyChunk();
+    }
+    void put(KeyChunk* c) {
+        c->~KeyChunk();
+        auto* f = reinterpret_cast<Free*>(c);
+        std::lock_guard g(mutex_);
+        f->next = free_;
+        free_ = f;
+        ++idle_;
+    }
+    std::size_t capacity() {
+        std::lock_guard g(mutex_);
+        return capacity_;
+    }
+    std::size_t idle() {
+        std::lock_guard g(mutex_);
+        return idle_;
+    }
+
+private:
+    static constexpr std::size_t kSlabChunks = 16;
+    struct Free {
+        Free* next;
+    };
+    void grow() {
+        auto* slab = static_cast<KeyChunk*>(
+            ::operator new(kSlabChunks * sizeof(KeyChunk), std::align_val_t(alignof(KeyChunk))));
+        for (std::size_t i = 0; i < kSlabChunks; ++i) {
+            auto* f = reinterpret_cast<Free*>(slab + i);
+            f->next = free_;
+            free_ = f;
+        }
+        capacity_ += kSlabChunks;
+        idle_ += kSlabChunks;
+    }
+    std::mutex mutex_;
+    Free* free_ = nullptr;
+    std::size_t capacity_ = 0, idle_ = 0;
 };
 
 }  // namespace index_detail
