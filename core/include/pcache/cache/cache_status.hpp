@@ -32,24 +32,15 @@ std::uint32_t Cache<Pmem, Block>::segs_used() const {
 }
 template <PmemDevice Pmem, BlockDevice Block>
 CacheCounters Cache<Pmem, Block>::counters() const {
-    // Every counter is a uint64_t updated by relaxed atomic adds (count()): each is loaded so,
-    // into the same place of the copy.
+    // Every counter is a uint64_t updated by relaxed atomic adds (count()) in one of the shards:
+    // the background work's (counters_) and each lane's (writes and reads). Each is loaded so and
+    // added into the same place of the sum.
     CacheCounters c;
-    [[maybe_unused]] std::size_t fields = 0;
-    for_each_counter(counters_, [&](const char*, const std::uint64_t& field) {
-        const auto at = static_cast<std::size_t>(reinterpret_cast<const std::byte*>(&field) -
-                                                 reinterpret_cast<const std::byte*>(&counters_));
-        const std::uint64_t v = std::atomic_ref<std::uint64_t>(const_cast<std::uint64_t&>(field))
-                                    .load(std::memory_order_relaxed);
-        std::memcpy(reinterpret_cast<std::byte*>(&c) + at, &v, sizeof v);
-        ++fields;
-    });
-    assert(fields * sizeof(std::uint64_t) == sizeof(CacheCounters));  // every counter listed
-    for (const Lane& ln : lanes_)  // the lanes' shards: counts of writes and reads
-        for_each_counter(ln.counters, [&](const char*, const std::uint64_t& field) {
-            const auto at =
-                static_cast<std::size_t>(reinterpret_cast<const std::byte*>(&field) -
-                                         reinterpret_cast<const std::byte*>(&ln.counters));
+    auto add = [&c](const CacheCounters& shard) {
+        [[maybe_unused]] std::size_t fields = 0;
+        for_each_counter(shard, [&](const char*, const std::uint64_t& field) {
+            const auto at = static_cast<std::size_t>(reinterpret_cast<const std::byte*>(&field) -
+                                                     reinterpret_cast<const std::byte*>(&shard));
             const std::uint64_t v =
                 std::atomic_ref<std::uint64_t>(const_cast<std::uint64_t&>(field))
                     .load(std::memory_order_relaxed);
@@ -57,7 +48,12 @@ CacheCounters Cache<Pmem, Block>::counters() const {
             std::memcpy(&sum, reinterpret_cast<const std::byte*>(&c) + at, sizeof sum);
             sum += v;
             std::memcpy(reinterpret_cast<std::byte*>(&c) + at, &sum, sizeof sum);
+            ++fields;
         });
+        assert(fields * sizeof(std::uint64_t) == sizeof(CacheCounters));  // every counter listed
+    };
+    add(counters_);
+    for (const Lane& ln : lanes_) add(ln.counters);
     return c;
 }
 template <PmemDevice Pmem, BlockDevice Block>
