@@ -27,17 +27,17 @@
 #include <iterator>
 #include <mutex>
 #include <new>
-#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "pcache/cache/key_node.hpp"
-#include "pcache/mutation.hpp"
+#include "pcache/cache/key_walks.hpp"
 
 namespace pcache {
 
 // A set of non-overlapping keys of one 4 MiB subtree (the interface of KeyTree, key_index.hpp).
-class ChunkKeyTree {
+class ChunkKeyTree : public KeyWalks<ChunkKeyTree> {
+    friend class KeyWalks<ChunkKeyTree>;
     using Chunk = index_detail::KeyChunk;
     using Packed = index_detail::PackedKey;
     static constexpr std::uint32_t C = index_detail::kChunkKeys;
@@ -52,114 +52,7 @@ public:
     ChunkKeyTree& operator=(const ChunkKeyTree&) = delete;
     ~ChunkKeyTree() { clear(); }
 
-    // Inserts `k`; every older byte it covers is forgotten.
-    //   is_stale(key) -> bool: the key's generation is older than its segment's.
-    //   on_piece(old, piece&): a surviving piece was cut from `old`; fix its CRC.
-    //   (diagrams: N = new key, E = existing key)
-    template <class IsStale, class OnPiece>
-    void insert(const CacheKey& k, IsStale&& is_stale, OnPiece&& on_piece) {
-        assert(k.len > 0);
-        if (size_ == 0) base_ = k.off & ~format::kSubtreeMask;
-        assert(Packed::fits(k, base_));
-        Pos it = start(k.off);
-        [[maybe_unused]] std::size_t bound = size_ + 2;  // each step erases or passes one
-        while (!at_end(it)) {
-            assert(bound-- > 0);
-            const CacheKey e = get(it);
-            if (e.off >= k.end()) break;
-            if (is_stale(e)) {
-                it = erase(it);
-                continue;
-            }
-            if (e.end() <= k.off) {  // E before N: untouched
-                it = next(it);
-                continue;
-            }
-            if (e.off < k.off) {
-                // head:      E [-----)          contained:  E [---------)
-                //            N    [-----)                   N    [---)
-                // The left piece keeps E's place (same start: the order is unchanged).
-                CacheKey left = e.piece(e.off, k.off);
-                on_piece(e, left);
-                set(it, left);
-                it = next(it);
-                if (e.end() > k.end()) {
-                    CacheKey right = e.piece(k.end(), e.end());
-                    on_piece(e, right);
-                    it = link(it, right);
-                }
-            } else if (e.end() > k.end()) {
-                // tail:      E    [------)      (E starts inside N, ends after it)
-                //            N [-----)
-                // E moves its start to N's end: still after every key before it and before
-                // the next key (which starts at or after E's end).
-                CacheKey right = e.piece(k.end(), e.end());
-                on_piece(e, right);
-                set(it, right);
-            } else {
-                // contain:  N [--------)  E inside N: dropped.
-                it = erase(it);
-            }
-        }
-        link(it, k);
-    }
-
-    // Calls fn(key) for each key overlapping [off, end) in ascending order, dropping stale
-    // ones. When fn returns bool, false stops the walk. fn must not change this set.
-    template <class IsStale, class Fn>
-    void for_each_overlap(std::uint64_t off, std::uint64_t end, IsStale&& is_stale, Fn&& fn) {
-        if (size_ == 0 || end <= base_ || off >= base_ + format::kSubtreeBytes) return;
-        for (Pos it = start(std::max(off, base_)); !at_end(it);) {
-            const CacheKey k = get(it);
-            if (k.off >= end) break;
-            if (is_stale(k)) {
-                it = erase(it);
-                continue;
-            }
-            if (k.end() > off) {
-                if constexpr (std::is_same_v<decltype(fn(k)), bool>) {
-                    if (!fn(k)) return;
-                } else {
-                    fn(k);
-                }
-            }
-            it = next(it);
-        }
-    }
-
-    // The first key overlapping [off, end) into *out (stale ones met are dropped); false if
-    // none. One lookup: a caller may change the set between calls.
-    template <class IsStale>
-    bool first_overlap(std::uint64_t off, std::uint64_t end, IsStale&& is_stale, CacheKey* out) {
-        bool found = false;
-        for_each_overlap(off, end, is_stale, [&](const CacheKey& k) {
-            *out = k;
-            found = true;
-            return false;
-        });
-        return found;
-    }
-
-    // Removes every key that is a piece of `k` (is_piece_of: same segment, generation and
-    // position) and drops stale keys met on the way; a newer key over the range stays.
-    template <class IsStale>
-    std::size_t erase_pieces_of(const CacheKey& k, IsStale&& is_stale) {
-        std::size_t n = 0;
-        if (size_ == 0 || k.end() <= base_ || k.off >= base_ + format::kSubtreeBytes) return n;
-        for (Pos it = start(std::max(k.off, base_)); !at_end(it);) {
-            const CacheKey e = get(it);
-            if (e.off >= k.end()) break;
-            // M18: GC removes every key over the retired range, newer ones too
-            const bool retired = e.end() > k.off && (mutant(18) || is_piece_of(e, k));
-            if (retired || is_stale(e)) {
-                n += retired ? 1 : 0;
-                it = erase(it);
-                continue;
-            }
-            it = next(it);
-        }
-        return n;
-    }
+    // insert, for_each_overlap, first_overlap, erase_pieces_of: KeyWalks (key_walks.hpp).
 
     void erase_exact(const CacheKey& k) {
         if (size_ == 0 || !Packed::fits(k, base_)) return;
@@ -251,6 +144,16 @@ public:
     }
 
 private:
+    // KeyWalks' positions (key_walks.hpp).
+    Pos insert_start(const CacheKey& k) {
+        if (size_ == 0) base_ = k.off & ~format::kSubtreeMask;
+        assert(Packed::fits(k, base_));
+        return start(k.off);
+    }
+    Pos walk_from(std::uint64_t off, std::uint64_t end) const {
+        if (size_ == 0 || end <= base_ || off >= base_ + format::kSubtreeBytes) return end_pos();
+        return start(std::max(off, base_));
+    }
     bool at_end(Pos p) const { return p.c == chunks_.size(); }
     Pos end_pos() const { return {static_cast<std::uint32_t>(chunks_.size()), 0}; }
     CacheKey get(Pos p) const { return chunks_[p.c]->key[p.i].get(base_); }

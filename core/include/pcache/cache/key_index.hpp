@@ -19,18 +19,18 @@
 #include <map>
 #include <mutex>
 #include <string>
-#include <type_traits>
 #include <utility>
 
 #include "pcache/cache/key_chunks.hpp"
 #include "pcache/cache/key_node.hpp"
-#include "pcache/mutation.hpp"
+#include "pcache/cache/key_walks.hpp"
 
 namespace pcache {
 
 // A set of non-overlapping keys over nodes of kind Node (key_node.hpp).
 template <class Node>
-class KeyTree {
+class KeyTree : public KeyWalks<KeyTree<Node>> {
+    friend class KeyWalks<KeyTree<Node>>;
     using Set = index_detail::NodeSet<Node>;
     using It = typename Set::iterator;
 
@@ -40,114 +40,7 @@ public:
     KeyTree& operator=(const KeyTree&) = delete;
     ~KeyTree() { clear(); }
 
-    // Inserts `k`; every older byte it covers is forgotten.
-    //   is_stale(key) -> bool: the key's generation is older than its segment's.
-    //   on_piece(old, piece&): a surviving piece was cut from `old`; fix its CRC.
-    //   (diagrams: N = new key, E = existing key)
-    template <class IsStale, class OnPiece>
-    void insert(const CacheKey& k, IsStale&& is_stale, OnPiece&& on_piece) {
-        assert(k.len > 0);
-        if (set_.empty()) base_ = k.off & ~format::kSubtreeMask;
-        assert(Node::fits(k, base_));
-        It it = start(k.off);
-        [[maybe_unused]] std::size_t bound = set_.size() + 2;  // each step erases or passes one
-        while (it != set_.end()) {
-            assert(bound-- > 0);
-            const CacheKey e = it->get(base_);
-            if (e.off >= k.end()) break;
-            if (is_stale(e)) {
-                it = erase(it);
-                continue;
-            }
-            if (e.end() <= k.off) {  // E before N: untouched
-                ++it;
-                continue;
-            }
-            if (e.off < k.off) {
-                // head:      E [-----)          contained:  E [---------)
-                //            N    [-----)                   N    [---)
-                // The left piece keeps E's node (same start: the order is unchanged).
-                CacheKey left = e.piece(e.off, k.off);
-                on_piece(e, left);
-                it->set(left, base_);
-                ++it;
-                if (e.end() > k.end()) {
-                    CacheKey right = e.piece(k.end(), e.end());
-                    on_piece(e, right);
-                    it = link(it, right);
-                }
-            } else if (e.end() > k.end()) {
-                // tail:      E    [------)      (E starts inside N, ends after it)
-                //            N [-----)
-                // E's node moves its start to N's end: still after every key before it and
-                // before the next key (which starts at or after E's end).
-                CacheKey right = e.piece(k.end(), e.end());
-                on_piece(e, right);
-                it->set(right, base_);
-            } else {
-                // contain:  N [--------)  E inside N: dropped.
-                it = erase(it);
-            }
-        }
-        link(it, k);
-    }
-
-    // Calls fn(key) for each key overlapping [off, end) in ascending order, dropping stale
-    // ones. When fn returns bool, false stops the walk. fn must not change this set.
-    template <class IsStale, class Fn>
-    void for_each_overlap(std::uint64_t off, std::uint64_t end, IsStale&& is_stale, Fn&& fn) {
-        if (set_.empty()) return;
-        for (It it = start(off); it != set_.end();) {
-            const CacheKey k = it->get(base_);
-            if (k.off >= end) break;
-            if (is_stale(k)) {
-                it = erase(it);
-                continue;
-            }
-            if (k.end() > off) {
-                if constexpr (std::is_same_v<decltype(fn(k)), bool>) {
-                    if (!fn(k)) return;
-                } else {
-                    fn(k);
-                }
-            }
-            ++it;
-        }
-    }
-
-    // The first key overlapping [off, end) into *out (stale ones met are dropped); false if
-    // none. One lookup: a caller may change the set between calls.
-    template <class IsStale>
-    bool first_overlap(std::uint64_t off, std::uint64_t end, IsStale&& is_stale, CacheKey* out) {
-        bool found = false;
-        for_each_overlap(off, end, is_stale, [&](const CacheKey& k) {
-            *out = k;
-            found = true;
-            return false;
-        });
-        return found;
-    }
-
-    // Removes every key that is a piece of `k` (is_piece_of: same segment, generation and
-    // position) and drops stale keys met on the way; a newer key over the range stays.
-    template <class IsStale>
-    std::size_t erase_pieces_of(const CacheKey& k, IsStale&& is_stale) {
-        std::size_t n = 0;
-        if (set_.empty()) return n;
-        for (It it = start(k.off); it != set_.end();) {
-            const CacheKey e = it->get(base_);
-            if (e.off >= k.end()) break;
-            // M18: GC removes every key over the retired range, newer ones too
-            const bool retired = e.end() > k.off && (mutant(18) || is_piece_of(e, k));
-            if (retired || is_stale(e)) {
-                n += retired ? 1 : 0;
-                it = erase(it);
-                continue;
-            }
-            ++it;
-        }
-        return n;
-    }
+    // insert, for_each_overlap, first_overlap, erase_pieces_of: KeyWalks (key_walks.hpp).
 
     void erase_exact(const CacheKey& k) {
         if (set_.empty() || !Node::fits(k, base_)) return;
@@ -225,6 +118,19 @@ public:
     }
 
 private:
+    // KeyWalks' positions (key_walks.hpp): set iterators.
+    It insert_start(const CacheKey& k) {
+        if (set_.empty()) base_ = k.off & ~format::kSubtreeMask;
+        assert(Node::fits(k, base_));
+        return start(k.off);
+    }
+    It walk_from(std::uint64_t off, std::uint64_t) {
+        return set_.empty() ? set_.end() : start(off);
+    }
+    bool at_end(It it) const { return it == set_.end(); }
+    CacheKey get(It it) const { return it->get(base_); }
+    static It next(It it) { return std::next(it); }
+    void set(It it, const CacheKey& k) { it->set(k, base_); }
     // The first key that may overlap a range starting at `off`.
     It start(std::uint64_t off) {
         It it = set_.lower_bound(Node::order_of(off, base_));
