@@ -111,6 +111,35 @@ TEST(CrossLane, ReadMissFillOnAnotherLaneDoesNotReplayOverANewerWrite) {
         << "ORACLE VIOLATION: after replay a read-miss fill hides the newer write";
 }
 
+// The subtree's lane marks (close_other_lanes' filter) hold four lanes. A fifth lane writing
+// into the subtree takes slot 0 and closes that slot's lane first: once its mark is gone,
+// nothing else would find the lane's buffered keys. Here lanes 1-4 fill the marks, lane 5 takes
+// lane 1's, lanes 2-5 close by FUA writes elsewhere, and lane 0 then overwrites every range
+// with no other lane marked open (no walk). With mutant M33 lane 1 stays open, unmarked, and
+// its older write is logged after lane 0's newer one.
+TEST(CrossLane, AFifthLaneInASubtreeClosesTheLaneWhoseMarkItTakes) {
+    Rig rig;
+    rig.open(6);
+    ASSERT_EQ(rig.cache->n_lanes(), 6u);
+    auto& c = *rig.cache;
+    auto at = [](std::uint32_t i) { return kOff + i * kLen; };  // one 4 MiB subtree
+    for (std::uint32_t l = 1; l <= 5; ++l)
+        ASSERT_TRUE(c.write(at(l), pattern(kLen, 20 + l), {.fua = false, .lane = l}).ok());
+    EXPECT_EQ(c.counters().cross_lane_closes, 1u) << "lane 5 takes lane 1's mark: lane 1 closed";
+    for (std::uint32_t l = 2; l <= 5; ++l)  // another subtree: each lane's buffer closes
+        ASSERT_TRUE(
+            c.write(8 * kLen + (8u << 20), pattern(kLen, 30), {.fua = true, .lane = l}).ok());
+    for (std::uint32_t l = 1; l <= 5; ++l)
+        ASSERT_TRUE(c.write(at(l), pattern(kLen, 40 + l), {.fua = true, .lane = 0}).ok());
+    ASSERT_TRUE(c.flush().ok());
+    rig.open(6);
+    for (std::uint32_t l = 1; l <= 5; ++l)
+        EXPECT_TRUE(rig.read(at(l), kLen) == pattern(kLen, 40 + l))
+            << "ORACLE VIOLATION: after replay [" << at(l) << ", +" << kLen << ") holds lane " << l
+            << "'s older write";
+    EXPECT_TRUE(rig.cache->check_invariants().ok());
+}
+
 // The rule closes only what it must: not the writer's own lane, not a lane whose keys for the
 // range are already in the log, not a lane with no overlapping key.
 TEST(CrossLane, NoEarlyCloseWhenNotNeeded) {

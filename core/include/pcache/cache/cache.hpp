@@ -26,6 +26,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -220,8 +221,20 @@ private:
         // adds (threads on one CPU share a lane); counters() sums every lane's and counters_.
         CacheCounters counters;
     };
-    // A subtree on its own cache line(s): writers of neighbouring subtrees share no line.
-    struct alignas(64) PaddedSubtree : Subtree {};
+    // The lanes whose open kset buffer may hold keys of a subtree: the cross-lane rule's filter
+    // (close_other_lanes). Each append records its lane and that lane's epoch; a lane whose
+    // epoch has moved on since has no key of the subtree left in its open buffer.
+    static constexpr std::uint32_t kNoLane = UINT32_MAX;
+    static constexpr std::size_t kLaneMarks = 4;
+    struct LaneMark {
+        std::uint32_t lane = kNoLane;
+        std::uint32_t epoch = 0;
+    };
+    // A subtree on its own cache line(s): writers of neighbouring subtrees share no line. The
+    // marks are read and written under the subtree lock only.
+    struct alignas(64) CacheSubtree : Subtree {
+        std::array<LaneMark, kLaneMarks> lane_marks{};
+    };
     struct Tail {
         LogPos pos;
         std::uint64_t seq = 0;
@@ -301,8 +314,14 @@ private:
                k.lane_epoch;
     }
     Status kset_close_locked(Lane& kb);
-    Status close_other_lanes(Subtree& st, std::uint32_t lane, std::uint64_t off, std::uint64_t end);
-    Status insert_and_append(Subtree& st, std::uint32_t lane, CacheKey key, bool force_close,
+    bool lane_still_open(const LaneMark& m) const {
+        return m.lane != kNoLane && lanes_[m.lane].epoch.load(std::memory_order_acquire) == m.epoch;
+    }
+    Status close_lane_at(std::uint32_t other, std::uint32_t lane, std::uint32_t epoch,
+                         std::uint32_t mask);
+    Status close_other_lanes(CacheSubtree& st, std::uint32_t lane, std::uint64_t off,
+                             std::uint64_t end, std::size_t& mark);
+    Status insert_and_append(CacheSubtree& st, std::uint32_t lane, CacheKey key, bool force_close,
                              bool best_effort, bool& appended);
     void append_key_locked(Lane& kb, const CacheKey& key);
     void fix_piece_crc(const CacheKey& whole, CacheKey& piece);
@@ -315,13 +334,13 @@ private:
     Status replay_key(const format::KeyOnMedia& k, std::uint64_t where, bool dirty_part);
 
     // cache_req.hpp
-    Subtree& subtree_for(std::uint64_t off) { return subtrees_[off >> format::kSubtreeShift]; }
+    CacheSubtree& subtree_for(std::uint64_t off) { return subtrees_[off >> format::kSubtreeShift]; }
     Status write_piece(std::uint64_t off, std::span<const std::byte> data, bool fua,
                        std::uint32_t lane, std::uint32_t& written);
     Status read_piece(std::uint64_t off, std::span<std::byte> out);
     Status read_from_key(Lane& shard, const CacheKey& k, std::uint64_t from,
                          std::span<std::byte> out, bool& stale);
-    void fill_miss_locked(Subtree& st, std::uint32_t lane, std::uint64_t off,
+    void fill_miss_locked(CacheSubtree& st, std::uint32_t lane, std::uint64_t off,
                           std::span<const std::byte> data);
     Status check_io(const char* what, std::uint64_t off, std::uint64_t len) const;
 
@@ -381,7 +400,7 @@ private:
     std::uint32_t open_ksets_ = 0;      // kset buffers holding keys
     std::atomic<std::uint64_t> free_ksets_hint_{UINT64_MAX};  // log_capacity_locked(), relaxed
 
-    alignas(64) std::vector<PaddedSubtree> subtrees_;
+    alignas(64) std::vector<CacheSubtree> subtrees_;
     std::vector<Lane> lanes_;
     alignas(64) mutable Mutex key_head_mutex_;
     LogPos key_head_;

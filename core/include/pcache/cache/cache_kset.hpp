@@ -113,31 +113,64 @@ void Cache<Pmem, Block>::append_key_locked(Lane& kb, const CacheKey& key) {
 // `lane` covering [off, end) is appended: every other lane whose open kset buffer holds a key
 // the new one overlaps is closed first, so those keys come before the new one in the log.
 // Replay and writeback apply the log in order: newer data always wins over older.
+//
+// The subtree's lane marks filter the walk: when no other lane marked in it is still open, no
+// other lane's open buffer holds any key of the subtree and there is nothing to walk (the
+// common case: one CPU writes a region). `mark` returns the slot this lane's mark takes after
+// the append: its own, or one whose lane has closed since; with every slot held by another
+// open lane, the lane of slot 0 is closed to free it (an early close, as the rule's).
 template <PmemDevice Pmem, BlockDevice Block>
-Status Cache<Pmem, Block>::close_other_lanes(Subtree& st, std::uint32_t lane, std::uint64_t off,
-                                             std::uint64_t end) {
+Status Cache<Pmem, Block>::close_other_lanes(CacheSubtree& st, std::uint32_t lane,
+                                             std::uint64_t off, std::uint64_t end,
+                                             std::size_t& mark) {
+    mark = kLaneMarks;
     if (lanes_.size() == 1) return {};
-    boost::container::small_vector<std::pair<std::uint32_t, std::uint8_t>, 4> open;
-    st.for_each_overlap(
-        off, end, [this](const CacheKey& k) { return key_is_stale(k); },
-        [&](const CacheKey& k) {
-            const std::pair<std::uint32_t, std::uint8_t> at{k.lane, k.lane_epoch};
-            if (k.lane != lane && key_buffered_open(k) &&
-                std::find(open.begin(), open.end(), at) == open.end())
-                open.push_back(at);
-        });
-    for (const auto& [other, epoch] : open) {
-        if constexpr (mutant(32)) break;  // M32: no cross-lane close (older data can replay last)
-        Lane& ln = lanes_[other];
-        std::lock_guard g(ln.mutex);
-        // Keys of this subtree enter a buffer only under the subtree lock, held here: if the
-        // epoch moved, the buffer (with those keys) was closed meanwhile.
-        if (static_cast<std::uint8_t>(ln.epoch.load(std::memory_order_relaxed)) != epoch ||
-            ln.key_num == 0)
-            continue;
-        PCACHE_TRY(kset_close_locked(ln));
-        count(lanes_[lane], &CacheCounters::cross_lane_closes);
+    const bool others_open =
+        std::any_of(st.lane_marks.begin(), st.lane_marks.end(),
+                    [&](const LaneMark& m) { return m.lane != lane && lane_still_open(m); });
+    if (others_open) {
+        boost::container::small_vector<std::pair<std::uint32_t, std::uint8_t>, 4> open;
+        st.for_each_overlap(
+            off, end, [this](const CacheKey& k) { return key_is_stale(k); },
+            [&](const CacheKey& k) {
+                const std::pair<std::uint32_t, std::uint8_t> at{k.lane, k.lane_epoch};
+                if (k.lane != lane && key_buffered_open(k) &&
+                    std::find(open.begin(), open.end(), at) == open.end())
+                    open.push_back(at);
+            });
+        for (const auto& [other, epoch] : open) {
+            if constexpr (mutant(32))
+                break;  // M32: no cross-lane close (older data can replay last)
+            PCACHE_TRY(close_lane_at(other, lane, epoch, UINT8_MAX));
+        }
     }
+    // This lane's slot after the append: its own, else the first whose lane has closed since.
+    for (std::size_t i = 0; i < kLaneMarks && mark == kLaneMarks; ++i)
+        if (st.lane_marks[i].lane == lane) mark = i;
+    for (std::size_t i = 0; i < kLaneMarks && mark == kLaneMarks; ++i)
+        if (!lane_still_open(st.lane_marks[i])) mark = i;
+    if (mark == kLaneMarks) {  // every slot held by another open lane: close slot 0's lane
+        mark = 0;
+        if constexpr (mutant(33)) return {};  // M33: that lane's keys stay open, unmarked
+        const LaneMark victim = st.lane_marks[0];
+        PCACHE_TRY(close_lane_at(victim.lane, lane, victim.epoch, UINT32_MAX));
+    }
+    return {};
+}
+
+// Closes lane `other`'s buffer for lane `lane`'s write if the buffer is still at `epoch` (a
+// key's 8-bit lane_epoch with mask UINT8_MAX: a wrapped epoch costs an early close, never a
+// missed one; a lane mark's whole epoch with UINT32_MAX).
+template <PmemDevice Pmem, BlockDevice Block>
+Status Cache<Pmem, Block>::close_lane_at(std::uint32_t other, std::uint32_t lane,
+                                         std::uint32_t epoch, std::uint32_t mask) {
+    Lane& ln = lanes_[other];
+    std::lock_guard g(ln.mutex);
+    // Keys of this subtree enter a buffer only under the subtree lock, held here: if the
+    // epoch moved, the buffer (with those keys) was closed meanwhile.
+    if ((ln.epoch.load(std::memory_order_relaxed) & mask) != epoch || ln.key_num == 0) return {};
+    PCACHE_TRY(kset_close_locked(ln));
+    count(lanes_[lane], &CacheCounters::cross_lane_closes);
     return {};
 }
 
@@ -145,24 +178,28 @@ Status Cache<Pmem, Block>::close_other_lanes(Subtree& st, std::uint32_t lane, st
 // its kset buffer and take a kset of the reserve (the only steps that can fail, before anything
 // of this key changes: a busy write leaves the index and every buffer's keys as they were; the
 // rule may have logged other lanes' keys early, which only makes older writes durable sooner),
-// append, close if full or forced. Then, outside the lane lock, insert into
-// the index. A failed forced close leaves the key buffered (valid, just not yet durable) and in
-// the index, and reports the error. `best_effort` (read-miss fills): no close is forced.
+// append, close if full or forced, and mark the subtree with the lane's epoch. Then, outside
+// the lane lock, insert into the index. A failed forced close leaves the key buffered (valid,
+// just not yet durable) and in the index, and reports the error. `best_effort` (read-miss
+// fills): no close is forced.
 template <PmemDevice Pmem, BlockDevice Block>
-Status Cache<Pmem, Block>::insert_and_append(Subtree& st, std::uint32_t lane, CacheKey key,
+Status Cache<Pmem, Block>::insert_and_append(CacheSubtree& st, std::uint32_t lane, CacheKey key,
                                              bool force_close, bool best_effort, bool& appended) {
     appended = false;
-    PCACHE_TRY(close_other_lanes(st, lane, key.off, key.end()));
+    std::size_t mark = kLaneMarks;
+    PCACHE_TRY(close_other_lanes(st, lane, key.off, key.end(), mark));
     Status closed;
     {
         Lane& ln = lanes_[lane];
         std::lock_guard g(ln.mutex);
         if (ln.key_num == format::kKsetKeysMax) PCACHE_TRY(kset_close_locked(ln));
         PCACHE_TRY(open_kset_locked(ln));  // busy here changes nothing
+        const std::uint32_t epoch = ln.epoch.load(std::memory_order_relaxed);
         key.lane = static_cast<std::uint16_t>(lane);
-        key.lane_epoch = static_cast<std::uint8_t>(ln.epoch.load(std::memory_order_relaxed));
+        key.lane_epoch = static_cast<std::uint8_t>(epoch);
         append_key_locked(ln, key);
         appended = true;
+        if (mark != kLaneMarks) st.lane_marks[mark] = LaneMark{lane, epoch};
         if (ln.key_num == format::kKsetKeysMax || (force_close && !best_effort))
             closed = kset_close_locked(ln);
     }

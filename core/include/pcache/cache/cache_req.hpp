@@ -66,15 +66,16 @@ Status Cache<Pmem, Block>::write_piece(std::uint64_t off, std::span<const std::b
     // M1: cached copy, never flushed, before the key points to it
     Status ws = pmem_.write(data_addr(a->seg, a->off), bytes,
                             mutant(1) ? kPmemNoFlush | kPmemNoDrain : kPmemFlushCache);
+    CacheKey key{off, a->len, 0, a->seg, a->off, a->gen, 0, false};
+    // The CRC of the source (in L1 after the copy) runs while the copy's stores drain.
+    if (ws.ok() && opts_.data_crc) key.data_crc = crc::kcrc(bytes.data(), bytes.size());
     if (ws.ok()) ws = pmem_.drain();  // the data is durable before any key can point to it
     if (!ws.ok()) {                   // no key will point to the space: give it back
         seg_put(a->seg);
         return ws;
     }
     count(lanes_[lane], &CacheCounters::pmem_written_bytes, a->len);
-    CacheKey key{off, a->len, 0, a->seg, a->off, a->gen, 0, false};
-    if (opts_.data_crc) key.data_crc = crc::kcrc(bytes.data(), bytes.size());
-    Subtree& st = subtree_for(off);
+    CacheSubtree& st = subtree_for(off);
     bool appended = false;
     Status s = verify_key(key);
     if (s.ok()) {
@@ -162,7 +163,7 @@ inline constexpr unsigned kReadWalksMax = 16;
 template <PmemDevice Pmem, BlockDevice Block>
 Status Cache<Pmem, Block>::read_piece(std::uint64_t off, std::span<std::byte> out) {
     const std::uint64_t end = off + out.size();
-    Subtree& st = subtree_for(off);
+    CacheSubtree& st = subtree_for(off);
     std::lock_guard g(st.mutex);
     if (const auto* p = st.poisoned(off, end))
         return {Errc::io, "read [" + std::to_string(off) + ", +" + std::to_string(out.size()) +
@@ -211,7 +212,7 @@ Status Cache<Pmem, Block>::read_piece(std::uint64_t off, std::span<std::byte> ou
 // Keeps backing data read for a miss as CLEAN keys (best effort: a full cache skips it). The
 // keys go through the same lane rules as writes.
 template <PmemDevice Pmem, BlockDevice Block>
-void Cache<Pmem, Block>::fill_miss_locked(Subtree& st, std::uint32_t lane, std::uint64_t off,
+void Cache<Pmem, Block>::fill_miss_locked(CacheSubtree& st, std::uint32_t lane, std::uint64_t off,
                                           std::span<const std::byte> data) {
     std::uint64_t done = 0;
     while (done < data.size()) {
