@@ -40,6 +40,8 @@ for dev in ("mem", "shm-cacheline"):
     row(f"{dev}: 4 KiB read hit / memcpy from the mapping", [b["ratio_to_bound"] for b in g("i17/read_hit/DEV/4096")], ">= 0.90")
     row(f"{dev}: writeback sequential 4 KiB keys / backing bound", [b["ratio_to_bound"] for b in g("i17/writeback_seq/DEV")], ">= 0.85")
     row(f"{dev}: writeback random 4 KiB keys / backing bound", [b["ratio_to_bound"] for b in g("i17/writeback_rand/DEV")], ">= 0.85")
+    for k in ("seq", "rand"):  # the old bound: the same requests from one hot buffer (PERFORMANCE.md "seqwb")
+        row(f"{dev}: writeback {k} / the old hot-buffer bound", [b["ratio_hot_buffer"] for b in g(f"i17/writeback_{k}/DEV")], "")
     u = g("i17/writeback_rand_uring_qd32/DEV/manual_time")
     row(f"{dev}: writeback random 4 KiB keys, io_uring qd 32 / the faster write_batch bound (wall)", [b["ratio_to_bound"] for b in u], ">= 0.85")
     row(f"{dev}: the same / one write_batch per flush (wall)", [b["ratio_window"] for b in u], "")

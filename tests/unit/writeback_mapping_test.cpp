@@ -64,6 +64,7 @@ public:
             return {Errc::io, "backing write: injected transient EIO"};
         }
         (mapped ? from_mapping : copied) += 1;
+        if (mapped) direct.emplace_back(off, src.size());
         return mem_.write(off, src, fua);
     }
     Status flush() {
@@ -77,6 +78,8 @@ public:
 
     std::uint64_t from_mapping = 0, copied = 0, fail_next = 0, fail_lo = 0, fail_hi = 0;
     bool fail_src = false;
+    std::vector<std::pair<std::uint64_t, std::uint64_t>>
+        direct;  // (offset, bytes) from the mapping
 
 private:
     MemBlockDevice mem_;
@@ -205,6 +208,74 @@ TEST(WritebackFromMapping, AnOlderRunInTheCopyPathLandsBeforeANewerDirectOne) {
     const auto& d = s.disk.bytes();
     EXPECT_TRUE(std::equal(want.begin(), want.end(), d.begin() + 65536))
         << "an older run landed after a newer overlapping one";
+}
+
+// One lane (one data head), a flush between writes: keys in separate ksets whose bytes continue
+// each other on the backing device and in pmem.
+void write_keys(Rig& s, const std::vector<std::pair<std::uint64_t, std::vector<std::byte>>>& ws,
+                std::initializer_list<std::size_t> flush_after) {
+    for (std::size_t i = 0; i < ws.size(); ++i) {
+        ASSERT_TRUE(s.cache->write(ws[i].first, ws[i].second, WriteOptions{.lane = 0}).ok());
+        if (std::find(flush_after.begin(), flush_after.end(), i) != flush_after.end()) {
+            ASSERT_TRUE(s.cache->flush().ok());
+        }
+    }
+    ASSERT_TRUE(s.cache->flush().ok());
+}
+
+// A sequential write fills ksets one after the other (128 keys each): the next kset's keys that
+// continue the run join it, so the backing device gets one request, not one per kset.
+TEST(WritebackFromMapping, ARunContinuesAcrossKsets) {
+    Rig s;
+    const auto a = pattern(4096, 20), b = pattern(4096, 21), c = pattern(4096, 22);
+    write_keys(s, {{0, a}, {4096, b}, {8192, c}}, {1});  // ksets {a, b} and {c}
+    ASSERT_EQ(s.find(c), s.find(a) + 8192) << "the keys' bytes are not contiguous in pmem";
+    s.writeback_until_clean();
+    using W = std::pair<std::uint64_t, std::uint64_t>;
+    EXPECT_EQ(s.disk.direct, (std::vector<W>{{0, 12288}})) << "one request per kset";
+    const auto& d = s.disk.bytes();
+    EXPECT_TRUE(std::equal(a.begin(), a.end(), d.begin()));
+    EXPECT_TRUE(std::equal(c.begin(), c.end(), d.begin() + 8192));
+}
+
+// The run kept open across ksets still goes out before a newer key overwriting part of it: the
+// later kset's keys, by offset, first [0, 4 KiB) (newer than the open run's bytes there), then
+// [8, 12 KiB) (continues the open run on the backing device but not in pmem).
+TEST(WritebackFromMapping, AnOpenRunLandsBeforeANewerKsetOverwritesIt) {
+    Rig s;
+    const auto a0 = pattern(4096, 30), a1 = pattern(4096, 31), b = pattern(4096, 32),
+               c = pattern(4096, 33);
+    write_keys(s, {{0, a0}, {4096, a1}, {8192, b}, {0, c}}, {1});  // ksets {a0, a1}, {b, c}
+    s.writeback_until_clean();
+    using W = std::pair<std::uint64_t, std::uint64_t>;
+    EXPECT_EQ(s.disk.direct, (std::vector<W>{{0, 8192}, {0, 4096}, {8192, 4096}}));
+    const auto& d = s.disk.bytes();
+    EXPECT_TRUE(std::equal(c.begin(), c.end(), d.begin())) << "older bytes landed last";
+    EXPECT_TRUE(std::equal(a1.begin(), a1.end(), d.begin() + 4096));
+    EXPECT_TRUE(std::equal(b.begin(), b.end(), d.begin() + 8192));
+}
+
+// A run spanning two ksets whose later key cannot be read: the direct write fails, the copy
+// sends the readable key of the first kset and reports only the unreadable one lost.
+TEST(WritebackFromMapping, AnUnreadableKeyInARunAcrossKsetsIsTheOnlyOneLost) {
+    Rig s;
+    const auto a = pattern(4096, 40), b = pattern(4096, 41);
+    write_keys(s, {{1 << 20, a}, {(1 << 20) + 4096, b}}, {0});  // ksets {a} and {b}
+    const std::uint64_t at = s.find(b);
+    ASSERT_EQ(at, s.find(a) + 4096) << "the keys' bytes are not contiguous in pmem";
+    s.pmem.bad_off = at + 512;
+    s.pmem.bad_end = at + 1024;
+    s.writeback_until_clean();
+    EXPECT_EQ(s.cache->counters().writeback_lost_extents, 1u);
+    ASSERT_EQ(s.log.size(), 1u);
+    EXPECT_NE(s.log[0].find("[1052672, +4096)"), std::string::npos) << s.log[0];
+    const auto& d = s.disk.bytes();
+    EXPECT_TRUE(std::equal(a.begin(), a.end(), d.begin() + (1 << 20)));
+    EXPECT_TRUE(std::all_of(d.begin() + (1 << 20) + 4096, d.begin() + (1 << 20) + 8192,
+                            [](std::byte x) { return x == std::byte{0}; }));
+    std::vector<std::byte> out(4096);
+    EXPECT_FALSE(s.cache->read((1 << 20) + 4096, out).ok());
+    EXPECT_TRUE(s.cache->read(1 << 20, out).ok());
 }
 
 }  // namespace

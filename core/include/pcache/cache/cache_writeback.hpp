@@ -208,13 +208,67 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
         std::clamp(opts_.writeback_batch_ksets, 1u, kWritebackKsetsMax);
     std::vector<std::pair<CacheKey, std::string>> lost;  // poisoned at once, reported at commit
     std::size_t poisoned = 0;
+    auto poison_new = [&] {
+        for (std::size_t i = poisoned; i < lost.size(); ++i)
+            writeback_lost(lost[i].first, lost[i].second);  // before GC may reclaim the key
+        poisoned = lost.size();
+    };
+    // Keys continuing each other on the backing device and in pmem (`run`, `run_bytes` long)
+    // through the copy: read into the run buffer at once; on a media error key by key, the
+    // unreadable ones lost.
+    auto send_copy = [&](std::span<const CacheKey> run, std::uint64_t run_bytes) -> Status {
+        const CacheKey& first = run.front();
+        auto room = runs.reserve(first.off, run_bytes);
+        if (!room.ok())
+            return mutant(19) ? Status{} : room.status();  // M19: a failed write passed over
+        if (pmem_.read(data_addr(first.seg, first.seg_off), *room).ok()) return {};
+        runs.drop_last();
+        for (const CacheKey& key : run) {
+            data.resize(key.len);
+            if (Status ks = pmem_.read(data_addr(key.seg, key.seg_off), data); !ks.ok()) {
+                lost.emplace_back(key, "is unreadable in the cache (" + ks.to_string() + ")");
+                continue;
+            }
+            if (Status ws = runs.add(key.off, data); !ws.ok() && !mutant(19)) return ws;
+        }
+        return {};
+    };
+    // The run to be written straight from the mapping (PmemWritebackFromMapping), kept open
+    // across ksets: a sequential write fills a kset with 128 keys (512 KiB of 4 KiB keys), and the
+    // next kset's keys continue the same run up to kWritebackRunBytesMax. It goes out before any
+    // other run, so the bytes land in log order as before. A failed direct write goes through the
+    // copy (which reports unreadable bytes as lost and fails the step on a backing error).
+    std::vector<CacheKey> direct;
+    std::uint64_t direct_bytes = 0;
+    auto send_direct = [&]() -> Status {
+        if constexpr (PmemWritebackFromMapping<Pmem> && !BatchBlockDevice<Block>) {
+            if (direct.empty()) return {};
+            const CacheKey& first = direct.front();
+            const std::span<const std::byte> src(pmem_.data() + data_addr(first.seg, first.seg_off),
+                                                 direct_bytes);
+            bool sent = false;
+            Status ws = runs.write_direct(first.off, src, sent);
+            if (!ws.ok() && !mutant(19)) return ws;
+            if (!sent && ws.ok()) ws = send_copy(direct, direct_bytes);
+            direct.clear();
+            direct_bytes = 0;
+            return mutant(19) ? Status{} : ws;
+        }
+        return {};
+    };
+    auto continues = [](const CacheKey& a, const CacheKey& b) {  // b right after a, both places
+        return b.off == a.end() && b.seg == a.seg && b.seg_off == a.seg_off + a.len;
+    };
+    std::vector<CacheKey> ordered;  // one kset's dirty keys, by offset, overlaps resolved
     // One kset of the batch; the batch ends at key_head, after batch_ksets ksets or bytes.
     auto writeback_kset = [&](const KsetAt& at) -> Result<WalkStep> {
         const format::KsetView& v = at.view;
         const bool more = ++ksets < batch_ksets;
         if (v.kind == format::KsetKind::last) return more ? WalkStep::next : WalkStep::stop;
-        KeySet newest;  // overlaps inside the kset: later keys win (lost ones too: crc_bad)
         const std::uint64_t kset_addr = at.addr;
+        ordered.clear();
+        bool disjoint =
+            true;  // each key after the previous one: already ordered, nothing to resolve
         for (std::uint32_t i = 0; i < v.key_num(); ++i) {
             const auto k = v.key(i);
             const std::uint64_t where = kset_addr + format::kset_bytes(i);
@@ -236,76 +290,56 @@ typename Cache<Pmem, Block>::StepResult Cache<Pmem, Block>::writeback_step() {
                 }
             }
             batch_dirty_bytes += k.len;
-            newest.insert(
-                ck, [](const CacheKey&) { return false; }, [](const CacheKey&, CacheKey&) {});
+            disjoint = disjoint && (ordered.empty() || ordered.back().end() <= ck.off);
+            ordered.push_back(ck);
+        }
+        if (!disjoint) {  // overlaps inside the kset: later keys win (lost ones too: crc_bad)
+            KeySet newest;
+            for (const CacheKey& ck : ordered)
+                newest.insert(
+                    ck, [](const CacheKey&) { return false; }, [](const CacheKey&, CacheKey&) {});
+            ordered.clear();
+            const auto& keys = newest.keys();
+            for (auto it = keys.begin(); it != keys.end(); ++it) ordered.push_back(it->second);
         }
         // Keys that continue each other both on the backing device and in pmem (a sequential
         // write) go out as one request of up to kWritebackRunBytesMax. Lost keys are skipped.
-        const auto& keys = newest.keys();
-        for (auto it = keys.begin(); it != keys.end();) {
-            const CacheKey first = it->second;
+        for (std::size_t i = 0; i < ordered.size();) {
+            const CacheKey& first = ordered[i];
             if (first.crc_bad) {
-                ++it;
+                ++i;
                 continue;
-            }
-            std::uint64_t run_bytes = first.len;
-            auto run_end = std::next(it);
-            for (; run_end != keys.end() && run_bytes < kWritebackRunBytesMax; ++run_end) {
-                const CacheKey k = run_end->second;
-                if (k.crc_bad || k.off != first.off + run_bytes || k.seg != first.seg ||
-                    k.seg_off != first.seg_off + run_bytes)
-                    break;
-                run_bytes += k.len;
             }
             if constexpr (PmemWritebackFromMapping<Pmem> && !BatchBlockDevice<Block>) {
                 if (pmem_.writeback_from_mapping()) {  // no bounce copy (issue 17 item 4)
-                    bool sent = false;
-                    const std::span<const std::byte> src(
-                        pmem_.data() + data_addr(first.seg, first.seg_off), run_bytes);
-                    Status ws = runs.write_direct(first.off, src, sent);
-                    if (!ws.ok() && !mutant(19)) return ws;
-                    if (sent || !ws.ok()) {
-                        if (sent) batch_written_bytes += run_bytes;
-                        it = run_end;
-                        continue;
-                    }
+                    if (direct.empty() || !continues(direct.back(), first) ||
+                        direct_bytes + first.len > kWritebackRunBytesMax)
+                        PCACHE_TRY(send_direct());
+                    direct.push_back(first);
+                    direct_bytes += first.len;
+                    batch_written_bytes += first.len;
+                    ++i;
+                    continue;
                 }
             }
-            auto room = runs.reserve(first.off, run_bytes);
-            if (!room.ok()) {
-                if (!mutant(19)) return room.status();  // M19: a failed write passed over
-                it = run_end;
-                continue;
+            std::uint64_t run_bytes = first.len;
+            std::size_t end = i + 1;
+            for (; end < ordered.size() && run_bytes < kWritebackRunBytesMax; ++end) {
+                if (ordered[end].crc_bad || !continues(ordered[end - 1], ordered[end])) break;
+                run_bytes += ordered[end].len;
             }
-            if (Status s = pmem_.read(data_addr(first.seg, first.seg_off), *room); !s.ok()) {
-                runs.drop_last();
-                // A media error somewhere in the run: key by key, the unreadable ones are lost.
-                for (auto k = it; k != run_end; ++k) {
-                    const CacheKey key = k->second;
-                    data.resize(key.len);
-                    if (Status ks = pmem_.read(data_addr(key.seg, key.seg_off), data); !ks.ok()) {
-                        lost.emplace_back(key,
-                                          "is unreadable in the cache (" + ks.to_string() + ")");
-                        continue;
-                    }
-                    Status ws = runs.add(key.off, data);
-                    if (!ws.ok() && !mutant(19)) return ws;
-                    batch_written_bytes += key.len;
-                }
-                it = run_end;
-                continue;
-            }
+            PCACHE_TRY(send_copy(std::span(ordered).subspan(i, end - i), run_bytes));
             batch_written_bytes += run_bytes;
-            it = run_end;
+            i = end;
         }
-        for (std::size_t i = poisoned; i < lost.size(); ++i)
-            writeback_lost(lost[i].first, lost[i].second);  // before GC may reclaim the key
-        poisoned = lost.size();
+        poison_new();
         return more && batch_written_bytes < kWritebackBytesMax ? WalkStep::next : WalkStep::stop;
     };
     auto walked = walk_log(log_source(), WalkSpec{.from = pos, .until = head}, writeback_kset);
     if (!walked.ok()) return fail(walked.status());
     pos = walked->pos;
+    if (Status s = send_direct(); !s.ok()) return fail(s);
+    poison_new();
     if (Status s = runs.submit(); !s.ok() && !mutant(19)) return fail(s);
     runs.report_direct();
     // Every write of the batch must be durable before dirty_tail passes it.
