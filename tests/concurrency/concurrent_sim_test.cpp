@@ -10,6 +10,7 @@
 
 #include <cstdlib>
 
+#include "cache_fixture.hpp"
 #include "pcache/sim/concurrent.hpp"
 
 namespace pcache::sim {
@@ -167,7 +168,7 @@ TEST(ConcurrentSim, WriteRacingCloseIsClosedOnDestroy) {
         CacheOptions o;
         o.geometry.segment_bytes = kSeg;
         o.n_lanes = 1;  // close_on_destroy: the default (on)
-        auto c = std::move(SimCache::format(borrow(m.pmem), borrow(m.block), o).value());
+        auto c = testutil::format_or_fail(m.pmem, m.block, o);
         for (std::size_t i = 0; i < data.size(); ++i)
             data[i] = static_cast<std::byte>(seed * 31 + i / 512);
         Status ws, cs;

@@ -40,6 +40,15 @@ inline std::uint64_t small_pmem_bytes(std::uint32_t segs) {
     return format::kSegmentsOffsetBytes + std::uint64_t(segs) * 256 * 1024;
 }
 
+// Formats a cache on devices the test keeps alive (borrowed). A refusal is a test failure that
+// names the status, and the test gets nullptr.
+template <PmemDevice P, BlockDevice B>
+std::unique_ptr<Cache<P, B>> format_or_fail(P& pmem, B& disk, CacheOptions o = small_options()) {
+    auto c = Cache<P, B>::format(borrow(pmem), borrow(disk), std::move(o));
+    EXPECT_TRUE(c.ok()) << c.status().to_string();
+    return c.ok() ? std::move(c.value()) : nullptr;
+}
+
 inline std::vector<std::byte> snapshot(const MemPmem& p) { return {p.data(), p.data() + p.size()}; }
 
 }  // namespace pcache::testutil

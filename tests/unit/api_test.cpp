@@ -188,7 +188,7 @@ TEST(Api, NullDevicesAreRefused) {
 TEST(Api, ABusyWriteReportsWhatItDid) {
     MemPmem pmem(small_pmem_bytes(8));
     MemBlockDevice disk(32 << 20);
-    auto c = std::move(MemCache::format(borrow(pmem), borrow(disk), options()).value());
+    auto c = testutil::format_or_fail(pmem, disk, options());
     const auto data = pattern(8 << 20, 11);  // 4x the cache
     std::uint64_t done = 0;
     bool was_busy = false;
@@ -214,7 +214,7 @@ TEST(Api, ABusyWriteReportsWhatItDid) {
 TEST(Api, ARuntimeStartsOnce) {
     MemPmem pmem(small_pmem_bytes(16));
     MemBlockDevice disk(8 << 20);
-    auto c = std::move(MemCache::format(borrow(pmem), borrow(disk), options()).value());
+    auto c = testutil::format_or_fail(pmem, disk, options());
     {
         Runtime<MemCache> rt(*c);
         ASSERT_TRUE(rt.start().ok());
@@ -245,7 +245,7 @@ TEST(ApiDeathTest, DestroyingACacheUnderItsRuntimeAborts) {
         {
             MemPmem pmem(small_pmem_bytes(16));
             MemBlockDevice disk(8 << 20);
-            auto c = std::move(MemCache::format(borrow(pmem), borrow(disk), options()).value());
+            auto c = testutil::format_or_fail(pmem, disk, options());
             auto rt = std::make_unique<Runtime<MemCache>>(*c);
             c.reset();
         },
