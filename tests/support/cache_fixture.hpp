@@ -49,6 +49,15 @@ std::unique_ptr<Cache<P, B>> format_or_fail(P& pmem, B& disk, CacheOptions o = s
     return c.ok() ? std::move(c.value()) : nullptr;
 }
 
+// Reads len bytes at off through the cache; a failed read is a test failure naming the status.
+template <class C>
+std::vector<std::byte> read_or_fail(C& c, std::uint64_t off, std::size_t len) {
+    std::vector<std::byte> out(len);
+    Status s = c.read(off, out);
+    EXPECT_TRUE(s.ok()) << s.to_string();
+    return out;
+}
+
 inline std::vector<std::byte> snapshot(const MemPmem& p) { return {p.data(), p.data() + p.size()}; }
 
 }  // namespace pcache::testutil

@@ -11,6 +11,7 @@ namespace {
 using testutil::format_or_fail;
 using testutil::MemCache;
 using testutil::pattern;
+using testutil::read_or_fail;
 using testutil::small_options;
 using testutil::small_pmem_bytes;
 
@@ -20,13 +21,6 @@ std::unique_ptr<MemCache> open_ok(MemPmem& p, MemBlockDevice& b, CacheOptions o)
     auto c = MemCache::open(borrow(p), borrow(b), o);
     EXPECT_TRUE(c.ok()) << c.status().to_string();
     return c.ok() ? std::move(c.value()) : nullptr;
-}
-
-std::vector<std::byte> read(MemCache& c, std::uint64_t off, std::size_t len) {
-    std::vector<std::byte> out(len);
-    Status s = c.read(off, out);
-    EXPECT_TRUE(s.ok()) << s.to_string();
-    return out;
 }
 
 TEST(CacheOpen, FreshKernelGeometryStatus) {
@@ -130,7 +124,7 @@ TEST(CacheOpen, RefusesReformatWhenLogHoldsDataUnlessForced) {
     CacheOptions forced = small_options();
     forced.force_format = true;
     auto f = format_or_fail(pmem, disk, forced);
-    EXPECT_EQ(read(*f, 0, 4096), std::vector<std::byte>(4096));  // re-formatted: data gone
+    EXPECT_EQ(read_or_fail(*f, 0, 4096), std::vector<std::byte>(4096));  // re-formatted: data gone
 }
 
 TEST(CacheOpen, TooSmallDevice) {
@@ -149,8 +143,8 @@ TEST(CacheIo, WriteReadHitMissPartial) {
     auto c = format_or_fail(pmem, disk);
     const auto a = pattern(8192, 1);
     ASSERT_TRUE(c->write(4096, a).ok());
-    EXPECT_EQ(read(*c, 4096, 8192), a);  // full hit
-    auto got = read(*c, 0, 16384);       // partial: miss, hit, miss
+    EXPECT_EQ(read_or_fail(*c, 4096, 8192), a);  // full hit
+    auto got = read_or_fail(*c, 0, 16384);       // partial: miss, hit, miss
     std::vector<std::byte> want(base.begin(), base.begin() + 16384);
     std::copy(a.begin(), a.end(), want.begin() + 4096);
     EXPECT_EQ(got, want);
@@ -165,11 +159,11 @@ TEST(CacheIo, WriteSpanningSubtreesAndSegments) {
     const std::uint64_t off =
         (4 << 20) - 8192;  // crosses a 4 MiB subtree, several 244 KiB segments
     ASSERT_TRUE(c->write(off, a).ok());
-    EXPECT_EQ(read(*c, off, a.size()), a);
+    EXPECT_EQ(read_or_fail(*c, off, a.size()), a);
     ASSERT_TRUE(c->flush().ok());
     c.reset();
     auto r = open_ok(pmem, disk, small_options());
-    EXPECT_EQ(read(*r, off, a.size()), a);
+    EXPECT_EQ(read_or_fail(*r, off, a.size()), a);
     EXPECT_TRUE(r->check_invariants().ok());
 }
 
@@ -188,11 +182,11 @@ TEST(CacheIo, OverlapsThroughTheCache) {
     put(12288, 8192, 3);  // tail overlap
     put(0, 2048, 4);      // head
     put(1024, 30720, 5);  // covers many
-    EXPECT_EQ(read(*c, 0, 65536), model);
+    EXPECT_EQ(read_or_fail(*c, 0, 65536), model);
     ASSERT_TRUE(c->flush().ok());
     c.reset();
     auto r = open_ok(pmem, disk, small_options(true));
-    EXPECT_EQ(read(*r, 0, 65536), model);
+    EXPECT_EQ(read_or_fail(*r, 0, 65536), model);
 }
 
 TEST(CacheIo, UnflushedWritesAreVolatileFuaIsDurable) {
@@ -205,9 +199,9 @@ TEST(CacheIo, UnflushedWritesAreVolatileFuaIsDurable) {
     c.reset();  // a crash: no close, buffered keys lost
     auto r = open_ok(pmem, disk, small_options());
     // Keys 1 and 2 share the kset buffer: the FUA close persisted both; key 3 was lost.
-    EXPECT_EQ(read(*r, 0, 4096), pattern(4096, 1));
-    EXPECT_EQ(read(*r, 8192, 4096), pattern(4096, 2));
-    EXPECT_EQ(read(*r, 16384, 4096), std::vector<std::byte>(4096));
+    EXPECT_EQ(read_or_fail(*r, 0, 4096), pattern(4096, 1));
+    EXPECT_EQ(read_or_fail(*r, 8192, 4096), pattern(4096, 2));
+    EXPECT_EQ(read_or_fail(*r, 16384, 4096), std::vector<std::byte>(4096));
 }
 
 TEST(CacheIo, BadArguments) {
@@ -260,7 +254,7 @@ TEST(CacheBackground, WorkloadLargerThanCacheCompletes) {
         std::copy(d.begin(), d.end(), model.begin() + off);
         ASSERT_TRUE(c->check_invariants().ok());
     }
-    EXPECT_EQ(read(*c, 0, model.size()), model);
+    EXPECT_EQ(read_or_fail(*c, 0, model.size()), model);
     EXPECT_GT(c->counters().gc_ksets_retired, 0u);
     // Flush everything: writeback to clean, then the backing device alone equals the model.
     ASSERT_TRUE(c->flush().ok());
