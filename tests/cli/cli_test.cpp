@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "cli_run.hpp"
 #include "pcache/blockdev/file_block_device.hpp"
 #include "pcache/cache/cache.hpp"
 #include "pcache/pmem/pmem2_device.hpp"
@@ -19,22 +20,10 @@
 
 namespace {
 
+using pcache::testutil::Outcome;
+using pcache::testutil::run_captured;
+using pcache::testutil::slurp;
 using pcache::testutil::TempDir;
-
-struct Outcome {
-    int rc = -1;
-    std::string out, err;
-};
-
-std::string slurp(const std::string& path) {
-    std::string out;
-    if (std::FILE* f = std::fopen(path.c_str(), "rb")) {
-        char buf[1 << 16];
-        for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) out.append(buf, n);
-        std::fclose(f);
-    }
-    return out;
-}
 
 class CliTest : public ::testing::Test {
 protected:
@@ -46,14 +35,7 @@ protected:
     }
     // Runs `pcache <args>` (args are shell words), capturing stdout and stderr.
     Outcome pcache(const std::string& args) {
-        const std::string o = dir.file("stdout"), e = dir.file("stderr");
-        const int st = std::system(
-            (std::string(PCACHE_TOOL_PATH) + " " + args + " >" + o + " 2>" + e).c_str());
-        Outcome r;
-        r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-        r.out = slurp(o);
-        r.err = slurp(e);
-        return r;
+        return run_captured(std::string(PCACHE_TOOL_PATH) + " " + args, dir);
     }
     std::string geo() const { return " --segment-size 256K"; }
     std::string dev() const { return " --pmem " + pmem + " --backing " + backing + geo(); }

@@ -14,21 +14,15 @@
 #include <fstream>
 #include <string>
 
+#include "cli_run.hpp"
 #include "temp_dir.hpp"
 
 namespace {
 
+using pcache::testutil::Outcome;
+using pcache::testutil::run_captured;
+using pcache::testutil::slurp;
 using pcache::testutil::TempDir;
-
-struct Outcome {
-    int rc = -1;
-    std::string out, err;
-};
-
-std::string slurp(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(f), {});
-}
 
 bool has(const std::string& text, const std::string& what) {
     return text.find(what) != std::string::npos;
@@ -49,14 +43,7 @@ protected:
     void sh(const std::string& cmd) { ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd; }
     // Runs `pcache <args>` (shell words) under a 60 s timeout, capturing stdout and stderr.
     Outcome pcache(const std::string& args) {
-        const std::string o = dir.file("stdout"), e = dir.file("stderr");
-        const int st = std::system(
-            ("timeout 60 " + tool() + " " + args + " >" + o + " 2>" + e + " </dev/null").c_str());
-        Outcome r;
-        r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-        r.out = slurp(o);
-        r.err = slurp(e);
-        return r;
+        return run_captured("timeout 60 " + tool() + " " + args + " </dev/null", dir);
     }
     std::string geo() const { return " --segment-size 256K"; }
     std::string dev() const { return " --pmem " + pmem + " --backing " + backing + geo(); }

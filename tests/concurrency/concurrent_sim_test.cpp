@@ -10,6 +10,7 @@
 
 #include <cstdlib>
 
+#include "cache_fixture.hpp"
 #include "pcache/sim/concurrent.hpp"
 
 namespace pcache::sim {
@@ -26,6 +27,18 @@ std::string describe(const ConcurrentResult& r) {
            std::to_string(r.crash_states_checked) + ", gc runs " +
            std::to_string(r.counters.gc_runs) + ", writeback ksets " +
            std::to_string(r.counters.writeback_ksets);
+}
+
+// Runs one shape at seeds 1 .. seeds; every run must pass (the first failing seed ends the test
+// with its reproduce line), and `each` checks what a passing run reached.
+template <class Each>
+void run_seeds(ConcurrentConfig shape, std::uint64_t seeds, Each each) {
+    for (std::uint64_t seed = 1; seed <= seeds; ++seed) {
+        shape.seed = seed;
+        const ConcurrentResult r = run_concurrent(shape);
+        ASSERT_TRUE(r.ok()) << r.failure << "\n  (" << describe(r) << ")";
+        each(r);
+    }
 }
 
 TEST(ConcurrentSim, SameSeedSameInterleavingAndTraceHash) {
@@ -108,20 +121,17 @@ TEST(ConcurrentSim, Campaign) {
 // thousands of writes, so buffered keys pin segments while the key log needs one (the FLUSH
 // wedge of issue 14 shows here as a write busy for busy_retries_max tries).
 TEST(ConcurrentSim, LongRunsOnASmallCache) {
-    for (std::uint64_t seed = 1; seed <= 3; ++seed) {
-        ConcurrentConfig c;
-        c.seed = seed;
-        c.writers = 3;
-        c.readers = 1;
-        c.ops = 400;
-        c.rounds = 3;
-        c.segs = 6;
-        c.n_lanes = 2;
-        c.gc_percent = 70;
-        const ConcurrentResult r = run_concurrent(c);
-        EXPECT_TRUE(r.ok()) << r.failure << "\n  (" << describe(r) << ")";
+    ConcurrentConfig c;
+    c.writers = 3;
+    c.readers = 1;
+    c.ops = 400;
+    c.rounds = 3;
+    c.segs = 6;
+    c.n_lanes = 2;
+    c.gc_percent = 70;
+    run_seeds(c, 3, [](const ConcurrentResult& r) {
         EXPECT_GT(r.counters.gc_runs, 100u) << describe(r);
-    }
+    });
 }
 
 // A read copies a key's bytes while GC reclaims its segment and a writer reuses it: the read
@@ -133,22 +143,17 @@ TEST(ConcurrentSim, LongRunsOnASmallCache) {
 // M31 build: seeds 46, 50, 86 and 148 of 1..160 catch it; all 160 run here so a change of the
 // schedules keeps several seeds that do.
 TEST(ConcurrentSim, ReadCopyRacesSegmentReuse) {
+    ConcurrentConfig c;
+    c.writers = 3;
+    c.readers = 3;
+    c.segs = 6;
+    c.gc_percent = 0;
+    c.stay_percent = 50;
+    c.ops = 80;
+    c.n_lanes = 1;
+    c.gtest_filter = "ConcurrentSim.Campaign";  // the reproduce line runs this one shape
     std::uint64_t reads = 0;
-    for (std::uint64_t seed = 1; seed <= 160; ++seed) {
-        ConcurrentConfig c;
-        c.seed = seed;
-        c.writers = 3;
-        c.readers = 3;
-        c.segs = 6;
-        c.gc_percent = 0;
-        c.stay_percent = 50;
-        c.ops = 80;
-        c.n_lanes = 1;
-        c.gtest_filter = "ConcurrentSim.Campaign";  // the reproduce line runs this one shape
-        const ConcurrentResult r = run_concurrent(c);
-        ASSERT_TRUE(r.ok()) << r.failure << "\n  (" << describe(r) << ")";
-        reads += r.reads;
-    }
+    run_seeds(c, 160, [&](const ConcurrentResult& r) { reads += r.reads; });
     EXPECT_GT(reads, 0u);
 }
 
@@ -167,7 +172,7 @@ TEST(ConcurrentSim, WriteRacingCloseIsClosedOnDestroy) {
         CacheOptions o;
         o.geometry.segment_bytes = kSeg;
         o.n_lanes = 1;  // close_on_destroy: the default (on)
-        auto c = std::move(SimCache::format(borrow(m.pmem), borrow(m.block), o).value());
+        auto c = testutil::format_or_fail(m.pmem, m.block, o);
         for (std::size_t i = 0; i < data.size(); ++i)
             data[i] = static_cast<std::byte>(seed * 31 + i / 512);
         Status ws, cs;

@@ -9,6 +9,7 @@
 
 #include <vector>
 
+#include "cache_fixture.hpp"
 #include "pcache/cache/cache.hpp"
 #include "pcache/sim/oracle.hpp"
 #include "pcache/sim/sim_block_device.hpp"
@@ -29,9 +30,7 @@ struct Rig {
         opts.data_crc = data_crc;
         opts.fill_on_read_miss = false;
         opts.close_on_destroy = false;  // a dropped cache is a power cut
-        auto c = SimCache::format(borrow(pmem), borrow(disk), opts);
-        EXPECT_TRUE(c.ok()) << c.status().to_string();
-        if (c.ok()) cache = std::move(c.value());
+        cache = testutil::format_or_fail(pmem, disk, opts);
     }
     Status write(std::uint64_t sector, std::uint64_t n, bool fua = false) {
         const std::uint64_t id = oracle.begin_write(sector * 512, n * 512);

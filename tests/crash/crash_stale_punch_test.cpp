@@ -30,7 +30,7 @@ TEST(CrashRegression, StaleKeyPunchesItsRangeOverAnOlderFill) {
     constexpr std::uint64_t kR = 1 << 20;
     const auto older = pattern(4096, 1), newer = pattern(4096, 2);
     ASSERT_TRUE(disk.write(kR, older, false).ok());
-    auto c = std::move(MemCache::format(borrow(pmem), borrow(disk), o).value());
+    auto c = testutil::format_or_fail(pmem, disk, o);
 
     std::vector<std::byte> buf(4096);
     ASSERT_TRUE(c->read(kR, buf).ok());  // miss: F, a CLEAN key at the start of segment S1

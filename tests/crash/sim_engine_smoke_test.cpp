@@ -24,15 +24,14 @@ constexpr std::uint64_t kBlockBytes = 4 << 20;
 bool workload(SimPmem& pmem, SimBlockDevice& disk, const SimContext& ctx, bool& flushed,
               std::uint64_t& formatted_at) {
     flushed = false;
-    auto cache = SimCache::format(borrow(pmem), borrow(disk), testutil::small_options());
-    EXPECT_TRUE(cache.ok()) << cache.status().to_string();
-    if (!cache.ok()) return false;
+    auto cache = testutil::format_or_fail(pmem, disk);
+    if (!cache) return false;
     formatted_at = ctx.persist_points;
-    EXPECT_TRUE((*cache)->write(0, testutil::pattern(4096, 1)).ok());
-    const Status f = (*cache)->flush();
+    EXPECT_TRUE(cache->write(0, testutil::pattern(4096, 1)).ok());
+    const Status f = cache->flush();
     EXPECT_TRUE(f.ok()) << f.to_string();
     flushed = f.ok();
-    EXPECT_TRUE((*cache)->write(8192, testutil::pattern(4096, 2)).ok());
+    EXPECT_TRUE(cache->write(8192, testutil::pattern(4096, 2)).ok());
     return true;
 }
 

@@ -77,7 +77,7 @@ void run_stress(bool data_crc, std::uint64_t reads_total) {
     MemBlockDevice disk(kDiskBytes);
     CacheOptions o = testutil::small_options(data_crc);
     o.n_ksets = 2;
-    auto c = std::move(MemCache::format(borrow(pmem), borrow(disk), o).value());
+    auto c = testutil::format_or_fail(pmem, disk, o);
     Runtime<MemCache> rt(*c, {std::chrono::milliseconds(1), std::chrono::milliseconds(1)});
     ASSERT_TRUE(rt.start().ok());
     Model m;

@@ -40,6 +40,24 @@ inline std::uint64_t small_pmem_bytes(std::uint32_t segs) {
     return format::kSegmentsOffsetBytes + std::uint64_t(segs) * 256 * 1024;
 }
 
+// Formats a cache on devices the test keeps alive (borrowed). A refusal is a test failure that
+// names the status, and the test gets nullptr.
+template <PmemDevice P, BlockDevice B>
+std::unique_ptr<Cache<P, B>> format_or_fail(P& pmem, B& disk, CacheOptions o = small_options()) {
+    auto c = Cache<P, B>::format(borrow(pmem), borrow(disk), std::move(o));
+    EXPECT_TRUE(c.ok()) << c.status().to_string();
+    return c.ok() ? std::move(c.value()) : nullptr;
+}
+
+// Reads len bytes at off through the cache; a failed read is a test failure naming the status.
+template <class C>
+std::vector<std::byte> read_or_fail(C& c, std::uint64_t off, std::size_t len) {
+    std::vector<std::byte> out(len);
+    Status s = c.read(off, out);
+    EXPECT_TRUE(s.ok()) << s.to_string();
+    return out;
+}
+
 inline std::vector<std::byte> snapshot(const MemPmem& p) { return {p.data(), p.data() + p.size()}; }
 
 }  // namespace pcache::testutil

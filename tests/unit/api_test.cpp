@@ -15,6 +15,7 @@ namespace {
 
 using testutil::MemCache;
 using testutil::pattern;
+using testutil::read_or_fail;
 using testutil::small_pmem_bytes;
 
 // Default options (close_on_destroy on) with the small test geometry.
@@ -27,13 +28,6 @@ CacheOptions options() {
 std::vector<std::byte> bytes_of(MemBlockDevice& d) {
     std::vector<std::byte> out(d.size());
     EXPECT_TRUE(d.read(0, out).ok());
-    return out;
-}
-
-std::vector<std::byte> read(MemCache& c, std::uint64_t off, std::size_t len) {
-    std::vector<std::byte> out(len);
-    Status s = c.read(off, out);
-    EXPECT_TRUE(s.ok()) << s.to_string();
     return out;
 }
 
@@ -71,7 +65,7 @@ TEST(Api, FormatRefusesAnExistingCacheUnlessForced) {
     forced.force_format = true;
     auto f = MemCache::format(borrow(pmem), borrow(disk), forced);
     ASSERT_TRUE(f.ok()) << f.status().to_string();
-    EXPECT_EQ(read(**f, 0, 4096), std::vector<std::byte>(4096));  // a new, empty cache
+    EXPECT_EQ(read_or_fail(**f, 0, 4096), std::vector<std::byte>(4096));  // a new, empty cache
 }
 
 // Replays into memory, serves reads (misses are not filled), refuses every mutation with
@@ -93,9 +87,10 @@ TEST(Api, ReadOnlyOpenWritesNothing) {
         ASSERT_TRUE(c.ok()) << c.status().to_string();
         MemCache& r = **c;
         EXPECT_TRUE(r.read_only());
-        EXPECT_EQ(read(r, 65536, 8192), a);
-        EXPECT_EQ(read(r, 1 << 20, 4096), pattern(4096, 8));
-        EXPECT_EQ(read(r, 4 << 20, 65536), std::vector<std::byte>(65536));  // a miss: no fill
+        EXPECT_EQ(read_or_fail(r, 65536, 8192), a);
+        EXPECT_EQ(read_or_fail(r, 1 << 20, 4096), pattern(4096, 8));
+        // A miss: no fill.
+        EXPECT_EQ(read_or_fail(r, 4 << 20, 65536), std::vector<std::byte>(65536));
         const WriteResult w = r.write(0, pattern(4096, 9));
         EXPECT_EQ(w.code(), Errc::read_only);
         EXPECT_EQ(w.done_bytes, 0u);
@@ -126,7 +121,7 @@ TEST(Api, DestructionCloses) {
         }
         auto c = MemCache::open(borrow(pmem), borrow(disk), o);
         ASSERT_TRUE(c.ok()) << c.status().to_string();
-        EXPECT_EQ(read(**c, 8192, 4096),
+        EXPECT_EQ(read_or_fail(**c, 8192, 4096),
                   close_on_destroy ? pattern(4096, 3) : std::vector<std::byte>(4096))
             << "close_on_destroy " << close_on_destroy;
     }
@@ -172,7 +167,7 @@ TEST(Api, TheCacheKeepsItsDevicesAlive) {
     ASSERT_TRUE(c.ok()) << c.status().to_string();
     EXPECT_FALSE(wp.expired());
     ASSERT_TRUE((*c)->write(0, pattern(4096, 5), {.fua = true}).ok());
-    EXPECT_EQ(read(**c, 0, 4096), pattern(4096, 5));
+    EXPECT_EQ(read_or_fail(**c, 0, 4096), pattern(4096, 5));
     c = Status(Errc::io, "dropped");
     EXPECT_TRUE(wp.expired());
     EXPECT_TRUE(wd.expired());
@@ -188,7 +183,7 @@ TEST(Api, NullDevicesAreRefused) {
 TEST(Api, ABusyWriteReportsWhatItDid) {
     MemPmem pmem(small_pmem_bytes(8));
     MemBlockDevice disk(32 << 20);
-    auto c = std::move(MemCache::format(borrow(pmem), borrow(disk), options()).value());
+    auto c = testutil::format_or_fail(pmem, disk, options());
     const auto data = pattern(8 << 20, 11);  // 4x the cache
     std::uint64_t done = 0;
     bool was_busy = false;
@@ -208,13 +203,13 @@ TEST(Api, ABusyWriteReportsWhatItDid) {
     }
     EXPECT_TRUE(was_busy);
     ASSERT_EQ(done, data.size());
-    EXPECT_EQ(read(*c, 0, data.size()), data);
+    EXPECT_EQ(read_or_fail(*c, 0, data.size()), data);
 }
 
 TEST(Api, ARuntimeStartsOnce) {
     MemPmem pmem(small_pmem_bytes(16));
     MemBlockDevice disk(8 << 20);
-    auto c = std::move(MemCache::format(borrow(pmem), borrow(disk), options()).value());
+    auto c = testutil::format_or_fail(pmem, disk, options());
     {
         Runtime<MemCache> rt(*c);
         ASSERT_TRUE(rt.start().ok());
@@ -245,7 +240,7 @@ TEST(ApiDeathTest, DestroyingACacheUnderItsRuntimeAborts) {
         {
             MemPmem pmem(small_pmem_bytes(16));
             MemBlockDevice disk(8 << 20);
-            auto c = std::move(MemCache::format(borrow(pmem), borrow(disk), options()).value());
+            auto c = testutil::format_or_fail(pmem, disk, options());
             auto rt = std::make_unique<Runtime<MemCache>>(*c);
             c.reset();
         },

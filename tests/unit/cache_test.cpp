@@ -8,18 +8,14 @@
 namespace pcache {
 namespace {
 
+using testutil::format_or_fail;
 using testutil::MemCache;
 using testutil::pattern;
+using testutil::read_or_fail;
 using testutil::small_options;
 using testutil::small_pmem_bytes;
 
 constexpr std::uint64_t kOneGiB = 1ull << 30;
-
-std::unique_ptr<MemCache> format_ok(MemPmem& p, MemBlockDevice& b, CacheOptions o) {
-    auto c = MemCache::format(borrow(p), borrow(b), o);
-    EXPECT_TRUE(c.ok()) << c.status().to_string();
-    return c.ok() ? std::move(c.value()) : nullptr;
-}
 
 std::unique_ptr<MemCache> open_ok(MemPmem& p, MemBlockDevice& b, CacheOptions o) {
     auto c = MemCache::open(borrow(p), borrow(b), o);
@@ -27,30 +23,23 @@ std::unique_ptr<MemCache> open_ok(MemPmem& p, MemBlockDevice& b, CacheOptions o)
     return c.ok() ? std::move(c.value()) : nullptr;
 }
 
-std::vector<std::byte> read(MemCache& c, std::uint64_t off, std::size_t len) {
-    std::vector<std::byte> out(len);
-    Status s = c.read(off, out);
-    EXPECT_TRUE(s.ok()) << s.to_string();
-    return out;
-}
-
 TEST(CacheOpen, FreshKernelGeometryStatus) {
     MemPmem pmem(kOneGiB);
     MemBlockDevice disk(256 << 20);
-    auto c = format_ok(pmem, disk, CacheOptions{});
+    auto c = format_or_fail(pmem, disk, CacheOptions{});
     ASSERT_TRUE(c);
     EXPECT_EQ(c->status_line(), "0 63 63 1 70 1182 0:0 0:0 0:0");
     CacheOptions crc;
     crc.data_crc = true;
     MemPmem pmem2(kOneGiB);
-    auto c2 = format_ok(pmem2, disk, crc);
+    auto c2 = format_or_fail(pmem2, disk, crc);
     EXPECT_EQ(c2->status_line(), "0 63 63 1 70 1183 0:0 0:0 0:0");
 }
 
 TEST(CacheOpen, FreshImageMatchesAppendixA) {
     MemPmem pmem(kOneGiB);
     MemBlockDevice disk(256 << 20);
-    auto c = format_ok(pmem, disk, CacheOptions{});
+    auto c = format_or_fail(pmem, disk, CacheOptions{});
     const std::byte* d = pmem.data();
     auto rd = [&](std::uint64_t off, std::size_t n) {
         return std::span<const std::byte>(d + off, n);
@@ -82,7 +71,7 @@ TEST(CacheOpen, FreshImageMatchesAppendixA) {
 TEST(CacheOpen, RefusesCorruptSuperblockAndWritesNothing) {
     MemPmem pmem(small_pmem_bytes(16));
     MemBlockDevice disk(8 << 20);
-    { auto c = format_ok(pmem, disk, small_options()); }
+    { auto c = format_or_fail(pmem, disk); }
     pmem.raw_for_tests()[4096 + 16] ^= std::byte{1};  // seg_num: CRC now fails
     const auto before = testutil::snapshot(pmem);
     auto c = MemCache::open(borrow(pmem), borrow(disk), small_options());
@@ -96,7 +85,7 @@ TEST(CacheOpen, RefusesCorruptSuperblockAndWritesNothing) {
 TEST(CacheOpen, RefusesDataCrcMismatch) {
     MemPmem pmem(small_pmem_bytes(16));
     MemBlockDevice disk(8 << 20);
-    { auto c = format_ok(pmem, disk, small_options(false)); }
+    { auto c = format_or_fail(pmem, disk, small_options(false)); }
     const auto before = testutil::snapshot(pmem);
     auto c = MemCache::open(borrow(pmem), borrow(disk), small_options(true));
     ASSERT_FALSE(c.ok());
@@ -107,7 +96,7 @@ TEST(CacheOpen, RefusesDataCrcMismatch) {
 TEST(CacheOpen, RefusesWrongGeometry) {
     MemPmem pmem(small_pmem_bytes(16));
     MemBlockDevice disk(8 << 20);
-    { auto c = format_ok(pmem, disk, small_options()); }
+    { auto c = format_or_fail(pmem, disk); }
     CacheOptions o = small_options();
     o.geometry.segment_bytes = 512 * 1024;
     auto c = MemCache::open(borrow(pmem), borrow(disk), o);
@@ -119,7 +108,7 @@ TEST(CacheOpen, RefusesReformatWhenLogHoldsDataUnlessForced) {
     MemPmem pmem(small_pmem_bytes(16));
     MemBlockDevice disk(8 << 20);
     {
-        auto c = format_ok(pmem, disk, small_options());
+        auto c = format_or_fail(pmem, disk);
         ASSERT_TRUE(c->write(0, pattern(4096, 1), {.fua = true}).ok());
     }
     std::memset(pmem.raw_for_tests() + 8192, 0, 8192);  // both cache_info copies gone
@@ -134,8 +123,8 @@ TEST(CacheOpen, RefusesReformatWhenLogHoldsDataUnlessForced) {
     EXPECT_EQ(testutil::snapshot(pmem), before);
     CacheOptions forced = small_options();
     forced.force_format = true;
-    auto f = format_ok(pmem, disk, forced);
-    EXPECT_EQ(read(*f, 0, 4096), std::vector<std::byte>(4096));  // re-formatted: data gone
+    auto f = format_or_fail(pmem, disk, forced);
+    EXPECT_EQ(read_or_fail(*f, 0, 4096), std::vector<std::byte>(4096));  // re-formatted: data gone
 }
 
 TEST(CacheOpen, TooSmallDevice) {
@@ -151,11 +140,11 @@ TEST(CacheIo, WriteReadHitMissPartial) {
     MemBlockDevice disk(16 << 20);
     const auto base = pattern(16 << 20, 99);
     ASSERT_TRUE(disk.write(0, base, true).ok());
-    auto c = format_ok(pmem, disk, small_options());
+    auto c = format_or_fail(pmem, disk);
     const auto a = pattern(8192, 1);
     ASSERT_TRUE(c->write(4096, a).ok());
-    EXPECT_EQ(read(*c, 4096, 8192), a);  // full hit
-    auto got = read(*c, 0, 16384);       // partial: miss, hit, miss
+    EXPECT_EQ(read_or_fail(*c, 4096, 8192), a);  // full hit
+    auto got = read_or_fail(*c, 0, 16384);       // partial: miss, hit, miss
     std::vector<std::byte> want(base.begin(), base.begin() + 16384);
     std::copy(a.begin(), a.end(), want.begin() + 4096);
     EXPECT_EQ(got, want);
@@ -165,23 +154,23 @@ TEST(CacheIo, WriteReadHitMissPartial) {
 TEST(CacheIo, WriteSpanningSubtreesAndSegments) {
     MemPmem pmem(small_pmem_bytes(64));
     MemBlockDevice disk(16 << 20);
-    auto c = format_ok(pmem, disk, small_options());
+    auto c = format_or_fail(pmem, disk);
     const auto a = pattern(1 << 20, 7);
     const std::uint64_t off =
         (4 << 20) - 8192;  // crosses a 4 MiB subtree, several 244 KiB segments
     ASSERT_TRUE(c->write(off, a).ok());
-    EXPECT_EQ(read(*c, off, a.size()), a);
+    EXPECT_EQ(read_or_fail(*c, off, a.size()), a);
     ASSERT_TRUE(c->flush().ok());
     c.reset();
     auto r = open_ok(pmem, disk, small_options());
-    EXPECT_EQ(read(*r, off, a.size()), a);
+    EXPECT_EQ(read_or_fail(*r, off, a.size()), a);
     EXPECT_TRUE(r->check_invariants().ok());
 }
 
 TEST(CacheIo, OverlapsThroughTheCache) {
     MemPmem pmem(small_pmem_bytes(32));
     MemBlockDevice disk(8 << 20);
-    auto c = format_ok(pmem, disk, small_options(true));
+    auto c = format_or_fail(pmem, disk, small_options(true));
     std::vector<std::byte> model(65536);
     auto put = [&](std::uint64_t off, std::size_t len, std::uint32_t seed) {
         auto d = pattern(len, seed);
@@ -193,32 +182,32 @@ TEST(CacheIo, OverlapsThroughTheCache) {
     put(12288, 8192, 3);  // tail overlap
     put(0, 2048, 4);      // head
     put(1024, 30720, 5);  // covers many
-    EXPECT_EQ(read(*c, 0, 65536), model);
+    EXPECT_EQ(read_or_fail(*c, 0, 65536), model);
     ASSERT_TRUE(c->flush().ok());
     c.reset();
     auto r = open_ok(pmem, disk, small_options(true));
-    EXPECT_EQ(read(*r, 0, 65536), model);
+    EXPECT_EQ(read_or_fail(*r, 0, 65536), model);
 }
 
 TEST(CacheIo, UnflushedWritesAreVolatileFuaIsDurable) {
     MemPmem pmem(small_pmem_bytes(16));
     MemBlockDevice disk(8 << 20);
-    auto c = format_ok(pmem, disk, small_options());
+    auto c = format_or_fail(pmem, disk);
     ASSERT_TRUE(c->write(0, pattern(4096, 1)).ok());
     ASSERT_TRUE(c->write(8192, pattern(4096, 2), {.fua = true}).ok());
     ASSERT_TRUE(c->write(16384, pattern(4096, 3)).ok());
     c.reset();  // a crash: no close, buffered keys lost
     auto r = open_ok(pmem, disk, small_options());
     // Keys 1 and 2 share the kset buffer: the FUA close persisted both; key 3 was lost.
-    EXPECT_EQ(read(*r, 0, 4096), pattern(4096, 1));
-    EXPECT_EQ(read(*r, 8192, 4096), pattern(4096, 2));
-    EXPECT_EQ(read(*r, 16384, 4096), std::vector<std::byte>(4096));
+    EXPECT_EQ(read_or_fail(*r, 0, 4096), pattern(4096, 1));
+    EXPECT_EQ(read_or_fail(*r, 8192, 4096), pattern(4096, 2));
+    EXPECT_EQ(read_or_fail(*r, 16384, 4096), std::vector<std::byte>(4096));
 }
 
 TEST(CacheIo, BadArguments) {
     MemPmem pmem(small_pmem_bytes(16));
     MemBlockDevice disk(8 << 20);
-    auto c = format_ok(pmem, disk, small_options());
+    auto c = format_or_fail(pmem, disk);
     auto d = pattern(4096, 1);
     EXPECT_EQ(c->write(100, d).code(), Errc::invalid_argument);
     EXPECT_EQ(c->write((8 << 20) - 512, d).code(), Errc::invalid_argument);
@@ -230,7 +219,7 @@ TEST(CacheIo, BadArguments) {
 TEST(CacheIo, DataCrcMismatchIsAnErrorNeverData) {
     MemPmem pmem(small_pmem_bytes(16));
     MemBlockDevice disk(8 << 20);
-    auto c = format_ok(pmem, disk, small_options(true));
+    auto c = format_or_fail(pmem, disk, small_options(true));
     ASSERT_TRUE(c->write(0, pattern(4096, 1), {.fua = true}).ok());
     // The first data segment is cache segment 1 (segment 0 holds the key log).
     const std::uint64_t data = small_options().geometry.data_offset(1);
@@ -246,7 +235,7 @@ TEST(CacheIo, DataCrcMismatchIsAnErrorNeverData) {
 TEST(CacheBackground, WorkloadLargerThanCacheCompletes) {
     MemPmem pmem(small_pmem_bytes(8));  // 8 x 244 KiB of cache
     MemBlockDevice disk(16 << 20);
-    auto c = format_ok(pmem, disk, small_options());
+    auto c = format_or_fail(pmem, disk);
     std::vector<std::byte> model(16 << 20);
     for (std::uint32_t i = 0; i < 400; ++i) {
         const std::uint64_t off = (i * 40960ull) % ((16 << 20) - 65536);
@@ -265,7 +254,7 @@ TEST(CacheBackground, WorkloadLargerThanCacheCompletes) {
         std::copy(d.begin(), d.end(), model.begin() + off);
         ASSERT_TRUE(c->check_invariants().ok());
     }
-    EXPECT_EQ(read(*c, 0, model.size()), model);
+    EXPECT_EQ(read_or_fail(*c, 0, model.size()), model);
     EXPECT_GT(c->counters().gc_ksets_retired, 0u);
     // Flush everything: writeback to clean, then the backing device alone equals the model.
     ASSERT_TRUE(c->flush().ok());
@@ -277,7 +266,7 @@ TEST(CacheBackground, WorkloadLargerThanCacheCompletes) {
 TEST(CacheStatus, GcPercentMessage) {
     MemPmem pmem(kOneGiB);
     MemBlockDevice disk(256 << 20);
-    auto c = format_ok(pmem, disk, CacheOptions{.data_crc = true});
+    auto c = format_or_fail(pmem, disk, CacheOptions{.data_crc = true});
     ASSERT_TRUE(c->message("gc_percent 50").ok());
     EXPECT_EQ(c->status_line(), "0 63 63 1 50 c83 0:0 0:0 0:0");
     EXPECT_EQ(c->message("gc_percent 91").code(), Errc::invalid_argument);

@@ -45,31 +45,31 @@ RuntimeOptions fast(std::chrono::milliseconds give_up) {
 TEST(FlushRetry, TransientBackingErrorsAreRetriedUntilClean) {
     MemPmem pmem(testutil::small_pmem_bytes(32));
     FlakyDevice disk(16 << 20);
-    auto c = FlakyCache::format(borrow(pmem), borrow(disk), testutil::small_options());
-    ASSERT_TRUE(c.ok()) << c.status().to_string();
+    auto c = testutil::format_or_fail(pmem, disk);
+    ASSERT_TRUE(c);
     const auto a = pattern(64 << 10, 1);
-    ASSERT_TRUE((*c)->write(1 << 20, a).ok());
+    ASSERT_TRUE(c->write(1 << 20, a).ok());
     disk.fail_writes = 5;
-    Runtime<FlakyCache> rt(**c, fast(std::chrono::seconds(60)));
+    Runtime<FlakyCache> rt(*c, fast(std::chrono::seconds(60)));
     Status s = rt.flush_all();
     ASSERT_TRUE(s.ok()) << s.to_string();
     EXPECT_EQ(disk.failures, 5);
-    EXPECT_TRUE((*c)->is_clean());
+    EXPECT_TRUE(c->is_clean());
     EXPECT_TRUE(std::equal(a.begin(), a.end(), disk.bytes().begin() + (1 << 20)));
 }
 
 TEST(FlushRetry, PersistentErrorIsReturnedAfterTheRetryWindow) {
     MemPmem pmem(testutil::small_pmem_bytes(32));
     FlakyDevice disk(16 << 20);
-    auto c = FlakyCache::format(borrow(pmem), borrow(disk), testutil::small_options());
-    ASSERT_TRUE(c.ok()) << c.status().to_string();
-    ASSERT_TRUE((*c)->write(0, pattern(4096, 2)).ok());
+    auto c = testutil::format_or_fail(pmem, disk);
+    ASSERT_TRUE(c);
+    ASSERT_TRUE(c->write(0, pattern(4096, 2)).ok());
     disk.fail_writes = -1;
-    Runtime<FlakyCache> rt(**c, fast(std::chrono::milliseconds(50)));
+    Runtime<FlakyCache> rt(*c, fast(std::chrono::milliseconds(50)));
     Status s = rt.flush_all();
     EXPECT_EQ(s.code(), Errc::io) << s.to_string();
     EXPECT_GT(disk.failures, 1) << "the error was not retried before it was returned";
-    EXPECT_FALSE((*c)->is_clean());
+    EXPECT_FALSE(c->is_clean());
 }
 
 }  // namespace

@@ -16,11 +16,11 @@ using testutil::small_options;
 using testutil::small_pmem_bytes;
 
 std::unique_ptr<MemCache> open_gc0(MemPmem& p, MemBlockDevice& b) {
-    auto c = MemCache::format(borrow(p), borrow(b), small_options());
-    EXPECT_TRUE(c.ok()) << c.status().to_string();
-    if (!c.ok()) return nullptr;
-    EXPECT_TRUE((*c)->set_gc_percent(0).ok());  // GC retires whatever writeback passed
-    return std::move(c.value());
+    auto c = testutil::format_or_fail(p, b);
+    if (c) {
+        EXPECT_TRUE(c->set_gc_percent(0).ok());  // GC retires whatever writeback passed
+    }
+    return c;
 }
 
 // Writeback to dirty_tail == key_head, then GC until key_tail reaches it.
@@ -107,9 +107,8 @@ TEST(IndexRead, ReadsNeverAllocate) {
     MemBlockDevice disk(16 << 20);
     CacheOptions o = small_options();
     o.fill_on_read_miss = false;  // the holes stay holes: every read meets them
-    auto opened = MemCache::format(borrow(pmem), borrow(disk), o);
-    ASSERT_TRUE(opened.ok()) << opened.status().to_string();
-    auto& c = opened.value();
+    auto c = testutil::format_or_fail(pmem, disk, o);
+    ASSERT_TRUE(c);
     // 96 keys of 4 KiB in one subtree with 4 KiB holes between some of them, so one read of
     // 512 KiB meets many keys (the old read path collected hits in a vector of 8 on the stack
     // and went to the heap past that) and some gaps read from the backing device.

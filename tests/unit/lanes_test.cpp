@@ -186,7 +186,7 @@ TEST(Lanes, ThreadsOnTwoLanesReplayAndWriteBackTheLiveState) {
     MemBlockDevice disk(16 << 20);
     CacheOptions o = testutil::small_options();
     o.n_lanes = 2;
-    auto c = std::move(testutil::MemCache::format(borrow(pmem), borrow(disk), o).value());
+    auto c = testutil::format_or_fail(pmem, disk, o);
     constexpr std::uint64_t kRegion = 64 << 10;
     std::vector<std::thread> threads;
     std::atomic<int> errors{0};
@@ -239,11 +239,10 @@ static_assert(PmemDevice<ThreadCpuPmem>);
 // dirty_bytes() must add up every lane's shard. Four threads on four lanes write and read
 // disjoint blocks; every sum is checked exactly (a shard left out of a sum fails it).
 TEST(Lanes, CountersAndDirtyBytesAddUpEveryLane) {
-    using Cache4 = Cache<ThreadCpuPmem, MemBlockDevice>;
     ThreadCpuPmem pmem(testutil::small_pmem_bytes(64));
     MemBlockDevice disk(64 << 20);
     CacheOptions o = testutil::small_options();  // n_lanes 0: one per "CPU", 4
-    auto c = std::move(Cache4::format(borrow(pmem), borrow(disk), o).value());
+    auto c = testutil::format_or_fail(pmem, disk, o);
     ASSERT_EQ(c->n_lanes(), 4u);
     constexpr std::uint32_t kThreads = 4, kWrites = 200, kBlock = 4096;
     std::vector<std::thread> threads;

@@ -24,8 +24,7 @@ using testutil::pattern;
 TEST(Pacing, ThrottleTurnsOnBeforeBusyAndOffAfterGc) {
     MemPmem pmem(testutil::small_pmem_bytes(32));
     MemBlockDevice disk(64 << 20);
-    auto c =
-        std::move(MemCache::format(borrow(pmem), borrow(disk), testutil::small_options()).value());
+    auto c = testutil::format_or_fail(pmem, disk);
     ASSERT_FALSE(c->throttle_wanted());
     const auto d = pattern(4096, 7);
     std::uint64_t off = 0, after_mark = 0;
@@ -59,7 +58,7 @@ TEST(Pacing, ProgressHookReportsBatchesBeforeTheStepCommits) {
     MemBlockDevice disk(64 << 20);
     CacheOptions o = testutil::small_options();
     o.writeback_queue_depth = 4;
-    auto c = std::move(MemCache::format(borrow(pmem), borrow(disk), o).value());
+    auto c = testutil::format_or_fail(pmem, disk, o);
     const auto d = pattern(4096, 3);
     for (std::uint64_t i = 0; i < 256; ++i)  // scattered: one backing write per key
         ASSERT_TRUE(c->write((i * 37 % 4096) * 16384, d, {.lane = 0}).ok());
@@ -130,8 +129,7 @@ using GateCache = Cache<MemPmem, GateDevice>;
 TEST(Pacing, ANearlyFullWriteWaitsForWritebackProgress) {
     MemPmem pmem(testutil::small_pmem_bytes(32));
     GateDevice disk(64 << 20);
-    auto c =
-        std::move(GateCache::format(borrow(pmem), borrow(disk), testutil::small_options()).value());
+    auto c = testutil::format_or_fail(pmem, disk);
     RuntimeOptions ro{std::chrono::hours(1), std::chrono::hours(1)};
     ro.pace_max = std::chrono::hours(1);  // only credit, an idle writeback or stop end a wait
     Runtime<GateCache> rt(*c, ro);
@@ -169,8 +167,7 @@ TEST(Pacing, NoWaitForCreditWhileWritebackFails) {
     MemPmem pmem(testutil::small_pmem_bytes(32));
     MemBlockDevice disk(64 << 20);
     disk.set_fail_io(true);  // before any thread reads it
-    auto c =
-        std::move(MemCache::format(borrow(pmem), borrow(disk), testutil::small_options()).value());
+    auto c = testutil::format_or_fail(pmem, disk);
     RuntimeOptions ro{std::chrono::hours(1), std::chrono::hours(1)};
     ro.pace_max = std::chrono::hours(1);
     Runtime<MemCache> rt(*c, ro);

@@ -50,7 +50,7 @@ TEST(KeyLogReserve, FlushSucceedsWhenDataIsRefused) {
         MemBlockDevice disk(32 << 20);
         CacheOptions o = testutil::small_options();
         o.n_ksets = n_ksets;
-        auto c = std::move(MemCache::format(borrow(pmem), borrow(disk), o).value());
+        auto c = testutil::format_or_fail(pmem, disk, o);
         std::uint32_t i = 0;
         for (int cycle = 0; cycle < 60; ++cycle) {
             Status s;
@@ -85,8 +85,7 @@ TEST(KeyLogReserve, FlushSucceedsWhenDataIsRefused) {
 TEST(KeyLogReserve, RuntimeWriterAndReadersNeverWedge) {
     MemPmem pmem(testutil::small_pmem_bytes(8));
     MemBlockDevice disk(32 << 20);
-    auto c =
-        std::move(MemCache::format(borrow(pmem), borrow(disk), testutil::small_options()).value());
+    auto c = testutil::format_or_fail(pmem, disk);
     RuntimeOptions ro{std::chrono::milliseconds(1), std::chrono::milliseconds(1)};
     ro.write_timeout = std::chrono::seconds(20);
     Runtime<MemCache> rt(*c, ro);

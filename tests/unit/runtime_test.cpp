@@ -18,8 +18,7 @@ using testutil::pattern;
 TEST(Runtime, BlockingWritesOnAFullCacheComplete) {
     MemPmem pmem(testutil::small_pmem_bytes(8));
     MemBlockDevice disk(32 << 20);
-    auto c =
-        std::move(MemCache::format(borrow(pmem), borrow(disk), testutil::small_options()).value());
+    auto c = testutil::format_or_fail(pmem, disk);
     Runtime<MemCache> rt(*c, {std::chrono::milliseconds(20), std::chrono::milliseconds(5)});
     ASSERT_TRUE(rt.start().ok());
     std::vector<std::byte> model(32 << 20);
@@ -48,7 +47,7 @@ TEST(Runtime, ConcurrentOverlappingWritesReadsFlushes) {
     MemBlockDevice disk(16 << 20);
     CacheOptions o = testutil::small_options(true);
     o.n_ksets = 2;
-    auto c = std::move(MemCache::format(borrow(pmem), borrow(disk), o).value());
+    auto c = testutil::format_or_fail(pmem, disk, o);
     Runtime<MemCache> rt(*c, {std::chrono::milliseconds(10), std::chrono::milliseconds(5)});
     ASSERT_TRUE(rt.start().ok());
     // Each thread owns every 4th 64 KiB block for its final value (so the end state is known)
@@ -95,7 +94,7 @@ TEST(Watermarks, HookFiresOnceAtTheHighMarkAndReArmsAtTheLowMark) {
     CacheOptions o = testutil::small_options();
     o.writeback_high_percent = 30;
     o.writeback_low_percent = 20;
-    auto c = std::move(MemCache::format(borrow(pmem), borrow(disk), o).value());
+    auto c = testutil::format_or_fail(pmem, disk, o);
     ASSERT_EQ(c->dirty_high_bytes(), 64ull * c->geometry().seg_data_bytes() / 100 * 30);
     int calls = 0;
     c->set_wake_hook([](void* n) { ++*static_cast<int*>(n); }, &calls);
@@ -134,8 +133,7 @@ TEST(Watermarks, HookFiresOnceAtTheHighMarkAndReArmsAtTheLowMark) {
 TEST(Watermarks, RuntimeWritesBackWhenTheHighMarkIsPassedWithoutATimer) {
     MemPmem pmem(testutil::small_pmem_bytes(16));
     MemBlockDevice disk(64 << 20);
-    auto c =
-        std::move(MemCache::format(borrow(pmem), borrow(disk), testutil::small_options()).value());
+    auto c = testutil::format_or_fail(pmem, disk);
     Runtime<MemCache> rt(*c, {std::chrono::hours(1), std::chrono::hours(1)});
     ASSERT_TRUE(rt.start().ok());
     // Let the threads finish their first (empty) steps and wait: from then on only a wake-up

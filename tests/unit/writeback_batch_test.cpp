@@ -68,14 +68,14 @@ TEST(WritebackBatch, RunsGoOutAsBatchesOfAtMostTheQueueDepth) {
     ReversingBatchDevice disk(16 << 20);
     CacheOptions o = testutil::small_options();
     o.writeback_queue_depth = 8;
-    auto c = BatchCache::format(borrow(pmem), borrow(disk), o);
-    ASSERT_TRUE(c.ok()) << c.status().to_string();
+    auto c = testutil::format_or_fail(pmem, disk, o);
+    ASSERT_TRUE(c);
     std::vector<std::vector<std::byte>> data;
     for (std::uint32_t i = 0; i < 50; ++i) {  // 50 runs: not contiguous on the backing device
         data.push_back(pattern(4096, i));
-        ASSERT_TRUE((*c)->write(std::uint64_t(i) * 65536, data.back()).ok());
+        ASSERT_TRUE(c->write(std::uint64_t(i) * 65536, data.back()).ok());
     }
-    write_back_all(**c);
+    write_back_all(*c);
     ASSERT_FALSE(disk.batches.empty()) << "writeback never used write_batch";
     EXPECT_EQ(*std::max_element(disk.batches.begin(), disk.batches.end()), 8u);
     std::size_t in_batches = 0;
@@ -93,21 +93,21 @@ TEST(WritebackBatch, OverlappingRunsOfNewerKsetsNeverShareABatch) {
     ReversingBatchDevice disk(16 << 20);
     CacheOptions o = testutil::small_options();
     o.writeback_queue_depth = 32;
-    auto c = BatchCache::format(borrow(pmem), borrow(disk), o);
-    ASSERT_TRUE(c.ok()) << c.status().to_string();
+    auto c = testutil::format_or_fail(pmem, disk, o);
+    ASSERT_TRUE(c);
     // Five generations of the same blocks, each in its own kset (flush closes the kset), with
     // unrelated blocks between them so that every kset has several runs.
     std::vector<std::byte> last;
     for (std::uint32_t gen = 0; gen < 5; ++gen) {
         for (std::uint32_t k = 0; k < 4; ++k) {
             const auto other = pattern(4096, 1000 + gen * 10 + k);
-            ASSERT_TRUE((*c)->write((gen * 4 + k + 16) * 65536ull, other).ok());
+            ASSERT_TRUE(c->write((gen * 4 + k + 16) * 65536ull, other).ok());
         }
         last = pattern(8192, 2000 + gen);
-        ASSERT_TRUE((*c)->write(4096 + gen * 512, last).ok());  // overlaps the previous
-        ASSERT_TRUE((*c)->flush().ok());
+        ASSERT_TRUE(c->write(4096 + gen * 512, last).ok());  // overlaps the previous
+        ASSERT_TRUE(c->flush().ok());
     }
-    write_back_all(**c);
+    write_back_all(*c);
     EXPECT_FALSE(disk.overlapping_in_batch);
     EXPECT_TRUE(std::equal(last.begin(), last.end(), disk.bytes().begin() + 4096 + 4 * 512))
         << "an older generation landed after the newest";

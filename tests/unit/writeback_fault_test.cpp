@@ -130,8 +130,7 @@ void writeback_until_clean(FCache& c) {
 TEST(WritebackFaults, TransientBackingErrorKeepsDirtyTailAndIsRetried) {
     FaultyPmem pmem(testutil::small_pmem_bytes(16));
     FaultyBlock disk(8 << 20);
-    auto c =
-        std::move(FCache::format(borrow(pmem), borrow(disk), testutil::small_options()).value());
+    auto c = testutil::format_or_fail(pmem, disk);
     std::vector<std::byte> model(8 << 20);
     for (std::uint32_t i = 0; i < 40; ++i) {
         auto d = pattern(16384, i);
@@ -161,8 +160,7 @@ TEST(WritebackFaults, TransientBackingErrorKeepsDirtyTailAndIsRetried) {
 TEST(WritebackFaults, RuntimeRecoversFromABackingOutage) {
     FaultyPmem pmem(testutil::small_pmem_bytes(8));
     FaultyBlock disk(16 << 20);
-    auto c =
-        std::move(FCache::format(borrow(pmem), borrow(disk), testutil::small_options()).value());
+    auto c = testutil::format_or_fail(pmem, disk);
     RuntimeOptions ro{std::chrono::milliseconds(1), std::chrono::milliseconds(1),
                       std::chrono::milliseconds(8)};
     ro.write_timeout = std::chrono::seconds(60);
@@ -199,7 +197,7 @@ void lost_extent_case(bool media_error) {
     CacheOptions o = testutil::small_options(true);
     std::vector<std::string> log;
     o.log = [&](const std::string& line) { log.push_back(line); };
-    auto c = std::move(FCache::format(borrow(pmem), borrow(disk), o).value());
+    auto c = testutil::format_or_fail(pmem, disk, o);
     const auto a = pattern(8192, 1), b = pattern(8192, 2);
     ASSERT_TRUE(c->write(1 << 20, a).ok());
     ASSERT_TRUE(c->write(2 << 20, b).ok());
@@ -246,8 +244,7 @@ TEST(WritebackFaults, UnreadableDirtyExtentIsReportedSkippedAndPoisoned) { lost_
 TEST(WritebackFaults, PermanentBackingFailureFailsWritesWithTheCause) {
     FaultyPmem pmem(testutil::small_pmem_bytes(8));
     FaultyBlock disk(16 << 20);
-    auto c =
-        std::move(FCache::format(borrow(pmem), borrow(disk), testutil::small_options()).value());
+    auto c = testutil::format_or_fail(pmem, disk);
     RuntimeOptions ro{std::chrono::milliseconds(1), std::chrono::milliseconds(1),
                       std::chrono::milliseconds(4)};
     ro.write_timeout = std::chrono::milliseconds(300);
@@ -279,8 +276,7 @@ TEST(WritebackFaults, PermanentBackingFailureFailsWritesWithTheCause) {
 TEST(DurabilityErrors, FlushReportsAFailedDrain) {
     FaultyPmem pmem(testutil::small_pmem_bytes(16));
     FaultyBlock disk(8 << 20);
-    auto c =
-        std::move(FCache::format(borrow(pmem), borrow(disk), testutil::small_options()).value());
+    auto c = testutil::format_or_fail(pmem, disk);
     const auto a = pattern(8192, 1);
     ASSERT_TRUE(c->write(0, a).ok());
     for (std::uint64_t n = 1; n <= 2; ++n) {  // the end marker's drain, then the kset's
@@ -313,9 +309,7 @@ TEST(DurabilityErrors, SimPmemDrainFailureFailsFlush) {
     CacheOptions o;
     o.geometry.segment_bytes = 64 << 10;
     o.close_on_destroy = false;
-    auto c = std::move(
-        Cache<sim::SimPmem, sim::SimBlockDevice>::format(borrow(m.pmem), borrow(m.block), o)
-            .value());
+    auto c = testutil::format_or_fail(m.pmem, m.block, o);
     const auto a = pattern(4096, 9);
     ASSERT_TRUE(c->write(8192, a).ok());
     m.pmem.fail_next_drains(2);

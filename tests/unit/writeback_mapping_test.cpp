@@ -97,7 +97,7 @@ struct Rig {
     Rig() {
         CacheOptions o = testutil::small_options();
         o.log = [this](const std::string& line) { log.push_back(line); };
-        cache = std::move(MCache::format(borrow(pmem), borrow(disk), o).value());
+        cache = testutil::format_or_fail(pmem, disk, o);
     }
     std::uint64_t find(const std::vector<std::byte>& needle) const {
         const std::byte* hit =

@@ -38,6 +38,8 @@ namespace pcache {
 // A set of non-overlapping keys of one 4 MiB subtree (the interface of KeyTree, key_index.hpp).
 class ChunkKeyTree : public KeyWalks<ChunkKeyTree> {
     friend class KeyWalks<ChunkKeyTree>;
+    template <class, class>
+    friend class KeyIterator;
     using Chunk = index_detail::KeyChunk;
     using Packed = index_detail::PackedKey;
     static constexpr std::uint32_t C = index_detail::kChunkKeys;
@@ -78,47 +80,9 @@ public:
     }
     std::size_t chunks() const { return chunks_.size(); }
 
-    // Iteration over the keys as (offset, key) pairs, decoded by value.
-    class const_iterator {
-    public:
-        using value_type = std::pair<std::uint64_t, CacheKey>;
-        using difference_type = std::ptrdiff_t;
-        using reference = value_type;
-        using iterator_category = std::input_iterator_tag;
-        struct Arrow {
-            value_type v;
-            const value_type* operator->() const { return &v; }
-        };
-        const_iterator() = default;
-        const_iterator(const ChunkKeyTree* t, Pos p) : t_(t), p_(p) {}
-        value_type operator*() const {
-            const CacheKey k = t_->get(p_);
-            return {k.off, k};
-        }
-        Arrow operator->() const { return Arrow{**this}; }
-        const_iterator& operator++() {
-            p_ = t_->next(p_);
-            return *this;
-        }
-        const_iterator operator++(int) {
-            const_iterator t = *this;
-            ++*this;
-            return t;
-        }
-        bool operator==(const const_iterator& o) const { return p_ == o.p_; }
-
-    private:
-        const ChunkKeyTree* t_ = nullptr;
-        Pos p_;
-    };
-    struct Range {
-        const_iterator b, e;
-        const_iterator begin() const { return b; }
-        const_iterator end() const { return e; }
-    };
-    Range keys() const {
-        return {{this, Pos{0, 0}}, {this, Pos{static_cast<std::uint32_t>(chunks_.size()), 0}}};
-    }
+    // Iteration over the keys as (offset, key) pairs, decoded by value (key_walks.hpp).
+    using const_iterator = KeyIterator<ChunkKeyTree, Pos>;
+    KeyRange<ChunkKeyTree, Pos> keys() const { return {{this, Pos{0, 0}}, {this, end_pos()}}; }
 
     // Invariant: keys ordered, non-empty, non-overlapping, inside this set's 4 MiB subtree;
     // every chunk non-empty with its offsets sorted and its first in firsts_; size_ their sum.

@@ -31,6 +31,8 @@ namespace pcache {
 template <class Node>
 class KeyTree : public KeyWalks<KeyTree<Node>> {
     friend class KeyWalks<KeyTree<Node>>;
+    template <class, class>
+    friend class KeyIterator;
     using Set = index_detail::NodeSet<Node>;
     using It = typename Set::iterator;
 
@@ -62,46 +64,11 @@ public:
         return index_detail::NodeDepot<Node>::instance().capacity();
     }
 
-    // Iteration over the keys as (offset, key) pairs, decoded by value.
-    class const_iterator {
-    public:
-        using value_type = std::pair<std::uint64_t, CacheKey>;
-        using difference_type = std::ptrdiff_t;
-        using reference = value_type;
-        using iterator_category = std::input_iterator_tag;
-        struct Arrow {
-            value_type v;
-            const value_type* operator->() const { return &v; }
-        };
-        const_iterator() = default;
-        const_iterator(typename Set::const_iterator it, std::uint64_t base)
-            : it_(it), base_(base) {}
-        value_type operator*() const {
-            const CacheKey k = it_->get(base_);
-            return {k.off, k};
-        }
-        Arrow operator->() const { return Arrow{**this}; }
-        const_iterator& operator++() {
-            ++it_;
-            return *this;
-        }
-        const_iterator operator++(int) {
-            const_iterator t = *this;
-            ++it_;
-            return t;
-        }
-        bool operator==(const const_iterator& o) const { return it_ == o.it_; }
-
-    private:
-        typename Set::const_iterator it_;
-        std::uint64_t base_ = 0;
-    };
-    struct Range {
-        const_iterator b, e;
-        const_iterator begin() const { return b; }
-        const_iterator end() const { return e; }
-    };
-    Range keys() const { return {{set_.cbegin(), base_}, {set_.cend(), base_}}; }
+    // Iteration over the keys as (offset, key) pairs, decoded by value (key_walks.hpp).
+    using const_iterator = KeyIterator<KeyTree, typename Set::const_iterator>;
+    KeyRange<KeyTree, typename Set::const_iterator> keys() const {
+        return {{this, set_.cbegin()}, {this, set_.cend()}};
+    }
 
     // Invariant: keys ordered, non-empty, non-overlapping, inside this set's 4 MiB subtree
     // (compact nodes) and as many as the pool has handed out.
@@ -128,8 +95,14 @@ private:
         return set_.empty() ? set_.end() : start(off);
     }
     bool at_end(It it) const { return it == set_.end(); }
-    CacheKey get(It it) const { return it->get(base_); }
-    static It next(It it) { return std::next(it); }
+    template <class I>  // It, or Set::const_iterator for keys()
+    CacheKey get(I it) const {
+        return it->get(base_);
+    }
+    template <class I>
+    static I next(I it) {
+        return std::next(it);
+    }
     void set(It it, const CacheKey& k) { it->set(k, base_); }
     // The first key that may overlap a range starting at `off`.
     It start(std::uint64_t off) {

@@ -101,38 +101,48 @@ struct FreeNode {
     FreeNode* next;
 };
 
-// The process-wide store of nodes of one kind: slabs of 64 nodes, never returned to the heap
-// (a later cache reuses them), and a free list. A leaf lock, taken once per kBatch nodes a
-// subtree's pool takes or gives back. The memory held is the process's peak of live nodes
-// (plus the few each pool keeps), not the sum of every subtree's own peak.
-template <class Node>
-class NodeDepot {
+// The process-wide store of one kind of index object (nodes of one kind, chunks): slabs of
+// kSlab objects aligned for T, never returned to the heap (a later cache reuses them), and a
+// free list behind a leaf lock. A KeyPool takes and gives back nodes kBatch at a time (take,
+// give); a chunked set takes and gives back one chunk per split or merge (get, put). The memory
+// held, capacity() objects (the DRAM figures count it), is the process's peak of live objects
+// plus what the pools keep, not the sum of every set's own peak.
+template <class T, std::size_t kSlab>
+class SlabDepot {
+    static_assert(sizeof(T) >= sizeof(FreeNode) && alignof(T) >= alignof(FreeNode));
+
 public:
-    static NodeDepot& instance() {
-        static NodeDepot* depot = new NodeDepot;  // never destroyed: outlives every static pool
+    static SlabDepot& instance() {
+        static SlabDepot* depot = new SlabDepot;  // never destroyed: outlives every static set
         return *depot;
     }
-    // Moves n nodes onto the front of *list.
+    // Moves n free objects (raw memory) onto the front of *list.
     void take(FreeNode*& list, std::size_t n) {
         std::lock_guard g(mutex_);
         for (std::size_t i = 0; i < n; ++i) {
-            FreeNode* f = free_;
-            if (f) {
-                free_ = f->next;
-            } else {
-                if (!slabs_ || used_ == kSlabNodes) grow();
-                f = reinterpret_cast<FreeNode*>(reinterpret_cast<std::byte*>(slabs_) + kHeader +
-                                                used_++ * sizeof(Node));
-            }
+            FreeNode* f = pop();
             f->next = list;
             list = f;
         }
     }
-    // Takes back the chain first .. last.
+    // Takes back the chain first .. last (raw memory).
     void give(FreeNode* first, FreeNode* last) {
         std::lock_guard g(mutex_);
         last->next = free_;
         free_ = first;
+    }
+    T* get() {
+        FreeNode* f;
+        {
+            std::lock_guard g(mutex_);
+            f = pop();
+        }
+        return new (f) T();
+    }
+    void put(T* t) {
+        t->~T();
+        auto* f = reinterpret_cast<FreeNode*>(t);
+        give(f, f);
     }
     std::size_t capacity() {
         std::lock_guard g(mutex_);
@@ -140,25 +150,30 @@ public:
     }
 
 private:
-    static constexpr std::size_t kSlabNodes = 64;
-    struct Slab {
-        Slab* next;
-    };
-    static constexpr std::size_t kHeader =
-        (sizeof(Slab) + alignof(Node) - 1) / alignof(Node) * alignof(Node);
-    void grow() {
-        auto* s = static_cast<Slab*>(::operator new(kHeader + kSlabNodes * sizeof(Node)));
-        s->next = slabs_;
-        slabs_ = s;
-        used_ = 0;
-        capacity_ += kSlabNodes;
+    FreeNode* pop() {
+        if (!free_) grow();
+        FreeNode* f = free_;
+        free_ = f->next;
+        return f;
+    }
+    void grow() {  // a new slab on the free list, its first object in front
+        auto* slab = static_cast<std::byte*>(
+            ::operator new(kSlab * sizeof(T), std::align_val_t(alignof(T))));
+        for (std::size_t i = kSlab; i-- > 0;) {
+            auto* f = reinterpret_cast<FreeNode*>(slab + i * sizeof(T));
+            f->next = free_;
+            free_ = f;
+        }
+        capacity_ += kSlab;
     }
     std::mutex mutex_;
-    Slab* slabs_ = nullptr;
-    std::size_t used_ = 0;  // nodes handed out from the newest slab
     FreeNode* free_ = nullptr;
     std::size_t capacity_ = 0;
 };
+
+// Nodes: slabs of 64 per node kind.
+template <class Node>
+using NodeDepot = SlabDepot<Node, 64>;
 
 // One subtree's nodes: a free list refilled from the depot kBatch nodes at a time and trimmed
 // back to it above 2 * kBatch. In steady state an insert or erase touches only this list.
@@ -281,60 +296,10 @@ struct alignas(64) KeyChunk {
 };
 static_assert(sizeof(KeyChunk) == 768);
 
-// The process-wide store of chunks: slabs of 16, never returned to the heap (a later cache
-// reuses them), and a free list. A leaf lock, taken once per chunk allocated or freed (a
-// split or merge: at most one per kChunkKeys / 2 inserts or erases).
-class ChunkDepot {
-public:
-    static ChunkDepot& instance() {
-        static ChunkDepot* depot = new ChunkDepot;  // never destroyed: outlives static trees
-        return *depot;
-    }
-    KeyChunk* get() {
-        std::lock_guard g(mutex_);
-        if (!free_) grow();
-        Free* f = free_;
-        free_ = f->next;
-        --idle_;
-        return new (f) KeyChunk();
-    }
-    void put(KeyChunk* c) {
-        c->~KeyChunk();
-        auto* f = reinterpret_cast<Free*>(c);
-        std::lock_guard g(mutex_);
-        f->next = free_;
-        free_ = f;
-        ++idle_;
-    }
-    std::size_t capacity() {
-        std::lock_guard g(mutex_);
-        return capacity_;
-    }
-    std::size_t idle() {
-        std::lock_guard g(mutex_);
-        return idle_;
-    }
-
-private:
-    static constexpr std::size_t kSlabChunks = 16;
-    struct Free {
-        Free* next;
-    };
-    void grow() {
-        auto* slab = static_cast<KeyChunk*>(
-            ::operator new(kSlabChunks * sizeof(KeyChunk), std::align_val_t(alignof(KeyChunk))));
-        for (std::size_t i = 0; i < kSlabChunks; ++i) {
-            auto* f = reinterpret_cast<Free*>(slab + i);
-            f->next = free_;
-            free_ = f;
-        }
-        capacity_ += kSlabChunks;
-        idle_ += kSlabChunks;
-    }
-    std::mutex mutex_;
-    Free* free_ = nullptr;
-    std::size_t capacity_ = 0, idle_ = 0;
-};
+// Chunks: slabs of 16 (twelve cache lines each, 64-byte aligned). The depot's lock is taken once
+// per chunk allocated or freed (a split or merge: at most one per kChunkKeys / 2 inserts or
+// erases).
+using ChunkDepot = SlabDepot<KeyChunk, 16>;
 
 }  // namespace index_detail
 }  // namespace pcache

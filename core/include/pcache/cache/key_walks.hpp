@@ -12,17 +12,64 @@
 //   Pos erase(Pos)                        returns the position of the key after it
 //   Pos link(Pos hint, key)               inserts before hint; returns where the key is
 //   std::size_t size()
+// and, for keys() (KeyRange), a const walk: get(P) and next(P) for a position P of a const set.
 #pragma once
 
 #include <cassert>
 #include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <type_traits>
+#include <utility>
 
 #include "pcache/cache/key_node.hpp"
 #include "pcache/mutation.hpp"
 
 namespace pcache {
+
+// Iteration over a set's keys as (offset, key) pairs, decoded by value: a position P of the
+// set S, read with S's get(P) and advanced with its next(P) (S befriends KeyIterator).
+template <class S, class P>
+class KeyIterator {
+public:
+    using value_type = std::pair<std::uint64_t, CacheKey>;
+    using difference_type = std::ptrdiff_t;
+    using reference = value_type;
+    using iterator_category = std::input_iterator_tag;
+    struct Arrow {
+        value_type v;
+        const value_type* operator->() const { return &v; }
+    };
+    KeyIterator() = default;
+    KeyIterator(const S* s, P p) : s_(s), p_(p) {}
+    value_type operator*() const {
+        const CacheKey k = s_->get(p_);
+        return {k.off, k};
+    }
+    Arrow operator->() const { return Arrow{**this}; }
+    KeyIterator& operator++() {
+        p_ = s_->next(p_);
+        return *this;
+    }
+    KeyIterator operator++(int) {
+        KeyIterator t = *this;
+        ++*this;
+        return t;
+    }
+    bool operator==(const KeyIterator& o) const { return p_ == o.p_; }
+
+private:
+    const S* s_ = nullptr;
+    P p_{};
+};
+
+// A set's keys from position b to e (S::keys()).
+template <class S, class P>
+struct KeyRange {
+    KeyIterator<S, P> b, e;
+    KeyIterator<S, P> begin() const { return b; }
+    KeyIterator<S, P> end() const { return e; }
+};
 
 template <class S>
 class KeyWalks {
