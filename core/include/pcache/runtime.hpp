@@ -292,10 +292,10 @@ private:
         credit_ -= std::min(credit_, len);
     }
     using Step = bool (Runtime::*)(bool& failed);
-    // Writeback progress may have made ksets collectable: let GC look now (it waits for its
-    // threshold itself), not at the next timer.
     // A step only when the policy wants one (above the low mark once started, a kick, an idle
-    // drain): an idle thread waits for the next wake-up.
+    // drain); otherwise the thread waits for the next wake-up. Writeback progress may have made
+    // ksets collectable: let GC look now (it waits for its threshold itself), not at the next
+    // timer.
     bool writeback_once(bool& failed) {
         bool step;
         {
@@ -403,9 +403,9 @@ private:
     std::uint64_t credit_ = 0;  // writeback bytes not yet taken by paced writes
     // The writeback thread is in a step, or between progressing ones: paced writes wait for it.
     bool wb_active_ = false;
-    int pace_waiters_ = 0;                                        // writers waiting in pace()
-    WritebackPolicy policy_{RuntimeOptions::never, {}, 0, 0, 0};  // set by start()
+    int pace_waiters_ = 0;                   // writers waiting in pace()
     std::atomic<bool> writer_woken_{false};  // credit came for them; they have not run yet
+    WritebackPolicy policy_{RuntimeOptions::never, {}, 0, 0, 0};  // when writeback runs; start()
     RuntimeStats stats_;
     Status error_;
     std::thread writeback_, gc_, timer_;
