@@ -1,12 +1,15 @@
 // Runtime: runs a cache's background work on threads, for production use.
 //
 // The engine only exposes steps (writeback_step, gc_step, flush_ksets); this object owns the
-// threads that call them, the wake-ups (the cache's wake hook when dirty bytes pass the high
-// watermark or a write finds it full; writeback progress wakes GC) and the kernel's timers:
-// writeback and GC re-poll every 5 s when idle (PCACHE_CACHE_WRITEBACK_INTERVAL,
-// PCACHE_CACHE_GC_INTERVAL) and buffered keys are persisted within 1 s (the kset flush delay). It
-// is the only part of pcache that reads the clock; the simulator drives the same steps itself, from
-// a seed, and never uses it.
+// threads that call them, the wake-ups and the kernel's timers. Writeback follows the watermarks
+// (WritebackPolicy, writeback_policy.hpp): it starts when dirty bytes pass the high mark (the
+// cache's wake hook), a write finds the cache full, a paced write needs credit or wake() is
+// called, and stops at the low mark; an idle cache (no data written for
+// RuntimeOptions::idle_writeback, 5 s) is written back until clean, as the kernel's periodic
+// writeback does. Writeback progress wakes GC; GC re-polls every 5 s when idle
+// (PCACHE_CACHE_GC_INTERVAL) and buffered keys are persisted within 1 s (the kset flush delay,
+// whose tick also runs the idle and high-mark checks). It is the only part of pcache that reads
+// the clock; the simulator drives the same steps itself, from a seed, and never uses it.
 //
 // write_blocking() is the blocking API: a busy cache waits for writeback/GC progress instead
 // of failing. Near full (Cache::throttle_wanted) it paces writes to writeback progress: each
@@ -28,6 +31,7 @@
 
 #include "pcache/cache/options.hpp"
 #include "pcache/result.hpp"
+#include "pcache/writeback_policy.hpp"
 
 namespace pcache {
 
@@ -46,8 +50,10 @@ struct RuntimeStats {
 
 // Every interval and timeout of a Runtime. Field order is stable (aggregate initialisation).
 struct RuntimeOptions {
-    std::chrono::milliseconds idle_poll{5000};   // writeback and GC when nothing happens
-    std::chrono::milliseconds kset_flush{1000};  // buffered keys become durable within this
+    static constexpr std::chrono::milliseconds never = std::chrono::milliseconds::max();
+    std::chrono::milliseconds idle_poll{5000};  // GC (and a writeback check) when nothing happens
+    // Buffered keys become durable within this; each tick also checks the high mark and idleness.
+    std::chrono::milliseconds kset_flush{1000};
     // A failed step (a backing device error) is retried after 1 ms, doubling up to this.
     std::chrono::milliseconds retry_max{1000};
     // flush_all retries a step that failed with an I/O error (a network backing device's
@@ -61,6 +67,11 @@ struct RuntimeOptions {
     // A write that finds the cache near full (Cache::throttle_wanted) waits at most this long
     // for writeback credit, then goes on (it may then find busy and wait as above).
     std::chrono::milliseconds pace_max{100};
+    // Idle drain: once no data has come into the cache (writes, read-miss fills) for this long,
+    // the next kset_flush tick starts writing everything back, below the low mark too; `never`
+    // leaves dirty data at or below the low mark until something needs room (dm-writecache
+    // without max_age). 5 s: the kernel's writeback interval (PCACHE_CACHE_WRITEBACK_INTERVAL).
+    std::chrono::milliseconds idle_writeback{5000};
 };
 
 // Lifecycle: construct over a cache (it must outlive the Runtime: declare the Runtime after
@@ -95,6 +106,8 @@ public:
                             ? "Runtime::start: already running"
                             : "Runtime::start: stopped (a Runtime starts once)"};
             state_ = State::running;
+            policy_ = WritebackPolicy(iv_.idle_writeback, Clock::now(), written_bytes(),
+                                      cache_.dirty_bytes(), cache_.dirty_high_bytes());
             writeback_ = std::thread([this] { loop(&Runtime::writeback_once); });
             gc_ = std::thread([this] { loop(&Runtime::gc_once); });
             timer_ = std::thread([this] { timer_loop(); });
@@ -131,10 +144,12 @@ public:
         return state_ == State::running;
     }
     const RuntimeOptions& options() const { return iv_; }
-    // New dirty data or a busy writer: run writeback and GC now.
+    // A busy writer (or the high mark): write back now, until the low mark (at least one step),
+    // and let GC look.
     void wake() {
         {
             std::lock_guard g(mutex_);
+            policy_.kick();
             ++wake_seq_;
         }
         wake_.notify_all();
@@ -262,6 +277,7 @@ private:
         if (state_ != State::running) return;
         ++stats_.paced_writes;
         if (credit_ < len && !wb_active_) {
+            policy_.kick();
             ++wake_seq_;
             wake_.notify_all();
         } else if (credit_ < len) {
@@ -276,28 +292,24 @@ private:
         credit_ -= std::min(credit_, len);
     }
     using Step = bool (Runtime::*)(bool& failed);
-    // Writeback progress may have made ksets collectable: let GC look now (it waits for its
-    // threshold itself), not at the next timer.
+    // A step only when the policy wants one (above the low mark once started, a kick, an idle
+    // drain); otherwise the thread waits for the next wake-up. Writeback progress may have made
+    // ksets collectable: let GC look now (it waits for its threshold itself), not at the next
+    // timer.
     bool writeback_once(bool& failed) {
+        bool step;
         {
             std::lock_guard g(mutex_);
-            wb_active_ = true;
+            step = wb_active_ = policy_.want_step(cache_.dirty_bytes(), cache_.dirty_low_bytes());
         }
-        const bool progressed = record(cache_.writeback_step(), failed);
-        if (!progressed) {  // idle or failing: paced writes stop waiting for credit
-            {
-                std::lock_guard g(mutex_);
-                wb_active_ = false;
-            }
-            progress_.notify_all();
+        const bool progressed = step && record(cache_.writeback_step(), failed);
+        {
+            std::lock_guard g(mutex_);
+            if (step) policy_.stepped(progressed);
+            if (progressed) ++wake_seq_;
+            wb_active_ = progressed;  // stopped, idle or failing: paced writes stop waiting
         }
-        if (progressed) {
-            {
-                std::lock_guard g(mutex_);
-                ++wake_seq_;
-            }
-            wake_.notify_all();
-        }
+        (progressed ? wake_ : progress_).notify_all();
         return progressed;
     }
     bool gc_once(bool& failed) { return record(cache_.gc_step(), failed); }
@@ -321,20 +333,28 @@ private:
         std::lock_guard g(mutex_);
         return progress_seq_;
     }
+    // Data that came into the cache (writes and read-miss fills): the idle drain's clock.
+    std::uint64_t written_bytes() const { return cache_.counters().pmem_written_bytes; }
     // Runs a step while it progresses; waits for a wake-up or the idle poll when it has nothing
     // to do; after a failure, backs off (1 ms doubling to retry_max; wake-ups do not cut a
     // backoff short, stop does) and tries again: writeback resumes by itself when the backing
     // device recovers.
     void loop(Step step) {
         std::chrono::milliseconds backoff{0};
+        std::uint64_t seen;  // wake_seq_ before the step: a wake-up during it is never lost
+        {
+            std::lock_guard g(mutex_);
+            seen = wake_seq_;
+        }
         for (;;) {
             bool failed = false;
-            if ((this->*step)(failed)) {
+            const bool progressed = (this->*step)(failed);
+            std::unique_lock l(mutex_);
+            if (state_ != State::running) return;
+            if (progressed) {
                 backoff = std::chrono::milliseconds(0);
-                {
-                    std::lock_guard g(mutex_);
-                    if (state_ != State::running) return;
-                }
+                seen = wake_seq_;
+                l.unlock();
                 // A paced writer woken by credit and not yet running: let it have this CPU
                 // (back-to-back GC steps, one kset each, held a core for milliseconds under
                 // SCHED_FIFO). Only then: a yield hands the core to every other runnable
@@ -342,31 +362,33 @@ private:
                 if (writer_woken_.load(std::memory_order_relaxed)) std::this_thread::yield();
                 continue;
             }
-            std::unique_lock l(mutex_);
             if (failed) {
                 backoff =
                     std::min(iv_.retry_max, std::max(std::chrono::milliseconds(1), backoff * 2));
                 wake_.wait_for(l, backoff, [&] { return state_ != State::running; });
-                if (state_ != State::running) return;
-                continue;
+            } else {
+                backoff = std::chrono::milliseconds(0);
+                wake_.wait_for(l, iv_.idle_poll,
+                               [&] { return state_ != State::running || wake_seq_ != seen; });
             }
-            backoff = std::chrono::milliseconds(0);
-            const std::uint64_t seen = wake_seq_;
-            wake_.wait_for(l, iv_.idle_poll,
-                           [&] { return state_ != State::running || wake_seq_ != seen; });
             if (state_ != State::running) return;
+            seen = wake_seq_;
         }
     }
+    // Every kset_flush: close the kset buffers, then let the policy check the high mark and
+    // idleness, and wake writeback (which steps only if the policy wants) and GC.
     void timer_loop() {
         std::unique_lock l(mutex_);
         while (state_ == State::running) {
             wake_.wait_for(l, iv_.kset_flush, [&] { return state_ != State::running; });
             if (state_ != State::running) return;
             l.unlock();
-            Status s = cache_.flush_ksets();
-            if (s.code() == Errc::busy) wake();
+            const Status s = cache_.flush_ksets();
+            const std::uint64_t written = written_bytes(), dirty = cache_.dirty_bytes();
             l.lock();
-            ++wake_seq_;  // new durable ksets: let writeback look
+            if (s.code() == Errc::busy) policy_.kick();
+            policy_.tick(Clock::now(), written, dirty, cache_.dirty_high_bytes());
+            ++wake_seq_;
             wake_.notify_all();
         }
     }
@@ -383,6 +405,7 @@ private:
     bool wb_active_ = false;
     int pace_waiters_ = 0;                   // writers waiting in pace()
     std::atomic<bool> writer_woken_{false};  // credit came for them; they have not run yet
+    WritebackPolicy policy_{RuntimeOptions::never, {}, 0, 0, 0};  // when writeback runs; start()
     RuntimeStats stats_;
     Status error_;
     std::thread writeback_, gc_, timer_;

@@ -44,10 +44,11 @@ struct CacheOptions {
     // Writeback watermarks, in percent of the data capacity (segments x data bytes per segment),
     // as dm-writecache's high_watermark / low_watermark (50 / 45 there too). When a write takes
     // the dirty bytes above the high mark, the cache calls its wake hook (Cache::set_wake_hook;
-    // Runtime installs one that wakes writeback and GC at once, instead of at the next timer);
-    // the hook re-arms when a writeback step leaves the dirty bytes at or below the low mark (or
-    // finds nothing to write). Cache::writeback_wanted() says whether the high mark is passed.
-    // 0 < low <= high <= 100.
+    // Runtime installs one that starts writeback at once, instead of at the next timer, and
+    // writes back until the dirty bytes are at or below the low mark, then stops: docs/api.md,
+    // WritebackPolicy); the hook re-arms when a writeback step leaves the dirty bytes at or below
+    // the low mark (or finds nothing to write). Cache::writeback_wanted() says whether the high
+    // mark is passed. 0 < low <= high <= 100.
     std::uint32_t writeback_high_percent = 50;
     std::uint32_t writeback_low_percent = 45;
     // Progress of a long replay (a million keys take about a second): called every 256 ksets
