@@ -135,7 +135,8 @@ public:
     std::uint64_t dirty_low_bytes() const { return capacity_percent(opts_.writeback_low_percent); }
     bool writeback_wanted() const { return dirty_bytes() > dirty_high_bytes(); }
     // A hook the write path calls (on the writer's thread, holding no engine lock) when dirty
-    // bytes pass the high mark, at most once until a writeback step re-arms it, and whenever a
+    // bytes pass the high mark (as a write sees them: the closed ksets' and its own lane's open
+    // buffer; wake_background), at most once until a writeback step re-arms it, and whenever a
     // write finds the cache full (busy). It must be cheap and must not call into the cache;
     // Runtime's wakes its threads. nullptr removes it; after set_wake_hook returns, the old hook
     // is no longer running nor called. The engine itself never spawns threads or sleeps.
@@ -423,12 +424,16 @@ private:
     std::uint64_t capacity_percent(std::uint32_t pct) const {
         return std::uint64_t(n_segs_) * seg_data_bytes() / 100 * pct;
     }
-    // The wake test is exact (every lane's dirty shard is read), so with a hook set and armed a
-    // write reads the other lanes' dirty_open lines: the one shared read left on the write path
-    // (docs/PERFORMANCE.md, issue 17 "contention"). Without a hook nothing shared is touched.
-    void wake_background(bool always) {
+    // After a write on `lane` (always: a write found the cache full). The test reads only the
+    // closed ksets' dirty bytes and this lane's open buffer, never the other lanes' lines: their
+    // open bytes count once their buffers close (within a kset, or the 1 s kset timer), so the
+    // hook may fire up to one kset per lane late. Without a hook nothing shared is touched.
+    void wake_background(bool always, std::uint32_t lane) {
         if (!has_hook_.load(std::memory_order_acquire)) return;
-        if (!always && (!hook_armed_.load(std::memory_order_relaxed) || !writeback_wanted() ||
+        if (!always && (!hook_armed_.load(std::memory_order_relaxed) ||
+                        dirty_bytes_.load(std::memory_order_relaxed) +
+                                lanes_[lane].dirty_open.load(std::memory_order_relaxed) <=
+                            dirty_high_bytes() ||
                         !hook_armed_.exchange(false, std::memory_order_relaxed)))
             return;
         std::lock_guard g(hook_mutex_);

@@ -43,7 +43,7 @@ WriteResult Cache<Pmem, Block>::write(std::uint64_t off, std::span<const std::by
         if (!st.ok()) {
             if (st.code() == Errc::busy) {
                 count(lanes_[lane], &CacheCounters::busy_returns);
-                wake_background(true);  // full: writeback and GC now, not at the next timer
+                wake_background(true, lane);  // full: writeback and GC now, not at the next timer
                 if (std::string note = writeback_failing_note(); !note.empty())
                     return {Status(Errc::busy, st.message() + note), done};
             }
@@ -52,7 +52,7 @@ WriteResult Cache<Pmem, Block>::write(std::uint64_t off, std::span<const std::by
         assert(written > 0 && written <= piece);
         done += written;
     }
-    wake_background(false);  // dirty bytes above the high mark: once until writeback re-arms
+    wake_background(false, lane);  // above the high mark: once until writeback re-arms
     return {Status(), done};
 }
 
