@@ -2,6 +2,7 @@
 //
 // A write-back cache on persistent memory in front of a block device, on the kernel's on-media
 // format. The engine is split by concept like the kernel (file names in brackets):
+//   cache_parts.hpp     what is kept per segment, per lane and per subtree
 //   cache_lifecycle.hpp format/open/open_read_only, the destructor's close (docs/api.md)
 //   cache_open.hpp      format and load: superblock, cache_info, segment chain, tails [cache.c]
 //   cache_segment.hpp   segment allocation, references, generations [cache_segment.c]
@@ -39,6 +40,7 @@
 
 #include "pcache/block_device.hpp"
 #include "pcache/borrow.hpp"
+#include "pcache/cache/cache_parts.hpp"
 #include "pcache/cache/key_index.hpp"
 #include "pcache/cache/options.hpp"
 #include "pcache/format/codec.hpp"
@@ -183,59 +185,15 @@ public:
 
 private:
     class WritebackRuns;  // cache_writeback.hpp: runs sent as batches of concurrent writes
-    // Own cache line(s): lanes filling neighbouring segments bump their refs (false sharing).
-    struct alignas(64) Segment {
-        std::uint32_t phys = 0;
-        format::SegmentInfo info{};
-        unsigned info_index = 0;
-        std::atomic<std::uint64_t> gen{0};
-        std::uint8_t gen_seq = 0;
-        unsigned gen_index = 0;
-        // Keys in the log + the data head filling it. Atomic: a lane bumps it without seg_mutex_
-        // (it holds the head's own reference, so it cannot be at zero); the decrement that
-        // reaches zero takes seg_mutex_ to invalidate the segment (cache_segment.hpp).
-        std::atomic<std::uint32_t> refs{0};
-        // Held shared while a read copies this segment's bytes, exclusively while its
-        // generation is bumped: a segment is never reclaimed (and reused) under a copy.
-        mutable SharedMutex read_mutex;
-    };
-    static constexpr std::uint32_t kNoSeg = UINT32_MAX;
+    using Segment = cache_detail::Segment<SharedMutex>;
+    using Lane = cache_detail::Lane<Mutex>;
+    using LaneMark = cache_detail::LaneMark;
+    using CacheSubtree = cache_detail::CacheSubtree<Mutex>;
+    static constexpr std::uint32_t kNoSeg = cache_detail::kNoSeg;
+    static constexpr std::uint32_t kNoLane = cache_detail::kNoLane;
+    static constexpr std::size_t kLaneMarks = cache_detail::kLaneMarks;
     static constexpr std::uint32_t kLanesMax = 1024;
     static constexpr std::uint32_t kThrottleSegsMax = 4;
-    // A lane: a data head and a kset buffer under one lock (docs/design.md "Lanes"), and the
-    // lane's shard of the counters. Own cache line(s): lanes written by different CPUs never
-    // share one.
-    struct alignas(64) Lane {
-        mutable Mutex mutex;
-        std::uint32_t key_num = 0;
-        std::vector<std::byte> image = std::vector<std::byte>(format::kKsetBytesMax);
-        // Bumped (under `mutex`) each time the buffer is closed with keys in it: a key appended
-        // at epoch E is still in the open buffer exactly while epoch == E. Read without the
-        // lock as a hint only; decisions re-check it under the lock.
-        std::atomic<std::uint32_t> epoch{1};
-        std::uint32_t head_seg = kNoSeg;  // data head: segment being filled, next free byte
-        std::uint32_t head_off = 0;
-        // Bytes of the dirty keys in `image`, moved to dirty_bytes_ when the buffer is closed.
-        // Written under `mutex`; read without it by dirty_bytes().
-        std::atomic<std::uint64_t> dirty_open{0};
-        // The counts of writes and reads made on this lane (count(Lane&, ...)): relaxed atomic
-        // adds (threads on one CPU share a lane); counters() sums every lane's and counters_.
-        CacheCounters counters;
-    };
-    // The lanes whose open kset buffer may hold keys of a subtree: the cross-lane rule's filter
-    // (close_other_lanes). Each append records its lane and that lane's epoch; a lane whose
-    // epoch has moved on since has no key of the subtree left in its open buffer.
-    static constexpr std::uint32_t kNoLane = UINT32_MAX;
-    static constexpr std::size_t kLaneMarks = 4;
-    struct LaneMark {
-        std::uint32_t lane = kNoLane;
-        std::uint32_t epoch = 0;
-    };
-    // A subtree on its own cache line(s): writers of neighbouring subtrees share no line. The
-    // marks are read and written under the subtree lock only.
-    struct alignas(64) CacheSubtree : Subtree {
-        std::array<LaneMark, kLaneMarks> lane_marks{};
-    };
     struct Tail {
         LogPos pos;
         std::uint64_t seq = 0;
