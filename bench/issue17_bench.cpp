@@ -2,6 +2,7 @@
 // measured in the same run just before it (same request size, queue depth and device), on `mem`
 // and `shm-cacheline`. Google Benchmark prints wall time ("Time") and CPU time ("CPU") for each.
 //   i17/write_hit[_crc]/DEV/4096        1 thread; ratio_to_bound = / NT copy + fence
+//   i17/copy_mt/DEV/4096/threads:N      its bound: the copy + fence alone on N threads (wall time)
 //   i17/write_hit_mt/DEV/4096/threads:N aggregate items/s (wall time), N = 1, 2, 4, 8 in order
 //   i17/read_hit/DEV/4096               ratio_to_bound = / memcpy of 4 KiB out of the mapping
 //   i17/writeback_{seq,rand}/DEV        ratio_to_bound = / the same backing writes + flushes
@@ -67,6 +68,34 @@ void BM_WriteHit17(State& st, Dev d, bool crc) {
     st.counters["ratio_to_bound"] = Counter(iters * kKey / bound / st.threads(), Counter::kIsRate);
     st.counters["bound_MBps"] = Counter(bound / 1e6, Counter::kAvgThreads);
     if (st.thread_index() == 0) delete std::exchange(rig17<P>(), nullptr);
+}
+
+// The bound of write_hit_mt: the same 4 KiB copy + fence on N threads at once, each thread
+// writing its own 64 MiB region in order (as a lane's data head fills its segment), wall time.
+// Its N-thread / 1-thread figure is what the machine's memory path allows write_hit_mt.
+template <class P>
+std::unique_ptr<P>& copy_mt_pmem() {
+    static std::unique_ptr<P> p;
+    return p;
+}
+template <class P>
+void BM_CopyMt17(State& st, Dev d) {
+    const std::uint64_t base = kBoundSpanBytes * static_cast<std::uint64_t>(st.thread_index());
+    const std::uint64_t slots = kBoundSpanBytes / kKey;
+    const auto buf = std::vector<std::byte>(kKey, std::byte{0x5a});
+    if (st.thread_index() == 0)
+        copy_mt_pmem<P>() =
+            make_pmem<P>(d, kBoundSpanBytes * static_cast<std::uint64_t>(st.threads()));
+    std::uint64_t i = 0;
+    for (auto _ : st) {  // the loop starts after thread 0's setup (Google Benchmark's barrier)
+        P& pmem = *copy_mt_pmem<P>();
+        if (!pmem.write(base + (i++ % slots) * kKey, buf, kPmemFlushCache).ok() ||
+            !pmem.drain().ok())
+            std::abort();
+    }
+    st.SetItemsProcessed(st.iterations());
+    st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations() * kKey));
+    if (st.thread_index() == 0) copy_mt_pmem<P>().reset();
 }
 
 template <class P>
@@ -247,6 +276,9 @@ void register17(Dev d) {
     benchmark::RegisterBenchmark((name("write_hit") + "/4096").c_str(), BM_WriteHit17<P>, d, false);
     benchmark::RegisterBenchmark((name("write_hit_crc") + "/4096").c_str(), BM_WriteHit17<P>, d,
                                  true);
+    benchmark::RegisterBenchmark((name("copy_mt") + "/4096").c_str(), BM_CopyMt17<P>, d)
+        ->ThreadRange(1, 8)
+        ->UseRealTime();
     benchmark::RegisterBenchmark((name("write_hit_mt") + "/4096").c_str(), BM_WriteHit17<P>, d,
                                  false)
         ->ThreadRange(1, 8)

@@ -32,11 +32,17 @@ for dev in ("mem", "shm-cacheline"):
     row(f"{dev}: 4 KiB write hit / NT copy+fence (CPU)", [b["ratio_to_bound"] for b in g("i17/write_hit/DEV/4096")], ">= 0.80")
     row(f"{dev}: 4 KiB write hit, data_crc / NT copy+fence", [b["ratio_to_bound"] for b in g("i17/write_hit_crc/DEV/4096")], ">= 0.60")
     one = g("i17/write_hit_mt/DEV/4096/real_time/threads:1")
+    cone = g("i17/copy_mt/DEV/4096/real_time/threads:1")
     for n in (1, 2, 4, 8):
         mt = g(f"i17/write_hit_mt/DEV/4096/real_time/threads:{n}")
+        cp = g(f"i17/copy_mt/DEV/4096/real_time/threads:{n}")
         if mt and one:
             row(f"{dev}: {n} threads, aggregate ops/s (wall)", [b["items_per_second"] for b in mt], "")
             row(f"{dev}: {n} threads / 1 thread (rep by rep)", [m["items_per_second"] / o["items_per_second"] for m, o in zip(mt, one)], ">= 1.7 (2 thr); 4, 8 >= 2-thr")
+        if cp and cone:
+            row(f"{dev}: bound: copy+fence alone, {n} threads / 1 thread (rep by rep)", [c["items_per_second"] / o["items_per_second"] for c, o in zip(cp, cone)], "")
+        if cp and mt:
+            row(f"{dev}: {n} threads, write hits / copy+fence alone on {n} threads (wall)", [m["items_per_second"] / c["items_per_second"] for m, c in zip(mt, cp)], "")
     row(f"{dev}: 4 KiB read hit / memcpy from the mapping", [b["ratio_to_bound"] for b in g("i17/read_hit/DEV/4096")], ">= 0.90")
     row(f"{dev}: writeback sequential 4 KiB keys / backing bound", [b["ratio_to_bound"] for b in g("i17/writeback_seq/DEV")], ">= 0.85")
     row(f"{dev}: writeback random 4 KiB keys / backing bound", [b["ratio_to_bound"] for b in g("i17/writeback_rand/DEV")], ">= 0.85")
