@@ -136,7 +136,7 @@ template <PmemDevice Pmem, BlockDevice Block>
 Status Cache<Pmem, Block>::finish_open() {
     seg_used_.assign(n_segs_, false);
     subtrees_ = std::vector<CacheSubtree>((backing_bytes_ + format::kSubtreeBytes - 1) /
-                                           format::kSubtreeBytes);
+                                          format::kSubtreeBytes);
     lanes_ = std::vector<Lane>(opts_.n_lanes);
     const std::uint64_t replay_start_ns = opts_.clock_ns ? opts_.clock_ns() : 0;
     PCACHE_TRY(replay());
