@@ -294,6 +294,7 @@ private:
 
     // cache_req.hpp
     CacheSubtree& subtree_for(std::uint64_t off) { return subtrees_[off >> format::kSubtreeShift]; }
+    Status store_data(CacheKey& key, std::span<const std::byte> bytes, unsigned flags);
     Status write_piece(std::uint64_t off, std::span<const std::byte> data, bool fua,
                        std::uint32_t lane, std::uint32_t& written);
     Status read_piece(std::uint64_t off, std::span<std::byte> out);

@@ -56,6 +56,18 @@ WriteResult Cache<Pmem, Block>::write(std::uint64_t off, std::span<const std::by
     return {Status(), done};
 }
 
+// Copies `bytes` to key's space and fences them: durable before any key can point to them.
+// With data_crc, the CRC of the source (in L1 after the copy) goes into the key while the
+// copy's stores drain.
+template <PmemDevice Pmem, BlockDevice Block>
+Status Cache<Pmem, Block>::store_data(CacheKey& key, std::span<const std::byte> bytes,
+                                      unsigned flags) {
+    Status s = pmem_.write(data_addr(key.seg, key.seg_off), bytes, flags);
+    if (s.ok() && opts_.data_crc) key.data_crc = crc::kcrc(bytes.data(), bytes.size());
+    if (s.ok()) s = pmem_.drain();
+    return s;
+}
+
 // Writes a prefix of `data` (at most to the end of the lane's data head segment).
 template <PmemDevice Pmem, BlockDevice Block>
 Status Cache<Pmem, Block>::write_piece(std::uint64_t off, std::span<const std::byte> data, bool fua,
@@ -63,14 +75,10 @@ Status Cache<Pmem, Block>::write_piece(std::uint64_t off, std::span<const std::b
     auto a = data_alloc(lane, static_cast<std::uint32_t>(data.size()));
     if (!a.ok()) return a.status();
     const auto bytes = data.first(a->len);
-    // M1: cached copy, never flushed, before the key points to it
-    Status ws = pmem_.write(data_addr(a->seg, a->off), bytes,
-                            mutant(1) ? kPmemNoFlush | kPmemNoDrain : kPmemFlushCache);
     CacheKey key{off, a->len, 0, a->seg, a->off, a->gen, 0, false};
-    // The CRC of the source (in L1 after the copy) runs while the copy's stores drain.
-    if (ws.ok() && opts_.data_crc) key.data_crc = crc::kcrc(bytes.data(), bytes.size());
-    if (ws.ok()) ws = pmem_.drain();  // the data is durable before any key can point to it
-    if (!ws.ok()) {                   // no key will point to the space: give it back
+    // M1: cached copy, never flushed, before the key points to it
+    Status ws = store_data(key, bytes, mutant(1) ? kPmemNoFlush | kPmemNoDrain : kPmemFlushCache);
+    if (!ws.ok()) {  // no key will point to the space: give it back
         seg_put(a->seg);
         return ws;
     }
@@ -220,11 +228,9 @@ void Cache<Pmem, Block>::fill_miss_locked(CacheSubtree& st, std::uint32_t lane, 
         if (!a.ok()) return;
         const auto bytes = data.subspan(done, a->len);
         CacheKey key{off + done, a->len, format::kKeyFlagClean, a->seg, a->off, a->gen, 0, false};
-        Status s = pmem_.write(data_addr(a->seg, a->off), bytes, kPmemFlushCache);
-        if (s.ok()) s = pmem_.drain();
+        const Status s = store_data(key, bytes, kPmemFlushCache);
         bool appended = false;
         if (s.ok()) {
-            if (opts_.data_crc) key.data_crc = crc::kcrc(bytes.data(), bytes.size());
             // Not swallowed, deferred: the fill is best effort and its key is valid while
             // buffered. A failed close of the full buffer after the append leaves it full and
             // unchanged; the next append to it closes it first and reports the error to that
