@@ -5,6 +5,7 @@
 
 #include <cstring>
 #include <memory>
+#include <stdexcept>
 #include <vector>
 
 #include "pcache/blockdev/mem_block_device.hpp"
@@ -40,13 +41,14 @@ inline std::uint64_t small_pmem_bytes(std::uint32_t segs) {
     return format::kSegmentsOffsetBytes + std::uint64_t(segs) * 256 * 1024;
 }
 
-// Formats a cache on devices the test keeps alive (borrowed). A refusal is a test failure that
-// names the status, and the test gets nullptr.
+// Formats a cache on devices the test keeps alive (borrowed). A refusal throws, naming the
+// status: Google Test reports the exception as the test's failure and ends the test there, so
+// no caller goes on with a null cache (RapidCheck reports it as the property's failure).
 template <PmemDevice P, BlockDevice B>
 std::unique_ptr<Cache<P, B>> format_or_fail(P& pmem, B& disk, CacheOptions o = small_options()) {
     auto c = Cache<P, B>::format(borrow(pmem), borrow(disk), std::move(o));
-    EXPECT_TRUE(c.ok()) << c.status().to_string();
-    return c.ok() ? std::move(c.value()) : nullptr;
+    if (!c.ok()) throw std::runtime_error("Cache::format refused: " + c.status().to_string());
+    return std::move(c.value());
 }
 
 // Reads len bytes at off through the cache; a failed read is a test failure naming the status.
