@@ -25,14 +25,19 @@ run_cleanups() {
 trap run_cleanups EXIT
 trap 'exit 130' INT TERM
 
-require_root_fuse_loop() {
-    [ "$(id -u)" -eq 0 ] || skip "needs root (losetup, mount)"
+# Skips (exit 77, reason printed) unless root, FUSE and every program named are here.
+require_root_fuse() {
+    [ "$(id -u)" -eq 0 ] || skip "needs root (FUSE and loop devices, mount)"
     [ -c /dev/fuse ] || skip "/dev/fuse is missing (FUSE not available)"
-    [ -c /dev/loop-control ] || skip "/dev/loop-control is missing (no loop devices)"
     local p
-    for p in losetup mount umount mkfs.ext4 e2fsck fusermount3 md5sum "$@"; do
+    for p in fusermount3 "$@"; do
         command -v "$p" >/dev/null || skip "program '$p' is missing (bash scripts/setup.sh installs it)"
     done
+}
+# The same, and loop devices with the tools of the file system tests.
+require_root_fuse_loop() {
+    [ -c /dev/loop-control ] || skip "/dev/loop-control is missing (no loop devices)"
+    require_root_fuse losetup mount umount mkfs.ext4 e2fsck md5sum "$@"
 }
 
 # A fresh directory under /dev/shm (the pmem file must be on tmpfs or DAX to be fast).

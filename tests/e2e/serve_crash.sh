@@ -48,7 +48,11 @@ start_front() {
         on_exit "force_umount '$WORK/mnt'"
         ;;
     esac
-    wait_for 20 test -s "$DEV" || { cat "$WORK/server.log" >&2; die "$DEV did not appear"; }
+    wait_for 20 test -s "$DEV" || {
+        cat "$WORK/server.log" >&2
+        [ "$MODE" = nbd ] && { echo "--- nbdfuse:" >&2; cat "$WORK/nbdfuse.log" >&2; grep " $WORK/mnt " /proc/mounts >&2; }
+        die "$DEV did not appear"
+    }
     attach_loop "$DEV"
 }
 

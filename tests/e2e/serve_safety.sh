@@ -15,9 +15,7 @@ set -euo pipefail
 PCACHE=$(realpath "${1:?usage: serve_safety.sh PCACHE_BINARY}")
 source "$(dirname "$0")/lib.sh"
 
-[ "$(id -u)" -eq 0 ] || skip "needs root (FUSE mount, tmpfs mount)"
-[ -c /dev/fuse ] || skip "/dev/fuse is missing (FUSE not available)"
-command -v fusermount3 >/dev/null || skip "program 'fusermount3' is missing (bash scripts/setup.sh installs it)"
+require_root_fuse
 make_workdir
 GEO=(--segment-size 256K)
 P=$WORK/pmem B=$WORK/backing
