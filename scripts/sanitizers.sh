@@ -12,7 +12,7 @@ asan_targets=(crc32c_test format_test format_roundtrip_test key_index_test cache
               cache_model_test device_conformance_test crash_campaign_test sim_pmem_test
               sim_block_test kernel_replay_test reserve_test writeback_fault_test lanes_test)
 tsan_targets=(runtime_test device_conformance_test read_stress_test reserve_test
-              writeback_fault_test concurrent_sim_test lanes_test)
+              writeback_fault_test concurrent_sim_test lanes_test read_miss_unlocked_test)
 
 if [ "$what" = asan ] || [ "$what" = all ]; then
     cmake --preset asan >/dev/null
@@ -29,6 +29,6 @@ if [ "$what" = tsan ] || [ "$what" = all ]; then
     # ReadCopyRacesSegmentReuse (160 cooperative runs, one task at a time) is left to the main
     # suite: under TSan it adds minutes and no thread overlap the Campaign does not have.
     PCACHE_STRESS_READS=200000 ctest --test-dir build/tsan -j "$jobs" --output-on-failure \
-        -R "Runtime|Concurrent|ReadStress|KeyLogReserve|WritebackFaults|CoopScheduler|Lanes|CrossLane" \
+        -R "Runtime|Concurrent|ReadStress|KeyLogReserve|WritebackFaults|CoopScheduler|Lanes|CrossLane|ReadMissUnlocked" \
         -E "ReadCopyRacesSegmentReuse"
 fi

@@ -206,6 +206,7 @@ Status Cache<Pmem, Block>::insert_and_append(CacheSubtree& st, std::uint32_t lan
     // After the append (close() clears the flag before it closes the buffers: a close that
     // missed this key leaves the flag set, here or by the writer that set it since).
     mark_needs_close();
+    if (!best_effort) ++st.writes;  // a read miss in flight must not fill over this key
     st.insert(
         key, [this](const CacheKey& k) { return key_is_stale(k); },
         [this](const CacheKey& whole, CacheKey& piece) { fix_piece_crc(whole, piece); });

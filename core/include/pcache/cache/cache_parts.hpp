@@ -65,10 +65,13 @@ struct LaneMark {
     std::uint32_t epoch = 0;
 };
 // A subtree on its own cache line(s): writers of neighbouring subtrees share no line. The
-// marks are read and written under the subtree lock only.
+// marks and the write count are read and written under the subtree lock only.
 template <class Mutex>
 struct alignas(64) CacheSubtree : BasicSubtree<Mutex> {
     std::array<LaneMark, kLaneMarks> lane_marks{};
+    // Keys of writes inserted so far (not fills): a read miss reads the backing device without
+    // the lock and fills only if this has not moved since its lookup (read_piece).
+    std::uint64_t writes = 0;
 };
 
 }  // namespace pcache::cache_detail

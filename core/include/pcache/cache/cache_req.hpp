@@ -3,9 +3,10 @@
 // Requests are cut at 4 MiB subtree boundaries. A write piece gets space in its lane's data
 // head, its bytes are copied to pmem and fenced before its key exists anywhere, then, under the
 // subtree lock, the key is appended to its lane's kset buffer and inserted into the subtree. A read
-// piece walks the subtree under its lock: bytes held by keys come from pmem (CRC-checked when
-// data_crc is on), the gaps from the backing device, optionally filled into the cache as CLEAN
-// keys.
+// piece looks its keys up one at a time under the subtree lock and moves bytes without it: bytes
+// held by a key come from pmem (CRC-checked when data_crc is on) under the segment's read lock,
+// the gaps from the backing device, optionally filled into the cache as CLEAN keys when no
+// write entered the subtree meanwhile (docs/design.md "Reads").
 #pragma once
 
 #include <array>
@@ -115,14 +116,18 @@ Status Cache<Pmem, Block>::read(std::uint64_t off, std::span<std::byte> out) {
 }
 
 // Copies [from, from + out.size()) of key k. With data_crc the whole key is verified first.
-// The copy runs under the segment's read lock, after a generation check: the segment cannot be
-// invalidated (and reused) during the copy. A key found stale sets `stale` and copies nothing.
+// Called with the subtree lock held (the lookup's); takes the segment's read lock, checks the
+// generation and lets the subtree lock go: the copy runs under the read lock alone, so the
+// segment cannot be invalidated (and reused) during it, and writers and other readers of the
+// subtree do not wait for it. A key found stale sets `stale` and copies nothing.
 template <PmemDevice Pmem, BlockDevice Block>
 Status Cache<Pmem, Block>::read_from_key(Lane& shard, const CacheKey& k, std::uint64_t from,
-                                         std::span<std::byte> out, bool& stale) {
+                                         std::span<std::byte> out,
+                                         std::unique_lock<Mutex>& subtree, bool& stale) {
     assert(from >= k.off && from + out.size() <= k.end());
     std::shared_lock rl(segs_[k.seg].read_mutex);
     stale = !mutant(17) && key_is_stale(k);  // M17: no generation check before the copy
+    subtree.unlock();
     if (stale) return {};
     auto crc_error = [&] {
         count(shard, &CacheCounters::data_crc_errors);
@@ -161,44 +166,58 @@ Status Cache<Pmem, Block>::read_from_key(Lane& shard, const CacheKey& k, std::ui
     return {};
 }
 
-// Walks the subtree under its lock. GC reclaims segments before it takes subtree locks to
-// remove their keys, so a key found by the walk may be reclaimed before its bytes are copied:
-// the copy then reports it stale and the rest of the piece is looked up again, the stale key
-// dropped. Its bytes then come from the backing device, which holds them (GC only reclaims
-// written-back keys; docs/design.md "Reads under GC").
+// Key by key from a cursor: one lookup under the subtree lock, then the bytes move without it
+// (docs/design.md "Reads"). Nothing is collected, so nothing is allocated.
+//   - A key at the cursor: its segment is pinned (read lock) before the subtree lock goes, so
+//     the copy never sees the segment reused. GC reclaims segments before it takes subtree
+//     locks to remove their keys, so the key may be stale by then: nothing is copied, and the
+//     next lookup drops it and finds the bytes on the backing device (GC only reclaims
+//     written-back keys; "Reads under GC").
+//   - A gap: read from the backing device without the lock, so a slow backing device (NBD,
+//     RBD) never holds up writes to the subtree. The fill keeps those bytes only if no write
+//     entered the subtree since the lookup (`writes`): one that did may cover the gap with
+//     newer bytes, which an older fill must not replace.
 inline constexpr unsigned kReadWalksMax = 16;
 
 template <PmemDevice Pmem, BlockDevice Block>
 Status Cache<Pmem, Block>::read_piece(std::uint64_t off, std::span<std::byte> out) {
     const std::uint64_t end = off + out.size();
     CacheSubtree& st = subtree_for(off);
-    std::lock_guard g(st.mutex);
+    const std::uint32_t lane = pick_lane(kAutoLane);  // fills and the counts of this read
+    Lane& shard = lanes_[lane];
+    std::unique_lock g(st.mutex);
     if (const auto* p = st.poisoned(off, end))
         return {Errc::io, "read [" + std::to_string(off) + ", +" + std::to_string(out.size()) +
                               "): [" + std::to_string(p->first) + ", " +
                               std::to_string(p->second.end) + ") " + p->second.why};
+    auto stale_now = [this](const CacheKey& k) { return key_is_stale(k); };
     std::uint64_t cursor = off;
     bool missed = false;
-    const std::uint32_t lane = pick_lane(kAutoLane);  // fills and the counts of this read
-    Lane& shard = lanes_[lane];
-    auto miss = [&](std::uint64_t to) -> Status {
-        auto dst = out.subspan(cursor - off, to - cursor);
-        PCACHE_TRY(backing_.read(cursor, dst));
-        count(shard, &CacheCounters::backing_read_bytes, dst.size());
-        missed = true;
-        if (opts_.fill_on_read_miss) fill_miss_locked(st, lane, cursor, dst);
-        return {};
-    };
-    // Key by key: one lookup from the cursor, copy, move on. Nothing is collected, so nothing
-    // is allocated; a fill of a gap may change the set between lookups.
-    auto stale_now = [this](const CacheKey& k) { return key_is_stale(k); };
     unsigned walk = 1;
-    CacheKey k;
-    while (cursor < end && st.first_overlap(cursor, end, stale_now, &k)) {
-        if (k.off > cursor) PCACHE_TRY(miss(k.off));
-        const std::uint64_t from = std::max(k.off, cursor), to = std::min(k.end(), end);
+    while (cursor < end) {
+        if (!g.owns_lock()) g.lock();
+        CacheKey k;
+        const bool found = st.first_overlap(cursor, end, stale_now, &k);
+        if (!found || k.off > cursor) {  // a gap: [cursor, the next key or the end)
+            const std::uint64_t to = found ? k.off : end;
+            const std::uint64_t writes = st.writes;
+            g.unlock();
+            const auto dst = out.subspan(cursor - off, to - cursor);
+            PCACHE_TRY(backing_.read(cursor, dst));
+            count(shard, &CacheCounters::backing_read_bytes, dst.size());
+            missed = true;
+            if (opts_.fill_on_read_miss) {
+                g.lock();
+                // M34: the fill does not check for writes made during the backing read
+                if (mutant(34) || st.writes == writes) fill_miss_locked(st, lane, cursor, dst);
+            }
+            cursor = to;
+            continue;
+        }
+        const std::uint64_t to = std::min(k.end(), end);
         bool stale = false;
-        PCACHE_TRY(read_from_key(shard, k, from, out.subspan(from - off, to - from), stale));
+        PCACHE_TRY(read_from_key(shard, k, cursor, out.subspan(cursor - off, to - cursor), g,
+                                 stale));
         if (mutant(30) && stale)  // M30 (the old read path): a key reclaimed under it fails it
             return {Errc::io, "cache segment reclaimed during a read (index out of date)"};
         if (!stale) {
@@ -212,7 +231,6 @@ Status Cache<Pmem, Block>::read_piece(std::uint64_t off, std::span<std::byte> ou
                                   "): the index changed under " + std::to_string(kReadWalksMax) +
                                   " walks in a row (GC reclaiming every key found)"};
     }
-    if (cursor < end) PCACHE_TRY(miss(end));
     count(shard, missed ? &CacheCounters::read_misses : &CacheCounters::read_hits);
     return {};
 }

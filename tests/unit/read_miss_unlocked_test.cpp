@@ -1,0 +1,145 @@
+// A read miss reads the backing device without holding its subtree's lock (docs/design.md
+// "Reads"): a write to the same 4 MiB subtree does not wait for a slow backing read, and the
+// miss's fill never puts the older backing bytes over a write that landed during the read.
+//
+// GatedBlock holds a read inside the backing device (after its bytes are copied out, so the
+// reader already has the old bytes) until the test opens the gate. Each test fails on the old
+// read path, which held the subtree lock across the backing read: the write waits for the gate
+// and the wait below gives up (the gate is then opened, so the test ends either way).
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include "cache_fixture.hpp"
+
+namespace pcache {
+namespace {
+
+using testutil::pattern;
+
+class GatedBlock {
+public:
+    explicit GatedBlock(std::uint64_t bytes) : mem_(bytes) {}
+    std::uint64_t size() const { return mem_.size(); }
+    Status read(std::uint64_t off, std::span<std::byte> dst) {
+        Status s = mem_.read(off, dst);
+        std::unique_lock g(m_);
+        if (!gated_) return s;
+        ++held_;
+        cv_.notify_all();
+        cv_.wait(g, [&] { return !gated_; });
+        return s;
+    }
+    Status write(std::uint64_t off, std::span<const std::byte> src, bool fua) {
+        return mem_.write(off, src, fua);
+    }
+    Status flush() { return mem_.flush(); }
+
+    void close_gate() {
+        std::lock_guard g(m_);
+        gated_ = true;
+    }
+    void open_gate() {
+        std::lock_guard g(m_);
+        gated_ = false;
+        cv_.notify_all();
+    }
+    // Waits (at most 60 s) until a read is held at the gate.
+    bool wait_held() {
+        std::unique_lock g(m_);
+        return cv_.wait_for(g, std::chrono::seconds(60), [&] { return held_ > 0; });
+    }
+
+private:
+    MemBlockDevice mem_;
+    std::mutex m_;
+    std::condition_variable cv_;
+    bool gated_ = false;
+    int held_ = 0;
+};
+static_assert(BlockDevice<GatedBlock>);
+
+using GatedCache = Cache<MemPmem, GatedBlock>;
+constexpr std::uint64_t kKey = 4096;
+// How long the test waits for a write that must not wait for the held read. Generous: the write
+// takes microseconds when it does not wait, and the old code never finishes it while the gate
+// is closed.
+constexpr auto kNoWait = std::chrono::seconds(20);
+
+struct Rig {
+    MemPmem pmem{testutil::small_pmem_bytes(32)};
+    GatedBlock disk{8u << 20};
+    std::unique_ptr<GatedCache> cache;
+    Rig() {
+        CacheOptions o = testutil::small_options();
+        o.fill_on_read_miss = true;
+        cache = testutil::format_or_fail(pmem, disk, o);
+    }
+};
+
+// Runs `write` on another thread while a read miss of [0, 4 KiB) is held inside the backing
+// device; returns whether the write finished while the read was still held. Then lets the
+// read go and returns its bytes in `read_bytes`.
+template <class Write>
+bool write_during_held_miss(Rig& r, Write write, std::vector<std::byte>& read_bytes) {
+    read_bytes.assign(kKey, std::byte{0});
+    r.disk.close_gate();
+    std::thread reader([&] { EXPECT_TRUE(r.cache->read(0, read_bytes).ok()); });
+    EXPECT_TRUE(r.disk.wait_held());
+    auto w = std::async(std::launch::async, write);
+    const bool done_while_held = w.wait_for(kNoWait) == std::future_status::ready;
+    r.disk.open_gate();
+    reader.join();
+    w.get();
+    return done_while_held;
+}
+
+TEST(ReadMissUnlocked, AWriteToTheSubtreeDoesNotWaitForABackingRead) {
+    Rig r;
+    const auto old = pattern(kKey, 1), fresh = pattern(kKey, 2);
+    ASSERT_TRUE(r.disk.write(0, old, false).ok());
+    std::vector<std::byte> got;
+    const bool done = write_during_held_miss(
+        r, [&] { EXPECT_TRUE(r.cache->write(kKey, fresh).status.ok()); }, got);
+    EXPECT_TRUE(done) << "a write to [4 KiB, 8 KiB) waited for a read miss of [0, 4 KiB) in the "
+                         "same subtree";
+    EXPECT_EQ(got, old);
+    EXPECT_EQ(testutil::read_or_fail(*r.cache, kKey, kKey), fresh);
+    EXPECT_EQ(testutil::read_or_fail(*r.cache, 0, kKey), old);
+}
+
+TEST(ReadMissUnlocked, AFillNeverCoversAWriteMadeDuringItsBackingRead) {
+    Rig r;
+    const auto old = pattern(kKey, 3), fresh = pattern(kKey, 4);
+    ASSERT_TRUE(r.disk.write(0, old, false).ok());
+    std::vector<std::byte> got;
+    const bool done = write_during_held_miss(
+        r, [&] { EXPECT_TRUE(r.cache->write(0, fresh).status.ok()); }, got);
+    ASSERT_TRUE(done) << "the write waited for the read miss of the same range";
+    EXPECT_EQ(got, old);  // the read began before the write: its bytes are the older ones
+    // The miss read the older bytes; its fill must not put them over the newer write.
+    EXPECT_EQ(testutil::read_or_fail(*r.cache, 0, kKey), fresh)
+        << "ORACLE VIOLATION: the read miss's fill replaced a write made during its backing read";
+    ASSERT_TRUE(r.cache->flush().ok());
+    EXPECT_EQ(testutil::read_or_fail(*r.cache, 0, kKey), fresh)
+        << "ORACLE VIOLATION: after FLUSH the range reads as the older fill";
+}
+
+TEST(ReadMissUnlocked, AFillStillHappensWhenNothingWasWritten) {
+    Rig r;
+    const auto old = pattern(kKey, 5);
+    ASSERT_TRUE(r.disk.write(0, old, false).ok());
+    EXPECT_EQ(testutil::read_or_fail(*r.cache, 0, kKey), old);
+    const auto c0 = r.cache->counters();
+    EXPECT_EQ(testutil::read_or_fail(*r.cache, 0, kKey), old);
+    const auto c1 = r.cache->counters();
+    EXPECT_EQ(c1.read_hits - c0.read_hits, 1u) << "the miss was not filled";
+    EXPECT_EQ(c1.backing_read_bytes, c0.backing_read_bytes);
+}
+
+}  // namespace
+}  // namespace pcache
