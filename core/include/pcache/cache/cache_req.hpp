@@ -174,9 +174,12 @@ Status Cache<Pmem, Block>::read_from_key(Lane& shard, const CacheKey& k, std::ui
 //     next lookup drops it and finds the bytes on the backing device (GC only reclaims
 //     written-back keys; "Reads under GC").
 //   - A gap: read from the backing device without the lock, so a slow backing device (NBD,
-//     RBD) never holds up writes to the subtree. The fill keeps those bytes only if no write
-//     entered the subtree since the lookup (`writes`): one that did may cover the gap with
-//     newer bytes, which an older fill must not replace.
+//     RBD) does not hold up writes to the subtree. The bytes count only if no write entered
+//     the subtree meanwhile (`writes`): a key written since may cover part of the gap, and
+//     writeback may even have been writing it to the backing device under the read (a torn
+//     sector). Then the piece is looked up again from the cursor and the gap read again, this
+//     time under the lock (one unlocked try per gap: progress whatever the writers do). Only
+//     such bytes are filled: an older fill must never replace a newer write.
 inline constexpr unsigned kReadWalksMax = 16;
 
 template <PmemDevice Pmem, BlockDevice Block>
@@ -193,6 +196,7 @@ Status Cache<Pmem, Block>::read_piece(std::uint64_t off, std::span<std::byte> ou
     auto stale_now = [this](const CacheKey& k) { return key_is_stale(k); };
     std::uint64_t cursor = off;
     bool missed = false;
+    bool gap_locked = false;  // the unlocked backing read of this gap was overtaken by a write
     unsigned walk = 1;
     while (cursor < end) {
         if (!g.owns_lock()) g.lock();
@@ -201,16 +205,21 @@ Status Cache<Pmem, Block>::read_piece(std::uint64_t off, std::span<std::byte> ou
         if (!found || k.off > cursor) {  // a gap: [cursor, the next key or the end)
             const std::uint64_t to = found ? k.off : end;
             const std::uint64_t writes = st.writes;
-            g.unlock();
+            if (!gap_locked) g.unlock();
             const auto dst = out.subspan(cursor - off, to - cursor);
             PCACHE_TRY(backing_.read(cursor, dst));
             count(shard, &CacheCounters::backing_read_bytes, dst.size());
-            missed = true;
-            if (opts_.fill_on_read_miss) {
-                g.lock();
-                // M34: the fill does not check for writes made during the backing read
-                if (mutant(34) || st.writes == writes) fill_miss_locked(st, lane, cursor, dst);
+            if (!g.owns_lock()) g.lock();
+            // M34: the bytes of an unlocked backing read are kept (and filled) even when a
+            // write entered the subtree during it
+            if (st.writes != writes && !mutant(34)) {
+                count(shard, &CacheCounters::read_miss_rereads);
+                gap_locked = true;
+                continue;
             }
+            gap_locked = false;
+            missed = true;
+            if (opts_.fill_on_read_miss) fill_miss_locked(st, lane, cursor, dst);
             cursor = to;
             continue;
         }

@@ -114,6 +114,9 @@ struct CacheCounters {
     std::uint64_t writeback_lost_extents = 0;  // dirty keys unreadable/corrupt: never written back
     std::uint64_t writeback_lost_bytes = 0;
     std::uint64_t cross_lane_closes = 0;  // kset buffers closed early: another lane overwrote keys
+    // Backing reads of a read miss done again under the subtree lock: a write entered the
+    // subtree during the first, unlocked one (docs/design.md "Reads").
+    std::uint64_t read_miss_rereads = 0;
 };
 
 // Calls fn(name, value) for every counter, in a stable order; names carry their unit
@@ -141,6 +144,7 @@ void for_each_counter(const CacheCounters& c, Fn&& fn) {
     fn("writeback_lost_extents", c.writeback_lost_extents);
     fn("writeback_lost_bytes", c.writeback_lost_bytes);
     fn("cross_lane_closes", c.cross_lane_closes);
+    fn("read_miss_rereads", c.read_miss_rereads);
 }
 
 }  // namespace pcache
