@@ -5,6 +5,8 @@
 //   i17/copy_mt/DEV/4096/threads:N      its bound: the copy + fence alone on N threads (wall time)
 //   i17/write_hit_mt/DEV/4096/threads:N aggregate items/s (wall time), N = 1, 2, 4, 8 in order
 //   i17/read_hit/DEV/4096               ratio_to_bound = / memcpy of 4 KiB out of the mapping
+//   i17/floor/{write,read}_hit/DEV/4096 the engine's cost over the copy with its index in cache:
+//                                       16 keys (docs/PERFORMANCE.md "Floors")
 //   i17/writeback_{seq,rand}/DEV        ratio_to_bound = / the same backing writes + flushes
 //   i17/writeback_rand_uring_qd32/DEV   the same through io_uring, queue depth 32; wall and CPU
 //   i17/sustained/DEV                   Runtime on, cache 2x smaller than the working set:
@@ -114,6 +116,64 @@ void BM_ReadHit17(State& st, Dev d) {
     st.SetBytesProcessed(static_cast<std::int64_t>(iters * kKey));
     st.counters["ratio_to_bound"] = Counter(iters * kKey / bound, Counter::kIsRate);
     st.counters["bound_MBps"] = Counter(bound / 1e6);
+}
+
+// The engine's own cost per 4 KiB hit when everything it touches besides the data is in the
+// CPU caches: 16 keys (64 KiB of offsets), one subtree, so the index, the subtree, the lane and
+// the segment table stay in L1/L2. A write's data still streams through the whole pmem device
+// (the data head moves on), and its bound is the same one as i17/write_hit's: write + drain
+// into a 64 MiB span. A read's 16 keys are in cache, and so is its bound's data: memcpy of the
+// same 16 keys' bytes out of the mapping, at the addresses the keys point to. overhead_ns =
+// engine ns - bound ns per operation (CPU time): what the engine adds even when nothing misses.
+// A target of r of the bound allows bound_ns * (1/r - 1) of overhead (PERFORMANCE.md "Floors").
+template <class P>
+void BM_Floor17(State& st, Dev d, bool write) {
+    constexpr std::uint64_t kKeys = 16;
+    Rig<P> rig(d, kPmem, kBacking);
+    auto buf = std::vector<std::byte>(kKey, std::byte{0x3c});
+    double bound_ns = 0;
+    if (write) {
+        bound_ns = 1e9 * kKey / bound_pmem_write<P>(d, kKey);
+    } else {
+        // Each key's bytes carry its offset, to find where the data head put them (segment data
+        // areas are 4 KiB aligned in the mapping).
+        std::vector<const std::byte*> at(kKeys, nullptr);
+        for (std::uint64_t k = 0; k < kKeys; ++k) {
+            const std::uint64_t tag = 0x7a6b000000000000ull | k;
+            std::memcpy(buf.data(), &tag, sizeof tag);
+            rig.write(nullptr, k * kKey, buf);
+        }
+        const std::byte* base = rig.pmem->data();
+        for (std::uint64_t a = 0; a + kKey <= rig.pmem->size(); a += kKey) {
+            std::uint64_t tag = 0;
+            std::memcpy(&tag, base + a, sizeof tag);
+            if ((tag >> 48) == 0x7a6b && (tag & 0xffff) < kKeys &&
+                std::memcmp(base + a + sizeof tag, buf.data() + sizeof tag, kKey - sizeof tag) == 0)
+                at[tag & 0xffff] = base + a;
+        }
+        if (std::count(at.begin(), at.end(), nullptr) != 0) {
+            st.SkipWithError("the keys' bytes were not found in the mapping");
+            return;
+        }
+        std::vector<std::byte> out(kKey);
+        bound_ns = 1e9 / ops_per_second([&](std::uint64_t i) {
+                       std::memcpy(out.data(), at[(i * 7) % kKeys], kKey);
+                       benchmark::DoNotOptimize(out.data());
+                   });
+    }
+    std::uint64_t i = 0;
+    for (auto _ : st) {
+        const std::uint64_t off = ((i++ * 7) % kKeys) * kKey;
+        if (write) {
+            rig.write(&st, off, buf);
+        } else {
+            if (!rig.cache->read(off, buf).ok()) std::abort();
+            benchmark::DoNotOptimize(buf.data());
+        }
+    }
+    if (!write && rig.cache->counters().read_misses != 0)
+        st.SkipWithError("a read missed: the floor is of hits only");
+    st.counters["bound_ns"] = bound_ns;  // overhead: the CPU column minus this
 }
 
 // Sustained random 4 KiB writes over a working set twice the cache, Runtime threads on, every
@@ -284,6 +344,10 @@ void register17(Dev d) {
         ->ThreadRange(1, 8)
         ->UseRealTime();
     benchmark::RegisterBenchmark((name("read_hit") + "/4096").c_str(), BM_ReadHit17<P>, d);
+    for (bool write : {true, false})
+        benchmark::RegisterBenchmark(
+            ("i17/floor/" + std::string(write ? "write_hit/" : "read_hit/") + dn + "/4096").c_str(),
+            BM_Floor17<P>, d, write);
     for (bool random : {false, true})
         benchmark::RegisterBenchmark(name(random ? "writeback_rand" : "writeback_seq").c_str(),
                                      BM_Writeback17<P>, d, random)

@@ -44,6 +44,14 @@ for dev in ("mem", "shm-cacheline"):
         if cp and mt:
             row(f"{dev}: {n} threads, write hits / copy+fence alone on {n} threads (wall)", [m["items_per_second"] / c["items_per_second"] for m, c in zip(mt, cp)], "")
     row(f"{dev}: 4 KiB read hit / memcpy from the mapping", [b["ratio_to_bound"] for b in g("i17/read_hit/DEV/4096")], ">= 0.90")
+    # Floors (PERFORMANCE.md "Floors"): the engine's ns over its bound with 16 keys in cache,
+    # beside the ns a target allows over the cold bound of the target's own benchmark.
+    for what, target, cold in (("write_hit", 0.80, "i17/write_hit/DEV/4096"), ("read_hit", 0.90, "i17/read_hit/DEV/4096")):
+        f = g(f"i17/floor/{what}/DEV/4096")
+        if f:
+            row(f"{dev}: floor: {what}, 16 keys in cache, engine ns - bound ns (CPU)", [b["cpu_time"] - b["bound_ns"] for b in f], "")
+            row(f"{dev}: floor: {what}, bound ns (copy alone, same run)", [b["bound_ns"] for b in f], "")
+            row(f"{dev}: {what}: ns over the cold bound that {target} of it allows", [4096 / (b["bound_MBps"] * 1e6) * 1e9 * (1 / target - 1) for b in g(cold)], "")
     row(f"{dev}: writeback sequential 4 KiB keys / backing bound", [b["ratio_to_bound"] for b in g("i17/writeback_seq/DEV")], ">= 0.85")
     row(f"{dev}: writeback random 4 KiB keys / backing bound", [b["ratio_to_bound"] for b in g("i17/writeback_rand/DEV")], ">= 0.85")
     for k in ("seq", "rand"):  # the old bound: the same requests from one hot buffer (PERFORMANCE.md "seqwb")
