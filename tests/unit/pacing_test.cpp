@@ -6,11 +6,10 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <condition_variable>
-#include <mutex>
 #include <thread>
 
 #include "cache_fixture.hpp"
+#include "gated_block.hpp"
 #include "pcache/runtime.hpp"
 
 namespace pcache {
@@ -90,45 +89,15 @@ TEST(Pacing, ProgressHookReportsBatchesBeforeTheStepCommits) {
 }
 
 // A backing device whose writes wait until the test opens it.
-class GateDevice {
-public:
-    explicit GateDevice(std::uint64_t bytes) : mem_(bytes) {}
-    std::uint64_t size() const { return mem_.size(); }
-    Status read(std::uint64_t off, std::span<std::byte> dst) { return mem_.read(off, dst); }
-    Status write(std::uint64_t off, std::span<const std::byte> src, bool fua) {
-        std::unique_lock l(m_);
-        ++waiting_;
-        cv_.notify_all();
-        cv_.wait(l, [&] { return open_; });
-        --waiting_;
-        return mem_.write(off, src, fua);
-    }
-    Status flush() { return mem_.flush(); }
-    void open() {
-        std::lock_guard g(m_);
-        open_ = true;
-        cv_.notify_all();
-    }
-    void wait_for_a_writer() {
-        std::unique_lock l(m_);
-        cv_.wait(l, [&] { return waiting_ > 0; });
-    }
-
-private:
-    MemBlockDevice mem_;
-    std::mutex m_;
-    std::condition_variable cv_;
-    bool open_ = false;
-    int waiting_ = 0;
-};
-using GateCache = Cache<MemPmem, GateDevice>;
+using testutil::GatedBlock;
+using GateCache = Cache<MemPmem, GatedBlock>;
 
 // Near full with writeback at work, a write waits for writeback credit: it does not land while
 // the backing device is shut (before issue 17's pacing it did at once, and the writes after it
 // ran into busy together), and it lands once writeback moves.
 TEST(Pacing, ANearlyFullWriteWaitsForWritebackProgress) {
     MemPmem pmem(testutil::small_pmem_bytes(32));
-    GateDevice disk(64 << 20);
+    GatedBlock disk(64 << 20, GatedBlock::Gate::writes, true);
     auto c = testutil::format_or_fail(pmem, disk);
     RuntimeOptions ro{std::chrono::hours(1), std::chrono::hours(1)};
     ro.pace_max = std::chrono::hours(1);  // only credit, an idle writeback or stop end a wait
@@ -139,7 +108,7 @@ TEST(Pacing, ANearlyFullWriteWaitsForWritebackProgress) {
     for (; !c->throttle_wanted(); off += 4096) ASSERT_TRUE(c->write(off, d, {.lane = 0}).ok());
     ASSERT_TRUE(c->flush().ok());  // closed ksets: writeback has work
     rt.wake();
-    disk.wait_for_a_writer();  // the writeback thread is inside a step, held at the gate
+    ASSERT_TRUE(disk.wait_held());  // the writeback thread is inside a step, held at the gate
     std::atomic<bool> done{false};
     std::thread w([&] {
         EXPECT_TRUE(rt.write_blocking(off, pattern(4096, 6), {.lane = 0}).ok());

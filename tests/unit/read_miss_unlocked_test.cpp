@@ -3,67 +3,26 @@
 // bytes of a read that a write overtook are neither returned as they are nor filled: the gap is
 // read again under the lock, so the miss's fill never puts older backing bytes over the write.
 //
-// GatedBlock holds a read inside the backing device (after its bytes are copied out, so the
-// reader already has the old bytes) until the test opens the gate. Each test fails on the old
-// read path, which held the subtree lock across the backing read: the write waits for the gate
-// and the wait below gives up (the gate is then opened, so the test ends either way).
+// GatedBlock (tests/support) holds a read inside the backing device, after its bytes are
+// copied out (the reader already has the old bytes), until the test opens the gate. The first
+// two tests fail on the old read path, which held the subtree lock across the backing read: the
+// write waits for the gate and the wait below gives up (the gate is then opened, so the test
+// ends either way).
 #include <gtest/gtest.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <future>
-#include <mutex>
 #include <thread>
 
 #include "cache_fixture.hpp"
+#include "gated_block.hpp"
 
 namespace pcache {
 namespace {
 
 using testutil::pattern;
 
-class GatedBlock {
-public:
-    explicit GatedBlock(std::uint64_t bytes) : mem_(bytes) {}
-    std::uint64_t size() const { return mem_.size(); }
-    Status read(std::uint64_t off, std::span<std::byte> dst) {
-        Status s = mem_.read(off, dst);
-        std::unique_lock g(m_);
-        if (!gated_) return s;
-        ++held_;
-        cv_.notify_all();
-        cv_.wait(g, [&] { return !gated_; });
-        return s;
-    }
-    Status write(std::uint64_t off, std::span<const std::byte> src, bool fua) {
-        return mem_.write(off, src, fua);
-    }
-    Status flush() { return mem_.flush(); }
-
-    void close_gate() {
-        std::lock_guard g(m_);
-        gated_ = true;
-    }
-    void open_gate() {
-        std::lock_guard g(m_);
-        gated_ = false;
-        cv_.notify_all();
-    }
-    // Waits (at most 60 s) until a read is held at the gate.
-    bool wait_held() {
-        std::unique_lock g(m_);
-        return cv_.wait_for(g, std::chrono::seconds(60), [&] { return held_ > 0; });
-    }
-
-private:
-    MemBlockDevice mem_;
-    std::mutex m_;
-    std::condition_variable cv_;
-    bool gated_ = false;
-    int held_ = 0;
-};
-static_assert(BlockDevice<GatedBlock>);
-
+using testutil::GatedBlock;
 using GatedCache = Cache<MemPmem, GatedBlock>;
 constexpr std::uint64_t kKey = 4096;
 // How long the test waits for a write that must not wait for the held read. Generous: the write
@@ -73,7 +32,7 @@ constexpr auto kNoWait = std::chrono::seconds(20);
 
 struct Rig {
     MemPmem pmem{testutil::small_pmem_bytes(32)};
-    GatedBlock disk{8u << 20};
+    GatedBlock disk{8u << 20, GatedBlock::Gate::reads, false};
     std::unique_ptr<GatedCache> cache;
     Rig() {
         CacheOptions o = testutil::small_options();
@@ -88,12 +47,12 @@ struct Rig {
 template <class Write>
 bool write_during_held_miss(Rig& r, Write write, std::vector<std::byte>& read_bytes) {
     read_bytes.assign(kKey, std::byte{0});
-    r.disk.close_gate();
+    r.disk.shut();
     std::thread reader([&] { EXPECT_TRUE(r.cache->read(0, read_bytes).ok()); });
     EXPECT_TRUE(r.disk.wait_held());
     auto w = std::async(std::launch::async, write);
     const bool done_while_held = w.wait_for(kNoWait) == std::future_status::ready;
-    r.disk.open_gate();
+    r.disk.open();
     reader.join();
     w.get();
     return done_while_held;

@@ -53,7 +53,8 @@ public:
 private:
     // Offsets and lengths are whole 512-byte sectors (check_block_io), so whole words.
     std::atomic_ref<std::uint64_t> word(std::uint64_t off) {
-        return std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(bytes_.data() + off));
+        return std::atomic_ref<std::uint64_t>(
+            *reinterpret_cast<std::uint64_t*>(bytes_.data() + off));
     }
     std::vector<std::byte> bytes_;
     bool fail_io_ = false;

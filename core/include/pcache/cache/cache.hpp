@@ -299,8 +299,7 @@ private:
                        std::uint32_t lane, std::uint32_t& written);
     Status read_piece(std::uint64_t off, std::span<std::byte> out);
     Status read_from_key(Lane& shard, const CacheKey& k, std::uint64_t from,
-                         std::span<std::byte> out, std::unique_lock<Mutex>& subtree,
-                         bool& stale);
+                         std::span<std::byte> out, std::unique_lock<Mutex>& subtree, bool& stale);
     void fill_miss_locked(CacheSubtree& st, std::uint32_t lane, std::uint64_t off,
                           std::span<const std::byte> data);
     Status check_io(const char* what, std::uint64_t off, std::uint64_t len) const;

@@ -122,8 +122,8 @@ Status Cache<Pmem, Block>::read(std::uint64_t off, std::span<std::byte> out) {
 // subtree do not wait for it. A key found stale sets `stale` and copies nothing.
 template <PmemDevice Pmem, BlockDevice Block>
 Status Cache<Pmem, Block>::read_from_key(Lane& shard, const CacheKey& k, std::uint64_t from,
-                                         std::span<std::byte> out,
-                                         std::unique_lock<Mutex>& subtree, bool& stale) {
+                                         std::span<std::byte> out, std::unique_lock<Mutex>& subtree,
+                                         bool& stale) {
     assert(from >= k.off && from + out.size() <= k.end());
     std::shared_lock rl(segs_[k.seg].read_mutex);
     stale = !mutant(17) && key_is_stale(k);  // M17: no generation check before the copy
@@ -225,8 +225,8 @@ Status Cache<Pmem, Block>::read_piece(std::uint64_t off, std::span<std::byte> ou
         }
         const std::uint64_t to = std::min(k.end(), end);
         bool stale = false;
-        PCACHE_TRY(read_from_key(shard, k, cursor, out.subspan(cursor - off, to - cursor), g,
-                                 stale));
+        PCACHE_TRY(
+            read_from_key(shard, k, cursor, out.subspan(cursor - off, to - cursor), g, stale));
         if (mutant(30) && stale)  // M30 (the old read path): a key reclaimed under it fails it
             return {Errc::io, "cache segment reclaimed during a read (index out of date)"};
         if (!stale) {
