@@ -6,7 +6,7 @@
 //   i17/write_hit_mt/DEV/4096/threads:N aggregate items/s (wall time), N = 1, 2, 4, 8 in order
 //   i17/read_hit/DEV/4096               ratio_to_bound = / memcpy of 4 KiB out of the mapping
 //   i17/floor/{write,read}_hit/DEV/4096 the engine's cost over the copy with its index in cache:
-//                                       16 keys (docs/PERFORMANCE.md "Floors")
+//                                       16 keys (docs/PERFORMANCE.md "Fourth session", Floors)
 //   i17/writeback_{seq,rand}/DEV        ratio_to_bound = / the same backing writes + flushes
 //   i17/writeback_rand_uring_qd32/DEV   the same through io_uring, queue depth 32; wall and CPU
 //   i17/sustained/DEV                   Runtime on, cache 2x smaller than the working set:
@@ -123,9 +123,10 @@ void BM_ReadHit17(State& st, Dev d) {
 // the segment table stay in L1/L2. A write's data still streams through the whole pmem device
 // (the data head moves on), and its bound is the same one as i17/write_hit's: write + drain
 // into a 64 MiB span. A read's 16 keys are in cache, and so is its bound's data: memcpy of the
-// same 16 keys' bytes out of the mapping, at the addresses the keys point to. overhead_ns =
-// engine ns - bound ns per operation (CPU time): what the engine adds even when nothing misses.
-// A target of r of the bound allows bound_ns * (1/r - 1) of overhead (PERFORMANCE.md "Floors").
+// same 16 keys' bytes out of the mapping, at the addresses the keys point to. The CPU column
+// minus bound_ns is what the engine adds even when nothing misses; a target of r of the bound
+// allows bound_ns * (1/r - 1) (scripts/bench_issue17.sh prints both; PERFORMANCE.md "Fourth
+// session", Floors).
 template <class P>
 void BM_Floor17(State& st, Dev d, bool write) {
     constexpr std::uint64_t kKeys = 16;

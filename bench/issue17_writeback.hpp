@@ -41,6 +41,18 @@ inline void evict_cpu_caches() {
     benchmark::DoNotOptimize(sum);
 }
 
+// The writeback bounds' source: a pmem device of the same kind holding `dirty` bytes of keys
+// (each request's bytes come from where its key sits, the keys in write order), filled with
+// `fill` repeated.
+template <class P>
+std::unique_ptr<P> bound_source(Dev d, std::uint64_t dirty, std::span<const std::byte> fill) {
+    auto src = make_pmem<P>(d, dirty);
+    for (std::uint64_t off = 0; off < dirty; off += fill.size())
+        if (Status s = src->write(off, fill, kPmemFlushCache); !s.ok()) die("source fill", s);
+    if (Status s = src->drain(); !s.ok()) die("source drain", s);
+    return src;
+}
+
 // Writeback of `dirty` bytes of 4 KiB keys, sequential or random offsets, FileBlockDevice
 // (pwrite, queue depth 1). The bound, timed in every iteration just before the engine
 // (interleaved: both see the same load): the requests writeback issues for this round
@@ -64,10 +76,7 @@ void BM_Writeback17(State& st, Dev d, bool random) {
     auto buf = std::vector<std::byte>(1 << 20, std::byte{0x3c});
     for (std::uint64_t off = 0; off < kBacking; off += buf.size())
         if (Status s = rig.backing.write(off, buf, false); !s.ok()) die("backing prefill", s);
-    auto src = make_pmem<P>(d, dirty);  // the bound's source: this round's keys, in write order
-    for (std::uint64_t off = 0; off < dirty; off += buf.size())
-        if (Status s = src->write(off, buf, kPmemFlushCache); !s.ok()) die("source fill", s);
-    if (Status s = src->drain(); !s.ok()) die("source drain", s);
+    auto src = bound_source<P>(d, dirty, buf);
     buf.resize(req);
     const std::uint64_t ksets = (keys + format::kKsetKeysMax - 1) / format::kKsetKeysMax;
     const std::uint64_t per_flush = kWritebackKsetsMax * format::kKsetKeysMax * kKey;
@@ -159,10 +168,7 @@ void BM_WritebackUring(State& st, Dev d) {
     std::vector<std::byte> buf(1 << 20, std::byte{0x3c});
     for (std::uint64_t off = 0; off < kBacking; off += buf.size())
         if (Status s = ub->write(off, buf, false); !s.ok()) die("backing prefill", s);
-    auto src = make_pmem<P>(d, dirty);  // the bound's source: this round's keys, in write order
-    for (std::uint64_t off = 0; off < dirty; off += buf.size())
-        if (Status s = src->write(off, buf, kPmemFlushCache); !s.ok()) die("source fill", s);
-    if (Status s = src->drain(); !s.ok()) die("source drain", s);
+    auto src = bound_source<P>(d, dirty, buf);
     CacheOptions co;
     co.writeback_queue_depth = kDepth;
     co.force_format = true;  // a scratch device

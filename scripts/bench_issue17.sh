@@ -44,7 +44,7 @@ for dev in ("mem", "shm-cacheline"):
         if cp and mt:
             row(f"{dev}: {n} threads, write hits / copy+fence alone on {n} threads (wall)", [m["items_per_second"] / c["items_per_second"] for m, c in zip(mt, cp)], "")
     row(f"{dev}: 4 KiB read hit / memcpy from the mapping", [b["ratio_to_bound"] for b in g("i17/read_hit/DEV/4096")], ">= 0.90")
-    # Floors (PERFORMANCE.md "Floors"): the engine's ns over its bound with 16 keys in cache,
+    # Floors (PERFORMANCE.md "Fourth session", Floors): the engine's ns over its bound with 16 keys in cache,
     # beside the ns a target allows over the cold bound of the target's own benchmark.
     for what, target, cold in (("write_hit", 0.80, "i17/write_hit/DEV/4096"), ("read_hit", 0.90, "i17/read_hit/DEV/4096")):
         f = g(f"i17/floor/{what}/DEV/4096")
