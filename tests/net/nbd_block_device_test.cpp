@@ -156,10 +156,10 @@ TEST_F(NbdTest, SilentServerTimesOut) {
     auto& s = serve({"memory", "1M"});
     auto d = NbdBlockDevice::open(s.uri(), NbdOptions{.timeout_ms = 300});
     ASSERT_TRUE(d.ok()) << d.status().to_string();
-    s.pause();  // the connection stays open, nothing answers
+    ASSERT_TRUE(s.pause());  // the connection stays open, nothing answers
     std::vector<std::byte> got(4096);
     Status r = d->read(0, got);
-    s.resume();
+    ASSERT_TRUE(s.resume());
     EXPECT_EQ(r.code(), Errc::io);
     EXPECT_NE(r.message().find("no reply within 300 ms"), std::string::npos) << r.message();
     EXPECT_TRUE(d->read(0, got).ok()) << "the next request reconnects";

@@ -59,11 +59,29 @@ public:
         pid_ = -1;
     }
     // SIGSTOP / SIGCONT: a server that stops answering without closing the connection.
-    void pause() const { ::kill(pid_, SIGSTOP); }
-    void resume() const { ::kill(pid_, SIGCONT); }
+    // kill() only starts a group stop: the thread picked to take SIGSTOP has to run before the
+    // other threads are told to stop, and meanwhile one of them can still answer a request (seen
+    // on a loaded 2-core machine). pause() returns once the kernel reports the whole process
+    // stopped (waitpid with WUNTRACED), and resume() once it reports it running again.
+    // Both return false if that report does not come.
+    bool pause() const {
+        const int status = signal_and_wait(SIGSTOP, WUNTRACED);
+        return status >= 0 && WIFSTOPPED(status);
+    }
+    bool resume() const {
+        const int status = signal_and_wait(SIGCONT, WCONTINUED);
+        return status >= 0 && WIFCONTINUED(status);
+    }
     std::string uri() const { return "nbd+unix:///?socket=" + socket_; }
 
 private:
+    // Sends `sig` and returns the wait status of the change it causes, or -1.
+    int signal_and_wait(int sig, int wait_flag) const {
+        if (pid_ <= 0 || ::kill(pid_, sig) != 0) return -1;
+        int status = 0;
+        return ::waitpid(pid_, &status, wait_flag) == pid_ ? status : -1;
+    }
+
     std::string socket_;
     std::vector<std::string> args_;
     pid_t pid_ = -1;
