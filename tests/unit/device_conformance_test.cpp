@@ -1,6 +1,8 @@
 // Conformance of every PmemDevice and BlockDevice implementation to its policy's contract
 // (core/include/pcache/pmem_device.hpp, block_device.hpp): the same typed suite runs against
-// the memory, libpmem2, pread/pwrite and io_uring devices (kinds in support/device_kinds.hpp).
+// the memory, libpmem2, pread/pwrite and io_uring devices (kinds in support/device_kinds.hpp);
+// what needs a file (reopen, open errors) or threads runs in the *FileConformance suites, on the
+// file-backed kinds only.
 // Implementation-specific behaviour (open options, granularity, batches) is tested at the end.
 #include <fcntl.h>
 #include <unistd.h>
@@ -129,26 +131,31 @@ TYPED_TEST(PmemConformance, OutOfRangeIsRefusedAndChangesNothing) {
     EXPECT_TRUE(this->dev().read(size, {}).ok());
 }
 
-TYPED_TEST(PmemConformance, DataSurvivesCloseAndReopen) {
-    if constexpr (!TypeParam::file_backed) {
-        GTEST_SKIP() << "a memory device has no file to reopen";
-    } else {
-        const Bytes data = pattern(42, 10000);
-        ASSERT_TRUE(this->dev().write(12345, data, kPmemFlushCache).ok());
-        ASSERT_TRUE(this->dev().flush(12345, data.size()).ok());
-        EXPECT_TRUE(this->dev().drain().ok());
-        this->dev_.reset();  // unmap and close
-        const Bytes raw = file_bytes(this->dir_.file("pmem"));
-        ASSERT_EQ(raw.size(), kPmemBytes);
-        EXPECT_TRUE(std::equal(data.begin(), data.end(), raw.begin() + 12345));
-        auto again = TypeParam::reopen(this->dir_);
-        ASSERT_TRUE(again.ok()) << again.status().to_string();
-        EXPECT_EQ(again->size(), kPmemBytes);
-        TypeParam::check_granularity(*again);
-        Bytes out(data.size());
-        ASSERT_TRUE(again->read(12345, out).ok());
-        EXPECT_EQ(out, data);
-    }
+// What only a device with a file can promise: the suite runs on the file-backed kinds alone
+// (a memory device is not skipped here, it is simply not a member).
+template <class Kind>
+class PmemFileConformance : public PmemConformance<Kind> {
+    static_assert(Kind::file_backed);
+};
+using PmemFileKinds = ::testing::Types<testutil::Pmem2PageKind, testutil::Pmem2CacheLineKind>;
+TYPED_TEST_SUITE(PmemFileConformance, PmemFileKinds, testutil::KindName);
+
+TYPED_TEST(PmemFileConformance, DataSurvivesCloseAndReopen) {
+    const Bytes data = pattern(42, 10000);
+    ASSERT_TRUE(this->dev().write(12345, data, kPmemFlushCache).ok());
+    ASSERT_TRUE(this->dev().flush(12345, data.size()).ok());
+    EXPECT_TRUE(this->dev().drain().ok());
+    this->dev_.reset();  // unmap and close
+    const Bytes raw = file_bytes(this->dir_.file("pmem"));
+    ASSERT_EQ(raw.size(), kPmemBytes);
+    EXPECT_TRUE(std::equal(data.begin(), data.end(), raw.begin() + 12345));
+    auto again = TypeParam::reopen(this->dir_);
+    ASSERT_TRUE(again.ok()) << again.status().to_string();
+    EXPECT_EQ(again->size(), kPmemBytes);
+    TypeParam::check_granularity(*again);
+    Bytes out(data.size());
+    ASSERT_TRUE(again->read(12345, out).ok());
+    EXPECT_EQ(out, data);
 }
 
 // ---- BlockDevice --------------------------------------------------------------------------
@@ -234,83 +241,77 @@ TYPED_TEST(BlockConformance, OutOfRangeAndMisalignedAreRefusedAndWriteNothing) {
     EXPECT_TRUE(this->dev().write(size, {}, false).ok());  // empty at the end is in range
 }
 
-TYPED_TEST(BlockConformance, FlushedDataIsInTheFileAndSurvivesReopen) {
-    if constexpr (!TypeParam::file_backed) {
-        GTEST_SKIP() << "a memory device has no file to reopen";
-    } else {
-        const Bytes a = pattern(11, 8192);
-        const Bytes b = pattern(12, 4096);
-        ASSERT_TRUE(this->dev().write(65536, a, false).ok());
-        ASSERT_TRUE(this->dev().write(kDiskBytes - 4096, b, true).ok());  // FUA
-        ASSERT_TRUE(this->dev().flush().ok());
-        this->dev_.reset();
-        const Bytes raw = file_bytes(this->dir_.file("disk"));
-        ASSERT_EQ(raw.size(), kDiskBytes);
-        EXPECT_TRUE(std::equal(a.begin(), a.end(), raw.begin() + 65536));
-        EXPECT_TRUE(std::equal(b.begin(), b.end(), raw.end() - 4096));
-        auto again = TypeParam::reopen(this->dir_);
-        ASSERT_TRUE(again.ok()) << again.status().to_string();
-        EXPECT_EQ(again->size(), kDiskBytes);
-        Bytes out(a.size());
-        ASSERT_TRUE(again->read(65536, out).ok());
-        EXPECT_EQ(out, a);
-    }
+// What only a device with a file can promise, and thread safety, which MemBlockDevice (a test
+// device) does not promise: the file-backed kinds alone.
+template <class Kind>
+class BlockFileConformance : public BlockConformance<Kind> {
+    static_assert(Kind::file_backed);
+};
+using BlockFileKinds = ::testing::Types<testutil::FileBufferedKind, testutil::FileDirectKind,
+                                        testutil::UringBufferedKind, testutil::UringDirectKind>;
+TYPED_TEST_SUITE(BlockFileConformance, BlockFileKinds, testutil::KindName);
+
+TYPED_TEST(BlockFileConformance, FlushedDataIsInTheFileAndSurvivesReopen) {
+    const Bytes a = pattern(11, 8192);
+    const Bytes b = pattern(12, 4096);
+    ASSERT_TRUE(this->dev().write(65536, a, false).ok());
+    ASSERT_TRUE(this->dev().write(kDiskBytes - 4096, b, true).ok());  // FUA
+    ASSERT_TRUE(this->dev().flush().ok());
+    this->dev_.reset();
+    const Bytes raw = file_bytes(this->dir_.file("disk"));
+    ASSERT_EQ(raw.size(), kDiskBytes);
+    EXPECT_TRUE(std::equal(a.begin(), a.end(), raw.begin() + 65536));
+    EXPECT_TRUE(std::equal(b.begin(), b.end(), raw.end() - 4096));
+    auto again = TypeParam::reopen(this->dir_);
+    ASSERT_TRUE(again.ok()) << again.status().to_string();
+    EXPECT_EQ(again->size(), kDiskBytes);
+    Bytes out(a.size());
+    ASSERT_TRUE(again->read(65536, out).ok());
+    EXPECT_EQ(out, a);
 }
 
-TYPED_TEST(BlockConformance, MissingFileIsNotFoundAndNamesThePath) {
-    if constexpr (!TypeParam::file_backed) {
-        GTEST_SKIP() << "a memory device has no file";
-    } else {
-        const std::string path = this->dir_.file("no-such-disk");
-        auto r = TypeParam::open(path, {});
-        ASSERT_EQ(r.code(), Errc::not_found) << r.status().to_string();
-        EXPECT_NE(r.status().message().find(path), std::string::npos) << r.status().message();
-        EXPECT_NE(r.status().message().find("No such file"), std::string::npos);
-    }
+TYPED_TEST(BlockFileConformance, MissingFileIsNotFoundAndNamesThePath) {
+    const std::string path = this->dir_.file("no-such-disk");
+    auto r = TypeParam::open(path, {});
+    ASSERT_EQ(r.code(), Errc::not_found) << r.status().to_string();
+    EXPECT_NE(r.status().message().find(path), std::string::npos) << r.status().message();
+    EXPECT_NE(r.status().message().find("No such file"), std::string::npos);
 }
 
-TYPED_TEST(BlockConformance, FileShorterThanRequestedIsRefused) {
-    if constexpr (!TypeParam::file_backed) {
-        GTEST_SKIP() << "a memory device has no file";
-    } else {
-        const std::string path = this->dir_.file("short");
-        write_plain_file(path, 4096);
-        auto r = TypeParam::open(path, {.size_bytes = 8192});
-        ASSERT_EQ(r.code(), Errc::invalid_argument) << r.status().to_string();
-        EXPECT_NE(r.status().message().find("4096 B, expected at least 8192 B"), std::string::npos)
-            << r.status().message();
-        EXPECT_EQ(file_bytes(path).size(), 4096u);  // nothing grown or written
-        EXPECT_EQ(TypeParam::open(path, {.size_bytes = 1000}).code(), Errc::invalid_argument);
-        EXPECT_EQ(TypeParam::open(this->dir_.file("new"), {.create = true}).code(),
-                  Errc::invalid_argument);  // create needs a size
-        auto whole = TypeParam::open(path, {});
-        ASSERT_TRUE(whole.ok()) << whole.status().to_string();
-        EXPECT_EQ(whole->size(), 4096u);
-    }
+TYPED_TEST(BlockFileConformance, FileShorterThanRequestedIsRefused) {
+    const std::string path = this->dir_.file("short");
+    write_plain_file(path, 4096);
+    auto r = TypeParam::open(path, {.size_bytes = 8192});
+    ASSERT_EQ(r.code(), Errc::invalid_argument) << r.status().to_string();
+    EXPECT_NE(r.status().message().find("4096 B, expected at least 8192 B"), std::string::npos)
+        << r.status().message();
+    EXPECT_EQ(file_bytes(path).size(), 4096u);  // nothing grown or written
+    EXPECT_EQ(TypeParam::open(path, {.size_bytes = 1000}).code(), Errc::invalid_argument);
+    EXPECT_EQ(TypeParam::open(this->dir_.file("new"), {.create = true}).code(),
+              Errc::invalid_argument);  // create needs a size
+    auto whole = TypeParam::open(path, {});
+    ASSERT_TRUE(whole.ok()) << whole.status().to_string();
+    EXPECT_EQ(whole->size(), 4096u);
 }
 
-TYPED_TEST(BlockConformance, ConcurrentWritersOnDisjointRanges) {
-    if constexpr (!TypeParam::file_backed) {
-        GTEST_SKIP() << "MemBlockDevice makes no thread-safety promise";
-    } else {
-        constexpr int kThreads = 4;
-        constexpr std::uint64_t kSliceBytes = kDiskBytes / kThreads;
-        std::vector<std::thread> threads;
-        for (int t = 0; t < kThreads; ++t) {
-            threads.emplace_back([this, t] {
-                for (std::uint64_t i = 0; i < 16; ++i) {
-                    const Bytes data = pattern(1000 + t * 16 + i, 4096);
-                    EXPECT_TRUE(this->dev().write(t * kSliceBytes + i * 4096, data, false).ok());
-                }
-                EXPECT_TRUE(this->dev().flush().ok());
-            });
-        }
-        for (auto& th : threads) th.join();
-        for (int t = 0; t < kThreads; ++t)
-            for (std::uint64_t i = 0; i < 16; ++i)
-                EXPECT_EQ(this->read_back(t * kSliceBytes + i * 4096, 4096),
-                          pattern(1000 + t * 16 + i, 4096));
+TYPED_TEST(BlockFileConformance, ConcurrentWritersOnDisjointRanges) {
+    constexpr int kThreads = 4;
+    constexpr std::uint64_t kSliceBytes = kDiskBytes / kThreads;
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+        threads.emplace_back([this, t] {
+            for (std::uint64_t i = 0; i < 16; ++i) {
+                const Bytes data = pattern(1000 + t * 16 + i, 4096);
+                EXPECT_TRUE(this->dev().write(t * kSliceBytes + i * 4096, data, false).ok());
+            }
+            EXPECT_TRUE(this->dev().flush().ok());
+        });
     }
+    for (auto& th : threads) th.join();
+    for (int t = 0; t < kThreads; ++t)
+        for (std::uint64_t i = 0; i < 16; ++i)
+            EXPECT_EQ(this->read_back(t * kSliceBytes + i * 4096, 4096),
+                      pattern(1000 + t * 16 + i, 4096));
 }
 
 // ---- Pmem2Device specifics ----------------------------------------------------------------
