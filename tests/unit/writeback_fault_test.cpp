@@ -301,6 +301,50 @@ TEST(DurabilityErrors, FlushReportsAFailedDrain) {
     ASSERT_TRUE(c->check_invariants().ok());
 }
 
+// A kset close that has to move the log to a new segment takes that segment before it writes
+// anything; when a write or fence after that fails, the close fails and the FLUSH is retried.
+// The retry must use the segment it already took: before, every failed attempt took one more
+// and lost it (check_invariants: "in use but holds no live key ... (leaked)"), so a pmem whose
+// fences keep failing (Pmem2Device keeps an msync error) drained the pool one FLUSH at a time.
+TEST(DurabilityErrors, AKsetCloseFailingAtALogSegmentSwitchKeepsItsSegment) {
+    FaultyPmem pmem(testutil::small_pmem_bytes(48));
+    FaultyBlock disk(64 << 20);
+    auto c = testutil::format_or_fail(pmem, disk);
+    const auto a = pattern(512, 3);
+    int switches = 0;
+    for (std::uint64_t i = 0; switches < 2 && i < 20000; ++i) {
+        ASSERT_TRUE(c->write((i % 4096) * 512, a).ok()) << "write " << i;
+        const std::uint32_t seg = c->key_head().seg, used = c->segs_used();
+        pmem.fail_next_drains(
+            1);  // this close's first fence: the new segment's or the end marker's
+        Status f = c->flush();
+        ASSERT_EQ(f.code(), Errc::io) << "flush " << i << ": " << f.to_string();
+        const bool switching = c->segs_used() != used;
+        if (switching) {  // this close took a segment for the log: fail it again
+            ASSERT_EQ(c->segs_used(), used + 1);
+            for (int retry = 0; retry < 3; ++retry) {
+                pmem.fail_next_drains(1);
+                f = c->flush();
+                ASSERT_EQ(f.code(), Errc::io) << f.to_string();
+                EXPECT_EQ(c->segs_used(), used + 1)
+                    << "ORACLE VIOLATION: failed retry " << retry << " took another segment";
+            }
+            ASSERT_TRUE(c->check_invariants().ok()) << c->check_invariants().to_string();
+            ++switches;
+        }
+        pmem.fail_next_drains(0);
+        ASSERT_TRUE(c->flush().ok()) << "flush " << i;
+        if (!switching) continue;
+        ASSERT_NE(c->key_head().seg, seg);
+        const Status inv = c->check_invariants();
+        ASSERT_TRUE(inv.ok()) << "ORACLE VIOLATION after flush " << i << ": " << inv.to_string();
+    }
+    EXPECT_EQ(switches, 2) << "the log never moved to a new segment: the test checked nothing";
+    std::vector<std::byte> out(512);
+    ASSERT_TRUE(c->read(0, out).ok());
+    EXPECT_TRUE(out == a);
+}
+
 // The same through the simulator's pmem (SimPmem::fail_next_drains): a failed fence fails the
 // FLUSH and no kset is taken for written; the next FLUSH makes it durable.
 TEST(DurabilityErrors, SimPmemDrainFailureFailsFlush) {

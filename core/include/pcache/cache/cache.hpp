@@ -364,6 +364,9 @@ private:
     std::vector<Lane> lanes_;
     alignas(64) mutable Mutex key_head_mutex_;
     LogPos key_head_;
+    // The segment a kset close took for the log and could not link (a pmem write or fence
+    // failed): the next close links it instead of taking another. kNoSeg otherwise.
+    std::uint32_t log_next_seg_ = kNoSeg;
 
     alignas(64) mutable Mutex tail_mutex_;  // key_tail_, dirty_tail_ and their records
     Tail key_tail_;

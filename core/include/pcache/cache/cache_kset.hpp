@@ -26,14 +26,17 @@ Status Cache<Pmem, Block>::kset_close_locked(Lane& kb) {
     std::lock_guard g(key_head_mutex_);
     for (int hop = 0; seg_data_bytes() - key_head_.off < size + format::kKsetHeaderBytes; ++hop) {
         assert(hop == 0);  // a fresh segment always has room for the largest kset
-        std::uint32_t next;
-        {
+        // M35: every attempt takes a fresh segment; one taken by a failed attempt is lost.
+        if (log_next_seg_ == kNoSeg || mutant(35)) {
             std::lock_guard s(seg_mutex_);
             // Never busy while the reserve holds (log_capacity >= open ksets, this one open).
             auto seg = get_free_segment_locked();
             if (!seg.ok()) return seg.status().with_context("closing a kset (key-log reserve)");
-            next = *seg;
+            log_next_seg_ = *seg;
         }
+        // Kept in log_next_seg_ until linked: a failure below leaves it there for the retry
+        // (zeroing it and writing the link again are idempotent), never out of the pool unused.
+        const std::uint32_t next = log_next_seg_;
         const auto last = format::to_bytes(format::make_last_kset(next));
         if constexpr (mutant(3)) {  // M3: the chain link is durable before the new segment's header
             PCACHE_TRY(pmem_.write(data_addr(key_head_.seg, key_head_.off), last, kPmemFlushCache));
@@ -46,6 +49,7 @@ Status Cache<Pmem, Block>::kset_close_locked(Lane& kb) {
             PCACHE_TRY(pmem_.drain());
         }
         key_head_ = LogPos{next, 0};
+        log_next_seg_ = kNoSeg;
         std::lock_guard s(seg_mutex_);
         set_log_room_locked(key_head_);
     }

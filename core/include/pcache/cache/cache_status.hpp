@@ -150,7 +150,14 @@ Status Cache<Pmem, Block>::check_invariants() {
     std::lock_guard gc(gc_mutex_);
     std::vector<std::unique_lock<Mutex>> kset_locks;
     for (Lane& kb : lanes_) kset_locks.emplace_back(kb.mutex);
-    const LogPos kt = key_tail(), dt = dirty_tail(), kh = key_head();
+    const LogPos kt = key_tail(), dt = dirty_tail();
+    LogPos kh;
+    std::uint32_t log_next = kNoSeg;  // taken for the log by a failed close, not linked yet
+    {
+        std::lock_guard g(key_head_mutex_);
+        kh = key_head_;
+        log_next = log_next_seg_;
+    }
     std::unique_lock seg_lock(seg_mutex_);
     std::vector<std::uint64_t> refs(n_segs_, 0);
     std::vector<bool> log_seg(n_segs_, false);
@@ -174,6 +181,7 @@ Status Cache<Pmem, Block>::check_invariants() {
     });
     PCACHE_TRY(walked.status());
     log_seg[kh.seg] = true;
+    if (log_next != kNoSeg) log_seg[log_next] = true;
     const bool dirty = walked->mark_reached;
     for (const Lane& kb : lanes_)
         for (std::uint32_t i = 0; i < kb.key_num; ++i) {
