@@ -124,14 +124,24 @@ int after_fork() {
 
 void cleanup() {
     if (!g_backend) return;
-    if (Status s = g_backend->close(); !s.ok())
-        nbdkit_error("pcache: clean shutdown failed: %s", s.to_string().c_str());
+    const Status closed = g_backend->close();
+    if (!closed.ok())
+        nbdkit_error("pcache: clean shutdown failed: %s", closed.to_string().c_str());
     else
         std::fprintf(stderr, "pcache serve: clean shutdown: %s\n",
                      g_backend->status_line().c_str());
     g_backend.reset();
     // nbdkit leaves its Unix socket behind; a stale one would make the next start fail.
     if (!g_socket.empty()) ::unlink(g_socket.c_str());
+    // nbdkit exits 0 whatever cleanup found, and a plugin has no way to change that: a failed
+    // shutdown (writeback still failing, a failed close) ends the process here with the tool's
+    // exit code 1 (docs/serve.md), so scripts and service managers see it. Everything a later
+    // start needs is on the devices already; nbdkit's own remaining teardown frees memory only
+    // (pcache serve gives it no pid file).
+    if (!closed.ok()) {
+        std::fflush(stderr);
+        ::_exit(1);
+    }
 }
 
 void* open_handle(int /*readonly*/) { return g_backend.get(); }

@@ -47,10 +47,7 @@ int say(const std::string& msg, int code) {
     std::fprintf(stderr, "pcache serve: %s\n", msg.c_str());
     return code;
 }
-int fail(const Status& s) {
-    return say(s.message(),
-               s.code() == Errc::io || s.code() == Errc::not_found ? kExitIo : kExitProblems);
-}
+int fail(const Status& s) { return say(s.message(), exit_for(s.code())); }
 int usage(const std::string& msg) { return say(msg + " (see pcache serve --help)", kExitUsage); }
 
 // Where the nbdkit plugin is: $PCACHE_NBDKIT_PLUGIN, next to this executable (build tree), or
@@ -166,7 +163,8 @@ int serve_cache_fuse(const po::variables_map& vm) {
     Status served = serve::serve_fuse(backend, fuse_options(vm));
     Status closed = backend.close();  // after the loop: no request is in flight any more
     if (!served.ok()) return fail(served);
-    if (!closed.ok()) return fail(closed);
+    // A failed shutdown is exit 1 whatever the error (docs/serve.md), as the NBD front end's.
+    if (!closed.ok()) return say("clean shutdown failed: " + closed.message(), kExitProblems);
     say("clean shutdown: " + backend.status_line(), 0);
     return kExitOk;
 }
