@@ -62,10 +62,14 @@ stop_pid() {
     wait "$pid" 2>/dev/null || true
 }
 
-# Unmounts even a mount whose FUSE server died (lazy as a last resort).
+# Unmounts even a mount whose FUSE server died (lazy as a last resort). Whether `m` is mounted
+# is read from /proc/self/mounts: `mountpoint` stats the directory, which fails with ENOTCONN on
+# a FUSE mount whose server died, so such mounts were left behind (and their work directory
+# under /dev/shm could not be removed).
+is_mounted() { awk -v m="$1" '$2 == m { found = 1 } END { exit !found }' /proc/self/mounts; }
 force_umount() {
     local m=$1
-    mountpoint -q "$m" || return 0
+    is_mounted "$m" || return 0
     umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
 }
 

@@ -56,7 +56,7 @@ wait "$SERVER" || rc=$?
 [ "$rc" -eq 0 ] || { cat "$WORK/serve.log" >&2; die "serve exited $rc after SIGINT (expected 0)"; }
 grep -q "clean shutdown" "$WORK/serve.log" || { cat "$WORK/serve.log" >&2; die "no clean shutdown line"; }
 ! grep -q "already stopping" "$WORK/serve.log" || log "(a later SIGINT was answered with 'already stopping')"
-mountpoint -q "$WORK/mnt" && die "the FUSE mount is still there"
+is_mounted "$WORK/mnt" && die "the FUSE mount is still there (live or dead)"
 "$PCACHE" check --pmem "$P" --backing "$B" "${GEO[@]}" >"$WORK/check" || { cat "$WORK/check" >&2; die "check after SIGINT"; }
 "$PCACHE" export --pmem "$P" --backing "$B" "${GEO[@]}" --output "$WORK/exported" 2>/dev/null
 cmp -n $((8 << 20)) "$WORK/data" "$WORK/exported" || die "the data written before SIGINT differs"
