@@ -5,7 +5,9 @@
 #      live; data written with dd conv=fsync reads back through `pcache export` afterwards.
 #   6. SIGINT stops it even so, repeated SIGINTs during the stop do not kill it: exit 0, one
 #      "clean shutdown" line, and `pcache check` finds nothing. The NBD front end (when the
-#      plugin is built) prints the same serving / clean shutdown lines and removes its socket.
+#      plugin is built) prints the same serving / clean shutdown lines and removes its socket;
+#      it restarts over the socket a SIGKILLed server left, refuses a live socket and a path
+#      that is not a socket, and exits 1 (not SIGSEGV) when nbdkit cannot listen.
 #   4. a sparse pmem file larger than its (small, tmpfs) file system is refused at start with
 #      the reason, instead of dying of SIGBUS once tmpfs runs out of room.
 #
@@ -76,6 +78,45 @@ if [ -e "$(dirname "$PCACHE")/nbdkit-pcache-plugin.so" ] && command -v nbdkit >/
     grep -q "pcache serve: clean shutdown" "$WORK/nbd.log" || { cat "$WORK/nbd.log" >&2; die "NBD: no clean shutdown line"; }
     [ ! -e "$WORK/sock" ] || die "NBD: the Unix socket was left behind"
     log "NBD: serving and clean shutdown lines, socket removed"
+
+    # A socket left by a server that died (SIGKILL) does not stop a restart (it stopped every
+    # restart with "Address already in use"); a live socket, or a path that is not a socket, is
+    # refused and left alone.
+    "$PCACHE" serve --pmem "$P" --backing "$B" "${GEO[@]}" --nbd "$WORK/sock" 2>"$WORK/nbd-killed.log" &
+    NBD=$!
+    on_exit "stop_pid KILL $NBD"
+    wait_for 20 grep -q "pcache serve: serving" "$WORK/nbd-killed.log" || { cat "$WORK/nbd-killed.log" >&2; die "NBD: no serving line"; }
+    kill -KILL "$NBD"
+    wait "$NBD" 2>/dev/null || true
+    test -S "$WORK/sock" || die "NBD: no socket left after SIGKILL (the case under test)"
+    "$PCACHE" serve --pmem "$P" --backing "$B" "${GEO[@]}" --nbd "$WORK/sock" 2>"$WORK/nbd-restart.log" &
+    NBD=$!
+    on_exit "stop_pid KILL $NBD"
+    wait_for 20 grep -q "pcache serve: serving" "$WORK/nbd-restart.log" || { cat "$WORK/nbd-restart.log" >&2; die "NBD: no restart over a stale socket"; }
+    grep -q "removed the stale socket" "$WORK/nbd-restart.log" || { cat "$WORK/nbd-restart.log" >&2; die "NBD: the stale socket's removal was not reported"; }
+    rc=0
+    "$PCACHE" serve --pmem "$P" --backing "$B" "${GEO[@]}" --nbd "$WORK/sock" >/dev/null 2>"$WORK/err" || rc=$?
+    [ "$rc" -eq 1 ] || { cat "$WORK/err" >&2; die "NBD: serve on a live socket: exit $rc, expected 1"; }
+    grep -q "a server is listening on it already" "$WORK/err" || { cat "$WORK/err" >&2; die "NBD: live socket not named"; }
+    test -S "$WORK/sock" || die "NBD: the live server's socket was removed"
+    echo keep >"$WORK/not-a-socket"
+    rc=0
+    "$PCACHE" serve --pmem "$P" --backing "$B" "${GEO[@]}" --nbd "$WORK/not-a-socket" >/dev/null 2>"$WORK/err" || rc=$?
+    [ "$rc" -eq 1 ] && grep -q "is not a socket" "$WORK/err" || { cat "$WORK/err" >&2; die "NBD: a regular file as the socket: exit $rc"; }
+    [ "$(cat "$WORK/not-a-socket")" = keep ] || die "NBD: the regular file was replaced"
+    kill -TERM "$NBD"
+    rc=0
+    wait "$NBD" || rc=$?
+    [ "$rc" -eq 0 ] || { cat "$WORK/nbd-restart.log" >&2; die "NBD: exit $rc after SIGTERM (restarted server)"; }
+    log "NBD: restart over a stale socket; live socket and regular file refused"
+
+    # nbdkit that cannot listen (here: the socket's directory does not exist) exits 1 after
+    # the plugin opened the cache; its teardown died of SIGSEGV (exit 139) before.
+    rc=0
+    "$PCACHE" serve --pmem "$P" --backing "$B" "${GEO[@]}" --nbd "$WORK/no-such-dir/sock" >/dev/null 2>"$WORK/err" || rc=$?
+    [ "$rc" -eq 1 ] || { cat "$WORK/err" >&2; die "NBD: nbdkit unable to listen: exit $rc, expected 1 (139 = SIGSEGV)"; }
+    "$PCACHE" check --pmem "$P" --backing "$B" "${GEO[@]}" >"$WORK/check" || { cat "$WORK/check" >&2; die "NBD: check after nbdkit could not listen"; }
+    log "NBD: nbdkit unable to listen exits 1, cache clean"
 else
     log "NBD part not run: the nbdkit plugin is not built or nbdkit is missing"
 fi

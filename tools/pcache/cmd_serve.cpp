@@ -9,6 +9,9 @@
 // the exit. After a SIGKILL the next start replays the key log: every write acknowledged before
 // the last completed flush (fsync) or with FUA is there. The NBD front end is the nbdkit plugin
 // (tools/nbdkit/); this command only builds its command line. See docs/serve.md.
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -69,6 +72,45 @@ std::string find_plugin() {
 #endif
 }
 
+// nbdkit cannot listen on a path that exists: a socket left by a server that died (SIGKILL,
+// power loss) would stop every restart with "Address already in use". A socket nobody listens
+// on (connect: ECONNREFUSED) is removed; a live one, or anything that is not a socket, is
+// refused and left alone.
+int clear_stale_socket(const std::string& path) {
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0) {
+        if (errno == ENOENT) return kExitOk;
+        return say("--nbd '" + path + "': " + std::strerror(errno), kExitIo);
+    }
+    if (!S_ISSOCK(st.st_mode))
+        return say("--nbd '" + path + "' exists and is not a socket: refusing to replace it",
+                   kExitProblems);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (path.size() >= sizeof addr.sun_path)
+        return usage("--nbd '" + path + "': longer than a Unix socket path can be (" +
+                     std::to_string(sizeof addr.sun_path - 1) + " bytes)");
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return say(std::string("socket: ") + std::strerror(errno), kExitIo);
+    const int rc = ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
+    const int err = errno;
+    ::close(fd);
+    if (rc == 0)
+        return say("--nbd '" + path + "': a server is listening on it already (is this cache " +
+                       "served twice?); stop it or choose another socket",
+                   kExitProblems);
+    if (err != ECONNREFUSED)
+        return say("--nbd '" + path +
+                       "': cannot tell whether a server listens on it: " + std::strerror(err),
+                   kExitIo);
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+        return say("--nbd '" + path + "': cannot remove the stale socket: " + std::strerror(errno),
+                   kExitIo);
+    say("removed the stale socket '" + path + "' (no server listened on it)", 0);
+    return kExitOk;
+}
+
 int exec_nbdkit(const po::variables_map& vm) {
     std::vector<std::string> a = {"nbdkit", "--foreground"};
     if (vm.count("nbd"))
@@ -97,6 +139,9 @@ int exec_nbdkit(const po::variables_map& vm) {
         std::printf("%s\n", line.c_str());
         return kExitOk;
     }
+    if (vm.count("nbd"))
+        if (const int rc = clear_stale_socket(vm["nbd"].as<std::string>()); rc != kExitOk)
+            return rc;
     std::fprintf(stderr, "pcache serve: exec %s\n", line.c_str());
     std::vector<char*> argv;
     for (auto& s : a) argv.push_back(s.data());

@@ -120,13 +120,23 @@ std::optional<struct stat> loop_backing(const std::string& dir) {
 }
 
 // The devices this process holds locks on: live_holder() does not report them (our own lock
-// conflicts with our own F_OFD_GETLK, from another open file description).
-std::mutex g_held_mutex;
-std::set<std::pair<dev_t, ino_t>> g_held;
+// conflicts with our own F_OFD_GETLK, from another open file description). Never destroyed: a
+// DeviceLock held by another static object is released by that object's destructor at exit,
+// in an order nobody controls. nbdkit exits that way when it cannot listen, and the plugin's
+// backend then released its locks into a destroyed set (SIGSEGV).
+struct HeldLocks {
+    std::mutex mutex;
+    std::set<std::pair<dev_t, ino_t>> ids;
+};
+HeldLocks& held_locks() {
+    static HeldLocks* const h = new HeldLocks;  // NOLINT: leaked on purpose (above)
+    return *h;
+}
 
 bool held_here(const struct stat& st) {
-    std::lock_guard g(g_held_mutex);
-    return g_held.count(identity(st)) > 0;
+    HeldLocks& h = held_locks();
+    std::lock_guard g(h.mutex);
+    return h.ids.count(identity(st)) > 0;
 }
 
 }  // namespace
@@ -171,8 +181,9 @@ Result<DeviceLock> DeviceLock::acquire(const std::string& path, const char* what
                                       ": refusing to open it a second time (nothing was written)");
     }
     lock.id_ = identity(st);
-    std::lock_guard g(g_held_mutex);
-    g_held.insert(lock.id_);
+    HeldLocks& h = held_locks();
+    std::lock_guard g(h.mutex);
+    h.ids.insert(lock.id_);
     return lock;
 }
 
@@ -190,8 +201,9 @@ void DeviceLock::release() {
     if (fd_ < 0) return;
     ::close(fd_);
     fd_ = -1;
-    std::lock_guard g(g_held_mutex);
-    g_held.erase(id_);
+    HeldLocks& h = held_locks();
+    std::lock_guard g(h.mutex);
+    h.ids.erase(id_);
 }
 
 std::optional<pid_t> live_holder(const std::string& path) {
