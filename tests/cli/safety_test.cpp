@@ -279,6 +279,22 @@ TEST_F(SafetyTest, VersionAndHelp) {
     EXPECT_TRUE(has(pcache("sim --help").out, "--ops arg (=10000)"));
 }
 
+// NBD has no authentication: --nbd-port listens on loopback unless --nbd-address says otherwise
+// (before, nbdkit listened on every interface: the whole device, writable, to the network).
+TEST_F(SafetyTest, NbdOverTcpListensOnLoopbackUnlessAskedOtherwise) {
+    Outcome r = pcache("serve" + dev() + " --nbd-port 10809 --dry-run");
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_TRUE(has(r.out, "--ipaddr 127.0.0.1 --port 10809")) << r.out;
+    EXPECT_TRUE(has(r.out, "announce=nbd://127.0.0.1:10809")) << r.out;
+    r = pcache("serve" + dev() + " --nbd-port 10809 --nbd-address :: --dry-run");
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_TRUE(has(r.out, "--ipaddr :: --port 10809")) << r.out;
+    EXPECT_TRUE(has(r.out, "announce=nbd://[::]:10809")) << r.out;
+    r = pcache("serve" + dev() + " --nbd " + dir.file("sock") + " --nbd-address 0.0.0.0 --dry-run");
+    EXPECT_EQ(r.rc, 2) << r.out;
+    EXPECT_TRUE(has(r.err, "--nbd-address goes with --nbd-port")) << r.err;
+}
+
 // Item 10: the demo's counters describe the run the user saw (the workload, then the reopen).
 TEST_F(SafetyTest, DemoCountersDescribeTheWholeRun) {
     Outcome r = pcache("demo --dir " + dir.path());

@@ -116,7 +116,8 @@ int exec_nbdkit(const po::variables_map& vm) {
     if (vm.count("nbd"))
         a.insert(a.end(), {"--unix", vm["nbd"].as<std::string>()});
     else
-        a.insert(a.end(), {"--port", std::to_string(*g_num.nbd_port)});
+        a.insert(a.end(), {"--ipaddr", vm["nbd-address"].as<std::string>(), "--port",
+                           std::to_string(*g_num.nbd_port)});
     if (g_num.threads) a.insert(a.end(), {"--threads", std::to_string(*g_num.threads)});
     a.push_back(find_plugin());
     a.push_back("pmem=" + vm["pmem"].as<std::string>());
@@ -131,7 +132,9 @@ int exec_nbdkit(const po::variables_map& vm) {
         a.push_back("socket=" + vm["nbd"].as<std::string>());
         a.push_back("announce=nbd+unix:///?socket=" + vm["nbd"].as<std::string>());
     } else {
-        a.push_back("announce=nbd://localhost:" + std::to_string(*g_num.nbd_port));
+        const std::string& ip = vm["nbd-address"].as<std::string>();
+        const std::string host = ip.find(':') == std::string::npos ? ip : "[" + ip + "]";
+        a.push_back("announce=nbd://" + host + ":" + std::to_string(*g_num.nbd_port));
     }
     std::string line;
     for (const auto& s : a) line += (line.empty() ? "" : " ") + s;
@@ -225,6 +228,9 @@ int run_serve(const std::vector<std::string>& args) {
         "nbd", po::value<std::string>(), "serve over NBD on this Unix socket (runs nbdkit)")(
         "nbd-port", integer(&g_num.nbd_port, 1u, 65535u, "nbd-port"),
         "serve over NBD on this TCP port 1..65535 (runs nbdkit)")(
+        "nbd-address", po::value<std::string>()->default_value("127.0.0.1"),
+        "with --nbd-port: the address to listen on; NBD has no authentication, so the default "
+        "is loopback only (0.0.0.0 or :: for every interface)")(
         "format", "format the cache device if it holds no cache (never overwrites one)")(
         "force-backing",
         "use a backing that holds a pcache superblock (or, with --format on a blank pmem, any "
@@ -260,6 +266,8 @@ int run_serve(const std::vector<std::string>& args) {
     }
     const int fronts = int(vm.count("fuse")) + int(vm.count("nbd")) + int(vm.count("nbd-port"));
     if (fronts != 1) return usage("expected exactly one of --fuse, --nbd, --nbd-port");
+    if (!vm["nbd-address"].defaulted() && !vm.count("nbd-port"))
+        return usage("--nbd-address goes with --nbd-port");
     if (vm.count("memory")) {
         if (!vm.count("fuse"))
             return usage("--memory works with --fuse (for NBD use nbdkit's memory plugin)");
