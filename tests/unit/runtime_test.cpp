@@ -175,7 +175,7 @@ struct MarkRig {
         o.writeback_high_percent = 60;
         o.writeback_low_percent = 30;
         o.writeback_batch_ksets = 1;
-        c = std::move(MemCache::format(borrow(pmem), borrow(disk), o).value());
+        c = testutil::format_or_fail(pmem, disk, o);  // a refusal fails the test, naming why
         RuntimeOptions ro{std::chrono::hours(1), std::chrono::milliseconds(2)};
         ro.idle_writeback = idle_writeback;
         rt = std::make_unique<Runtime<MemCache>>(*c, ro);
