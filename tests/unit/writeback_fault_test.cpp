@@ -82,6 +82,8 @@ public:
     }
     Status flush(std::uint64_t off, std::uint64_t len) { return mem_.flush(off, len); }
     Status drain() {
+        if (pass_drains_ > 0 && --pass_drains_ == 0)
+            return {Errc::io, "pmem drain: injected msync failure"};
         if (fail_drains_ > 0) {
             --fail_drains_;
             return {Errc::io, "pmem drain: injected msync failure"};
@@ -89,6 +91,8 @@ public:
         return mem_.drain();
     }
     void fail_next_drains(std::uint64_t n) { fail_drains_ = n; }
+    // The next `ok` drains succeed, the one after fails (then all succeed again).
+    void fail_drain_after(std::uint64_t ok) { pass_drains_ = ok + 1; }
     Status read(std::uint64_t off, std::span<std::byte> dst) const {
         if (off < bad_end_ && off + dst.size() > bad_off_)
             return {Errc::io, "pmem read: injected media error"};
@@ -104,6 +108,7 @@ private:
     MemPmem mem_;
     std::uint64_t bad_off_ = 0, bad_end_ = 0;
     std::uint64_t fail_drains_ = 0;
+    std::uint64_t pass_drains_ = 0;
 };
 static_assert(PmemDevice<FaultyPmem>);
 
@@ -315,8 +320,8 @@ TEST(DurabilityErrors, AKsetCloseFailingAtALogSegmentSwitchKeepsItsSegment) {
     for (std::uint64_t i = 0; switches < 2 && i < 20000; ++i) {
         ASSERT_TRUE(c->write((i % 4096) * 512, a).ok()) << "write " << i;
         const std::uint32_t seg = c->key_head().seg, used = c->segs_used();
-        pmem.fail_next_drains(
-            1);  // this close's first fence: the new segment's or the end marker's
+        // This close's first fence fails: the new segment's, or the end marker's.
+        pmem.fail_next_drains(1);
         Status f = c->flush();
         ASSERT_EQ(f.code(), Errc::io) << "flush " << i << ": " << f.to_string();
         const bool switching = c->segs_used() != used;
@@ -343,6 +348,70 @@ TEST(DurabilityErrors, AKsetCloseFailingAtALogSegmentSwitchKeepsItsSegment) {
     std::vector<std::byte> out(512);
     ASSERT_TRUE(c->read(0, out).ok());
     EXPECT_TRUE(out == a);
+}
+
+// The same switch when the link to the new segment is written and only its fence fails: the
+// link may be durable (here it is: MemPmem keeps every store), so the power goes right then.
+// Replay follows the link into the zeroed segment and ends the log there; every write
+// acknowledged by a FLUSH reads back, the one whose FLUSH failed reads old or new, and the
+// reopened cache's log goes on from that segment through further switches.
+TEST(DurabilityErrors, APowerCutAfterAFailedLinkFenceReplays) {
+    FaultyPmem pmem(testutil::small_pmem_bytes(48));
+    FaultyBlock disk(64 << 20);
+    constexpr std::uint64_t kSectors = 4096;
+    std::vector<std::uint32_t> acked(kSectors, 0);  // pattern seed per sector, 0 = never written
+    auto c = testutil::format_or_fail(pmem, disk);
+    std::uint64_t i = 0, cut_sector = 0;
+    std::uint32_t cut_seed = 0;
+    for (; i < 20000; ++i) {
+        const std::uint64_t sector = i % kSectors;
+        const auto seed = static_cast<std::uint32_t>(i + 1);
+        ASSERT_TRUE(c->write(sector * 512, pattern(512, seed)).ok()) << "write " << i;
+        const std::uint32_t used = c->segs_used();
+        pmem.fail_drain_after(
+            1);  // at a switch: the zeroed segment's fence passes, the link's fails
+        const Status f = c->flush();
+        if (f.ok()) {  // no switch: two fences were enough (end marker, kset)
+            acked[sector] = seed;
+            continue;
+        }
+        ASSERT_EQ(f.code(), Errc::io) << f.to_string();
+        if (c->segs_used() == used) {  // the kset's fence failed, no switch: retry it
+            ASSERT_TRUE(c->flush().ok()) << "flush " << i;
+            acked[sector] = seed;
+            continue;
+        }
+        cut_sector = sector;
+        cut_seed = seed;
+        break;
+    }
+    ASSERT_NE(cut_seed, 0u) << "the log never moved to a new segment: the test checked nothing";
+    c.reset();  // the power goes (close_on_destroy is off): nothing more is written
+    auto again = FCache::open(borrow(pmem), borrow(disk), testutil::small_options());
+    ASSERT_TRUE(again.ok()) << "ORACLE VIOLATION: no replay after the cut: "
+                            << again.status().to_string();
+    c = std::move(again.value());
+    Status inv = c->check_invariants();
+    ASSERT_TRUE(inv.ok()) << "ORACLE VIOLATION after replay: " << inv.to_string();
+    std::vector<std::byte> out(512);
+    for (std::uint64_t s = 0; s < kSectors; ++s) {
+        ASSERT_TRUE(c->read(s * 512, out).ok()) << "sector " << s;
+        const bool old_ok =
+            acked[s] == 0 ? out == std::vector<std::byte>(512) : out == pattern(512, acked[s]);
+        const bool cut_ok = s == cut_sector && out == pattern(512, cut_seed);
+        EXPECT_TRUE(old_ok || cut_ok) << "ORACLE VIOLATION: sector " << s << " after replay";
+    }
+    // The log goes on from the segment the cut left it in, through two more switches.
+    int switches = 0;
+    for (std::uint64_t n = 0; switches < 2 && n < 20000; ++n, ++i) {
+        const std::uint32_t seg = c->key_head().seg;
+        ASSERT_TRUE(c->write((i % kSectors) * 512, pattern(512, 7)).ok()) << "write " << i;
+        ASSERT_TRUE(c->flush().ok()) << "flush " << i;
+        if (c->key_head().seg != seg) ++switches;
+    }
+    EXPECT_EQ(switches, 2);
+    inv = c->check_invariants();
+    EXPECT_TRUE(inv.ok()) << "ORACLE VIOLATION: " << inv.to_string();
 }
 
 // The same through the simulator's pmem (SimPmem::fail_next_drains): a failed fence fails the
