@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <utility>
 
 #include "cache_fixture.hpp"
 #include "pcache/runtime.hpp"
@@ -72,10 +73,14 @@ private:
 };
 static_assert(BlockDevice<FaultyBlock>);
 
-// A MemPmem whose reads of one range fail (a media error).
-class FaultyPmem {
+// A pmem device with injected faults: reads of one range fail (a media error), and fences fail
+// on demand (their stores stay pending). `Inner` is the device it forwards to: an owned
+// MemPmem, or a reference to a simulator's SimPmem (whose crash images are then explored).
+template <class Inner>
+class FaultyPmemOver {
 public:
-    explicit FaultyPmem(std::uint64_t size) : mem_(size) {}
+    template <class... Args>
+    explicit FaultyPmemOver(Args&&... args) : mem_(std::forward<Args>(args)...) {}
     std::uint64_t size() const { return mem_.size(); }
     const std::byte* data() const { return mem_.data(); }
     Status write(std::uint64_t off, std::span<const std::byte> src, unsigned flags) {
@@ -103,14 +108,15 @@ public:
         bad_off_ = off;
         bad_end_ = off + len;
     }
-    std::byte* raw() { return mem_.raw_for_tests(); }
+    std::byte* raw() { return mem_.raw_for_tests(); }  // MemPmem only
 
 private:
-    MemPmem mem_;
+    Inner mem_;
     std::uint64_t bad_off_ = 0, bad_end_ = 0;
     std::uint64_t fail_drains_ = 0;
     std::uint64_t pass_drains_ = 0;
 };
+using FaultyPmem = FaultyPmemOver<MemPmem>;
 static_assert(PmemDevice<FaultyPmem>);
 
 using FCache = Cache<FaultyPmem, FaultyBlock>;
@@ -442,28 +448,9 @@ TEST(DurabilityErrors, SimPmemDrainFailureFailsFlush) {
     EXPECT_TRUE(out == a);
 }
 
-// SimPmem whose explicit fence after the next `ok` ones fails, leaving its stores pending (the
-// simulator's own fail_next_drains can only fail the next ones).
-class FenceGate {
-public:
-    explicit FenceGate(sim::SimPmem& p) : p_(p) {}
-    std::uint64_t size() const { return p_.size(); }
-    const std::byte* data() const { return p_.data(); }
-    Status write(std::uint64_t off, std::span<const std::byte> src, unsigned flags) {
-        return p_.write(off, src, flags);
-    }
-    Status flush(std::uint64_t off, std::uint64_t len) { return p_.flush(off, len); }
-    Status drain() {
-        if (pass_ > 0 && --pass_ == 0) return {Errc::io, "pmem drain: injected fence failure"};
-        return p_.drain();
-    }
-    Status read(std::uint64_t off, std::span<std::byte> dst) const { return p_.read(off, dst); }
-    void fail_drain_after(std::uint64_t ok) { pass_ = ok + 1; }
-
-private:
-    sim::SimPmem& p_;
-    std::uint64_t pass_ = 0;
-};
+// The simulator's pmem behind the same fault injection (its own fail_next_drains can only fail
+// the next fences, not the one after them).
+using FenceGate = FaultyPmemOver<sim::SimPmem&>;
 static_assert(PmemDevice<FenceGate>);
 
 // The failed log switch on simulated x86 pmem, cut by a power failure right after the failed
